@@ -1,0 +1,62 @@
+"""The evaluation protocol (Meta-World's ``metaworld.evaluation``, made reproducible).
+
+``eval_episodes`` episodes per task, a deterministic policy, success = success at any step of
+the episode (episodes end at the first success, as in Meta-World's evaluation). Before every
+evaluation the eval envs are re-seeded with the same seed, so each evaluation of a run sees
+the same goal sequence: evaluations differ only because the policy does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from envs.vector import reseed, reset_done
+
+
+@dataclass
+class EvalResult:
+    success: dict[str, float]  # task -> success rate over its episodes
+    returns: dict[str, float]  # task -> mean undiscounted episode return
+
+    @property
+    def success_mean(self) -> float:
+        return float(np.mean(list(self.success.values())))
+
+
+def evaluate(
+    policy: Callable[[np.ndarray], np.ndarray],
+    envs: gym.vector.VectorEnv,
+    task_names: tuple[str, ...],
+    num_episodes: int,
+    seed: int,
+) -> EvalResult:
+    """Run ``num_episodes`` episodes on each sub-env (task). ``envs`` must terminate on success
+    (built with ``terminate_on_success=True``)."""
+    num_envs = envs.num_envs
+    reseed(envs, seed)
+    obs, _ = envs.reset()
+    successes = np.zeros(num_envs)
+    returns = np.zeros(num_envs)
+    finished = np.zeros(num_envs, dtype=int)
+    ep_return = np.zeros(num_envs)
+    ep_success = np.zeros(num_envs, dtype=bool)
+    while (finished < num_episodes).any():
+        obs, reward, terminated, truncated, info = envs.step(policy(obs))
+        ep_return += reward
+        ep_success |= np.asarray(info["success"], dtype=float) > 0
+        done = terminated | truncated
+        counted = done & (finished < num_episodes)
+        successes += counted * ep_success
+        returns += counted * ep_return
+        finished += counted
+        ep_return[done] = 0.0
+        ep_success[done] = False
+        obs = reset_done(envs, obs, done)
+    return EvalResult(
+        success={t: float(successes[i] / num_episodes) for i, t in enumerate(task_names)},
+        returns={t: float(returns[i] / num_episodes) for i, t in enumerate(task_names)},
+    )

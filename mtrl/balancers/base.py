@@ -1,0 +1,83 @@
+"""The balancer contract shared by every method (see DESIGN.md, "Balancer contract").
+
+A balancer turns the per-task gradients of the shared parameters, ``grads[K, P]``, and the
+per-task losses, ``losses[K]`` (detached), into one update direction ``[P]`` and the per-task
+weights ``[K]`` that produced it. Everything stays on the input's device and dtype; solvers
+avoid host synchronisation (no ``.item()``), so a balancer never stalls a CUDA stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class BalanceResult:
+    direction: Tensor  # [P]: written into .grad of the shared parameters
+    weights: Tensor  # [K]: direction == grads.T @ weights where the method is linear in grads
+
+
+class Balancer:
+    """Base of every method: one instance serves one loss (critic or actor), never both.
+
+    Subclasses implement ``_balance(grads, losses)``. The base adds the ``log_losses`` option
+    (balance the gradients of log L_t, i.e. grads_t / L_t, as the DB-MTL paper recommends for
+    PCGrad, CAGrad, Nash-MTL and others) and the solver-failure counter that the trainer logs
+    as ``balancer/<loss>/solver_failures``.
+
+    ``needs_grads`` is False for loss-only methods (the trainer may then skip per-task
+    gradients and pass ``grads=None``).
+
+    A subclass's hyperparameters are the keyword arguments of its ``__init__`` with their
+    defaults (``mtrl list balancers`` reads them from the signature); it passes ``**kwargs``
+    on to this ``__init__``.
+    """
+
+    name: str = ""
+    needs_grads: bool = True
+
+    def __init__(self, num_tasks: int, log_losses: bool = False):
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        self.num_tasks = num_tasks
+        self.log_losses = log_losses
+        # a 0-dim tensor, moved to the input's device on first use; incremented without a sync
+        self.solver_failures = torch.zeros((), dtype=torch.long)
+
+    def balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+        if self.solver_failures.device != losses.device:
+            self.solver_failures = self.solver_failures.to(losses.device)
+        if self.log_losses and grads is not None:
+            grads = grads / log_loss_scale(losses).unsqueeze(1)
+        return self._balance(grads, losses)
+
+    def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+        raise NotImplementedError
+
+    def _count_failure(self, failed: Tensor) -> None:
+        """Add a (0-dim bool) failure flag to the counter without reading it on the host."""
+        self.solver_failures += failed.to(torch.long)
+
+    # --- state, for checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything that must survive a resume. Stateful subclasses extend this."""
+        return {"solver_failures": self.solver_failures.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.solver_failures = state["solver_failures"].clone()
+
+
+def log_loss_scale(losses: Tensor, eps: float = 1e-8) -> Tensor:
+    """The divisor that turns grad L_t into the gradient of a log loss.
+
+    For L_t > 0 this is exactly L_t (grad log L_t = grad L_t / L_t). Losses that can be
+    negative (the SAC actor loss) have no logarithm; dividing by L_t < 0 would flip the
+    gradient into ascent. We divide by |L_t| instead: the direction of each task's gradient is
+    kept and its scale normalised by the loss magnitude, which is the scale-invariance that
+    DB-MTL's log transform is there for. For positive losses this is DESIGN's L_t + 1e-8
+    exactly; eps keeps a loss at exactly 0 finite.
+    """
+    return losses.abs() + eps

@@ -1,0 +1,156 @@
+"""The ``mtrl`` command line. Bad input exits 2 with one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+from mtrl.config import Config, ConfigError, apply_overrides, load_config, parse_override_args, validate
+
+
+class UsageError(Exception):
+    """Bad input detected by a command; printed as one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtrl", description="Multi-task SAC on Meta-World with gradient balancers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a run (or continue one with --resume)")
+    t.add_argument("--config", help="YAML preset, e.g. configs/mt10.yaml")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument("--balancer", help="balancer for the critic and the actor (config key 'balancer')")
+    t.add_argument("--seed", type=int, help="config key 'seed'")
+    t.add_argument("--run-dir", help="where the run is written (default runs/<taskset>_<balancer>_s<seed>_<time>)")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides with dotted keys")
+
+    e = sub.add_parser("eval", help="evaluate the last checkpoint of a run")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, help="episodes per task (default: the run's eval_episodes)")
+
+    ls = sub.add_parser("list", help="list what is available")
+    ls.add_argument("what", choices=["tasksets", "balancers"])
+    return p
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # argparse already prints one usage line and exits 2 on malformed arguments
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "list":
+            return _list(args.what)
+    except (ConfigError, UsageError) as e:
+        print(f"mtrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtrl: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _train(args) -> int:
+    from mtrl.trainer import resume_run, start_run
+
+    overrides = parse_override_args(args.overrides)
+    if args.resume:
+        if args.config or args.balancer or args.seed is not None or args.run_dir:
+            raise UsageError("--resume takes only the run directory (and total_env_steps=N to extend the run)")
+        run_dir = Path(args.resume)
+        cfg = _load_run_config(run_dir)
+        extra = set(overrides) - {"total_env_steps"}
+        if extra:
+            raise UsageError(f"cannot change {', '.join(sorted(extra))} when resuming; only total_env_steps=N")
+        cfg = apply_overrides(cfg, overrides)
+        validate(cfg)
+        try:
+            trainer = resume_run(run_dir, cfg)
+        except FileNotFoundError as e:
+            raise UsageError(str(e)) from None
+        print(f"mtrl: resuming {run_dir} at env step {trainer.counters.env_steps}", file=sys.stderr)
+    else:
+        if not args.config:
+            raise UsageError("train needs --config FILE (e.g. configs/mt10_quick.yaml) or --resume RUN_DIR")
+        if args.balancer is not None:
+            overrides["balancer"] = args.balancer
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        cfg = load_config(args.config, overrides)
+        run_dir = Path(args.run_dir or f"runs/{cfg.taskset.replace(':', '_')}_{cfg.balancer}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            trainer = start_run(cfg, run_dir)
+        except FileExistsError as e:
+            raise UsageError(str(e)) from None
+        print(f"mtrl: training {cfg.taskset} with {cfg.balancer}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
+    summary = trainer.train()
+    print(json.dumps({k: summary[k] for k in ("env_steps", "final_success_mean", "best_success_mean")}))
+    return 0
+
+
+def _load_run_config(run_dir: Path) -> Config:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no config.yaml)")
+    return load_config(path)
+
+
+def _eval(args) -> int:
+    import torch
+
+    from agents.mtsac import MTSAC
+    from envs.evaluation import evaluate
+    from envs.tasksets import get_taskset
+    from envs.vector import make_vector_env
+    from mtrl.checkpoint import load_latest_checkpoint
+    from mtrl.trainer import resolve_device
+
+    run_dir = Path(args.run_dir)
+    cfg = _load_run_config(run_dir)
+    if args.episodes is not None and args.episodes <= 0:
+        raise UsageError(f"--episodes must be > 0, got {args.episodes}")
+    state = load_latest_checkpoint(run_dir)
+    if state is None:
+        raise UsageError(f"{run_dir} has no checkpoint to evaluate")
+    taskset = get_taskset(cfg.taskset)
+    envs = make_vector_env(taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, terminate_on_success=True)
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    agent = MTSAC(obs_dim, action_dim, taskset.num_tasks, cfg.sac).to(resolve_device(cfg.device))
+    agent.load_state_dict(state["agent"])
+    episodes = args.episodes or cfg.eval_episodes
+    result = evaluate(lambda o: agent.act(o, deterministic=True), envs, taskset.tasks, episodes, seed=cfg.seed)
+    envs.close()
+    width = max(len(t) for t in taskset.tasks)
+    print(f"{'task':<{width}}  success  return   (checkpoint at env step {state['counters']['env_steps']}, {episodes} episodes per task)")
+    for t in taskset.tasks:
+        print(f"{t:<{width}}  {result.success[t]:7.2f}  {result.returns[t]:8.1f}")
+    print(f"{'mean':<{width}}  {result.success_mean:7.2f}")
+    return 0
+
+
+def _list(what: str) -> int:
+    if what == "tasksets":
+        from envs.tasksets import available_tasksets
+
+        for name in available_tasksets():
+            print(name)
+    else:
+        from mtrl.balancers import available_balancers, balancer_hparams
+
+        for name in available_balancers():
+            hp = ", ".join(f"{k}={v!r}" for k, v in balancer_hparams(name).items())
+            print(f"{name:<20} {hp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

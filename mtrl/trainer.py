@@ -1,0 +1,292 @@
+"""The training loop: collect -> store -> update -> evaluate -> log -> checkpoint.
+
+Read top to bottom: ``Trainer.train`` is the loop, ``_update`` one SAC update, and
+``_optimizer_step`` the one place where per-task losses become a parameter update.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.mtsac import MTSAC
+from envs.evaluation import EvalResult, evaluate
+from envs.tasksets import get_taskset
+from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
+from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
+from mtrl.config import Config, save_config, to_dict
+from mtrl.logger import RunLogger, truncate_eval_log
+from mtrl.replay import ReplayBuffer
+
+CHECKPOINT_VERSION = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class Counters:
+    """Progress that a resume must restore exactly."""
+
+    env_steps: int = 0  # transitions over all tasks
+    updates: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    next_log: int = 0
+    wall_time_s: float = 0.0  # summed over all processes of this run
+    best_success_mean: float = -1.0
+    last_eval_step: int = -1
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, resume_state: dict | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.taskset = get_taskset(cfg.taskset)
+        self.task_names = self.taskset.tasks
+        self.num_tasks = self.taskset.num_tasks
+        self.device = resolve_device(cfg.device)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.action_rng = np.random.default_rng(cfg.seed)  # warm-up random actions
+
+        self.envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps)
+        self.eval_envs = None  # built at the first evaluation
+        obs_dim = self.envs.single_observation_space.shape[0]
+        self.action_dim = self.envs.single_action_space.shape[0]
+
+        self.agent = MTSAC(obs_dim, self.action_dim, self.num_tasks, cfg.sac).to(self.device)
+        self.actor_params = list(self.agent.actor.parameters())
+        self.critic_params = list(self.agent.critic.parameters())
+        self.actor_opt = torch.optim.Adam(self.actor_params, lr=cfg.sac.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic_params, lr=cfg.sac.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr)
+        self.buffer = ReplayBuffer(self.num_tasks, cfg.buffer_size, obs_dim, self.action_dim, self.device, cfg.seed)
+
+        self.counters = Counters(next_eval=cfg.eval_every, next_checkpoint=cfg.checkpoint_every, next_log=cfg.log_every)
+        self.last_losses: dict[str, torch.Tensor] = {}
+        self.last_eval: EvalResult | None = None
+        self.resumed = resume_state is not None
+        if resume_state is not None:
+            self._load_state(resume_state)
+
+    # --- the loop -------------------------------------------------------------------------------
+    def train(self) -> dict:
+        cfg, c, K = self.cfg, self.counters, self.num_tasks
+        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps if self.resumed else None)
+        obs, _ = self.envs.reset()
+        ep_return = np.zeros(K)
+        ep_success = np.zeros(K, dtype=bool)
+        start_wall, start_steps, start_updates = time.time(), c.env_steps, c.updates
+        last_log_time, last_log_steps, last_log_updates = start_wall, c.env_steps, c.updates
+        bar = tqdm(total=cfg.total_env_steps, initial=c.env_steps, unit="step", dynamic_ncols=True,
+                   mininterval=2.0, disable=None)  # fmt: skip
+
+        while c.env_steps < cfg.total_env_steps:
+            if c.env_steps < cfg.warmup_env_steps:
+                actions = self.action_rng.uniform(-1.0, 1.0, (K, self.action_dim)).astype(np.float32)
+            else:
+                actions = self.agent.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+            # autoreset is off: next_obs is the true final observation also when truncated
+            self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
+            ep_return += reward
+            ep_success |= np.asarray(info["success"], dtype=float) > 0
+            c.env_steps += K
+            bar.update(K)
+
+            if c.env_steps > cfg.warmup_env_steps:
+                for _ in range(cfg.updates_per_vector_step):
+                    self._update()
+
+            done = terminated | truncated
+            if done.any():
+                ended = list(np.flatnonzero(done))
+                self.logger.per_task("train/success_rate", ep_success.astype(float), c.env_steps, ended)
+                self.logger.per_task("train/return", ep_return, c.env_steps, ended)
+                ep_return[done], ep_success[done] = 0.0, False
+            if c.env_steps >= c.next_eval:
+                self._evaluate()
+                while c.next_eval <= c.env_steps:
+                    c.next_eval += cfg.eval_every
+            if c.env_steps >= c.next_log:
+                now = time.time()
+                self._log_train(now - last_log_time, c.env_steps - last_log_steps, c.updates - last_log_updates)
+                last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
+                bar.set_postfix_str(self._progress_text(now - start_wall, c.env_steps - start_steps,
+                                                        c.updates - start_updates), refresh=False)  # fmt: skip
+                while c.next_log <= c.env_steps:
+                    c.next_log += cfg.log_every
+            # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
+            # a resume restores the envs' RNGs and the same next goals are sampled.
+            if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
+                self._checkpoint(time.time() - start_wall)
+                start_wall = time.time()
+                while c.next_checkpoint <= c.env_steps:
+                    c.next_checkpoint += cfg.checkpoint_every
+            obs = reset_done(self.envs, next_obs, done)
+
+        bar.close()
+        if c.last_eval_step != c.env_steps:
+            self._evaluate()
+        self._checkpoint(time.time() - start_wall)
+        summary = self._write_summary()
+        self.logger.close()
+        self.envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+        return summary
+
+    # --- one update -----------------------------------------------------------------------------
+    def _update(self) -> None:
+        batch = self.buffer.sample(self.cfg.batch_size)
+        critic_losses = self.agent.critic_losses(batch)
+        self._optimizer_step(critic_losses, self.critic_params, self.critic_opt)
+        actor_losses, log_prob = self.agent.actor_losses(batch)
+        self._optimizer_step(actor_losses, self.actor_params, self.actor_opt)
+        # each task's temperature has its own loss and receives only its gradient: no balancing
+        alpha_losses = self.agent.alpha_losses(log_prob)
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_losses.sum().backward()
+        self.alpha_opt.step()
+        self.agent.update_targets()
+        self.counters.updates += 1
+        self.last_losses = {"critic": critic_losses.detach(), "actor": actor_losses.detach()}
+
+    def _optimizer_step(self, losses: torch.Tensor, params: list[torch.Tensor], optimizer) -> None:
+        """Per-task losses [K] -> the update direction -> optimizer step. Equal weighting: the
+        gradient of the mean loss, which on a stratified batch is the whole-batch mean."""
+        grads = torch.autograd.grad(losses.mean(), params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+
+    # --- evaluation, logging, checkpoints ---------------------------------------------------------
+    def _evaluate(self) -> None:
+        if self.eval_envs is None:
+            self.eval_envs = make_vector_env(
+                self.taskset, self.cfg.seed, self.cfg.vector_strategy, self.cfg.max_episode_steps,
+                terminate_on_success=True,
+            )  # fmt: skip
+        result = evaluate(lambda o: self.agent.act(o, deterministic=True), self.eval_envs, self.task_names,
+                          self.cfg.eval_episodes, seed=self.cfg.seed)  # fmt: skip
+        self.last_eval = result
+        self.counters.best_success_mean = max(self.counters.best_success_mean, result.success_mean)
+        self.counters.last_eval_step = self.counters.env_steps
+        self.logger.eval(self.counters.env_steps, result)
+
+    def _log_train(self, seconds: float, steps: int, updates: int) -> None:
+        step = self.counters.env_steps
+        if self.last_losses:
+            self.logger.per_task("loss/critic", self.last_losses["critic"].cpu().tolist(), step)
+            self.logger.per_task("loss/actor", self.last_losses["actor"].cpu().tolist(), step)
+        self.logger.per_task("alpha", self.agent.log_alpha.detach().exp().cpu().tolist(), step)
+        self.logger.scalar("perf/env_steps_per_s", steps / max(seconds, 1e-9), step)
+        self.logger.scalar("perf/updates_per_s", updates / max(seconds, 1e-9), step)
+
+    def _progress_text(self, seconds: float, steps: int, updates: int) -> str:
+        success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
+        return f"env/s={steps / max(seconds, 1e-9):.0f} upd/s={updates / max(seconds, 1e-9):.1f} success={success}"
+
+    def _tensors(self, obs, actions, reward, terminated, next_obs):
+        as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
+        return as_t(obs), as_t(actions), as_t(reward), as_t(terminated), as_t(next_obs)
+
+    def _checkpoint(self, wall_since_start: float) -> None:
+        self.counters.wall_time_s += wall_since_start
+        self.logger.flush()
+        save_checkpoint(self.run_dir, self.counters.env_steps, self._state(), keep=self.cfg.keep_checkpoints)
+
+    def _state(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": to_dict(self.cfg),
+            "counters": vars(self.counters).copy(),
+            "agent": self.agent.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "replay": self.buffer.state_dict(),
+            "envs": env_rng_state(self.envs),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+                "actions": self.action_rng.bit_generator.state,
+            },
+            "last_eval": None if self.last_eval is None else vars(self.last_eval),
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.counters = Counters(**state["counters"])
+        self.agent.load_state_dict(state["agent"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.buffer.load_state_dict(state["replay"])
+        load_env_rng_state(self.envs, state["envs"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.action_rng.bit_generator.state = rng["actions"]
+        self.last_eval = None if state["last_eval"] is None else EvalResult(**state["last_eval"])
+        truncate_eval_log(self.run_dir, self.counters.env_steps)
+
+    def _write_summary(self) -> dict:
+        c = self.counters
+        final = self.last_eval
+        summary = {
+            "taskset": self.cfg.taskset,
+            "balancer": self.cfg.balancer,
+            "seed": self.cfg.seed,
+            "env_steps": c.env_steps,
+            "updates": c.updates,
+            "wall_time_s": c.wall_time_s,
+            "final_success_mean": final.success_mean,
+            "best_success_mean": c.best_success_mean,
+            "final_success": final.success,
+            "env_steps_per_s": c.env_steps / max(c.wall_time_s, 1e-9),
+            "updates_per_s": c.updates / max(c.wall_time_s, 1e-9),
+        }
+        tmp = self.run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, self.run_dir / "summary.json")
+        return summary
+
+
+def start_run(cfg: Config, run_dir: Path) -> Trainer:
+    """A new run: the directory must not hold one already."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.yaml").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with `mtrl train --resume {run_dir}`")
+    trainer = Trainer(cfg, run_dir)  # builds everything before the directory is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    return trainer
+
+
+def resume_run(run_dir: Path, cfg: Config) -> Trainer:
+    state = load_latest_checkpoint(run_dir)
+    if state is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from")
+    return Trainer(cfg, run_dir, resume_state=state)
