@@ -56,7 +56,7 @@ class MTSAC(nn.Module):
 
     def noise(self, like: Tensor) -> Tensor:
         """Standard normal noise for actions sampled at the observations ``like``."""
-        return torch.randn(*like.shape[:-1], self.action_dim, device=like.device)
+        return torch.randn(*like.shape[:-1], self.action_dim, device=like.device, dtype=like.dtype)
 
     def critic_losses(self, batch: Batch) -> Tensor:
         """[K]: per task, mean over its rows of (Q1 - y)^2 + (Q2 - y)^2 with the soft target

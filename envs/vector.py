@@ -15,6 +15,8 @@ clean place to stand: between the end of one episode and the reset that samples 
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 import numpy as np
@@ -43,22 +45,28 @@ def make_vector_env(
         num_goals=NUM_GOALS,
         terminate_on_success=terminate_on_success,
     )
+    with warnings.catch_warnings():
+        # Meta-World's float64 observation bounds trigger a harmless precision warning per task
+        warnings.filterwarnings("ignore", message=".*precision lowered.*")
+        envs = _make(taskset, strategy, common)
+    assert envs.num_envs == taskset.num_tasks
+    return envs
+
+
+def _make(taskset: TaskSet, strategy: str, common: dict) -> gym.vector.VectorEnv:
     if taskset.name.startswith("MT1:"):
         env_name = taskset.tasks[0]
         make_one = lambda: gym.make(  # noqa: E731
             "Meta-World/MT1", env_name=env_name, env_id=0, num_tasks=1, disable_env_checker=True, **common
         )
         vec_cls = gym.vector.SyncVectorEnv if strategy == "sync" else gym.vector.AsyncVectorEnv
-        envs = vec_cls([make_one], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    else:
-        envs = gym.make_vec(
-            f"Meta-World/{taskset.name}",
-            vector_strategy=strategy,
-            autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-            **common,
-        )
-    assert envs.num_envs == taskset.num_tasks
-    return envs
+        return vec_cls([make_one], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    return gym.make_vec(
+        f"Meta-World/{taskset.name}",
+        vector_strategy=strategy,
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+        **common,
+    )
 
 
 def reset_done(envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray) -> np.ndarray:

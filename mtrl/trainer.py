@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,15 +91,18 @@ class Trainer:
     def train(self) -> dict:
         cfg, c, K = self.cfg, self.counters, self.num_tasks
         self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps if self.resumed else None)
-        obs, _ = self.envs.reset()
+        obs, _ = self.envs.reset()  # on resume: the reset that the checkpoint stood before
+        done = np.zeros(K, dtype=bool)
         ep_return = np.zeros(K)
         ep_success = np.zeros(K, dtype=bool)
         start_wall, start_steps, start_updates = time.time(), c.env_steps, c.updates
         last_log_time, last_log_steps, last_log_updates = start_wall, c.env_steps, c.updates
-        bar = tqdm(total=cfg.total_env_steps, initial=c.env_steps, unit="step", dynamic_ncols=True,
-                   mininterval=2.0, disable=None)  # fmt: skip
+        tty = sys.stderr.isatty()  # in a log file, a line every 30 s instead of a live bar
+        bar = tqdm(total=cfg.total_env_steps, initial=c.env_steps, unit="step", dynamic_ncols=tty,
+                   mininterval=2.0 if tty else 30.0, ascii=not tty)  # fmt: skip
 
         while c.env_steps < cfg.total_env_steps:
+            obs = reset_done(self.envs, obs, done)
             if c.env_steps < cfg.warmup_env_steps:
                 actions = self.action_rng.uniform(-1.0, 1.0, (K, self.action_dim)).astype(np.float32)
             else:
@@ -106,6 +110,7 @@ class Trainer:
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
             # autoreset is off: next_obs is the true final observation also when truncated
             self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
+            obs = next_obs
             ep_return += reward
             ep_success |= np.asarray(info["success"], dtype=float) > 0
             c.env_steps += K
@@ -134,13 +139,12 @@ class Trainer:
                 while c.next_log <= c.env_steps:
                     c.next_log += cfg.log_every
             # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
-            # a resume restores the envs' RNGs and the same next goals are sampled.
+            # a resume restores the envs' RNGs, resets, and samples the same next goals.
             if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
                 self._checkpoint(time.time() - start_wall)
                 start_wall = time.time()
                 while c.next_checkpoint <= c.env_steps:
                     c.next_checkpoint += cfg.checkpoint_every
-            obs = reset_done(self.envs, next_obs, done)
 
         bar.close()
         if c.last_eval_step != c.env_steps:

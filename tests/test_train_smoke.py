@@ -1,0 +1,89 @@
+"""A smoke-preset run through the CLI writes the run directory and TensorBoard tags of DESIGN,
+and resuming from a checkpoint continues the run exactly."""
+
+import json
+import shutil
+
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from envs.tasksets import get_taskset
+from mtrl.checkpoint import list_checkpoints
+from mtrl.cli import main
+from mtrl.config import load_config, to_dict
+from tests.conftest import SMOKE
+
+TASKS = get_taskset("MT10").tasks
+SUMMARY_KEYS = {
+    "taskset", "balancer", "seed", "env_steps", "updates", "wall_time_s", "final_success_mean",
+    "best_success_mean", "final_success", "env_steps_per_s", "updates_per_s",
+}  # fmt: skip
+
+
+def _scalars(run_dir) -> dict[str, list[int]]:
+    ea = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    ea.Reload()
+    return {tag: [e.step for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+
+
+def test_run_directory_layout(smoke_run):
+    assert (smoke_run / "tb").is_dir()
+    assert list_checkpoints(smoke_run), "no checkpoint written"
+    assert not list((smoke_run / "checkpoints").glob("*.tmp")), "a temporary checkpoint was left behind"
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["env_steps"] == 3000 and summary["updates"] == (3000 - 1000) // 10
+    assert set(summary["final_success"]) == set(TASKS)
+    evals = [json.loads(line) for line in (smoke_run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [1500, 3000]
+    assert set(evals[-1]["success"]) == set(TASKS) and set(evals[-1]["return"]) == set(TASKS)
+    assert summary["final_success"] == evals[-1]["success"]
+
+
+def test_config_yaml_is_the_resolved_config(smoke_run):
+    saved = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    assert saved == to_dict(load_config(SMOKE))
+    assert to_dict(load_config(smoke_run / "config.yaml")) == saved
+
+
+def test_tensorboard_tags(smoke_run):
+    tags = _scalars(smoke_run)
+    per_task = ["eval/success_rate", "eval/return", "train/success_rate", "train/return",
+                "loss/critic", "loss/actor", "alpha"]  # fmt: skip
+    for prefix in per_task:
+        for task in TASKS:
+            assert f"{prefix}/{task}" in tags, f"{prefix}/{task} missing"
+    for tag in ["eval/success_rate_mean", "perf/env_steps_per_s", "perf/updates_per_s"]:
+        assert tag in tags
+    # one training episode per task every 50 vector steps (500 env steps)
+    assert tags["train/success_rate/reach-v3"] == list(range(500, 3001, 500))
+
+
+def test_resume_after_a_crash_continues_exactly(smoke_run, tmp_path):
+    """Simulate a crash after the checkpoint at 2000 env steps: the run went on to 3000 (its
+    TensorBoard events and eval line at 3000 exist) but the last checkpoint is lost. Resuming
+    must drop what came after the checkpoint and end with exactly the uninterrupted run's
+    parameters (same data, same noise, same goals), with no duplicate points."""
+    run = tmp_path / "crashed"
+    shutil.copytree(smoke_run, run)
+    (run / "summary.json").unlink()
+    ckpts = list_checkpoints(run)
+    assert [p.name for p in ckpts] == ["ckpt_000000002000.pt", "ckpt_000000003000.pt"]
+    ckpts[-1].unlink()
+
+    assert main(["train", "--resume", str(run)]) == 0
+
+    final = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    reference = torch.load(list_checkpoints(smoke_run)[-1], weights_only=False)
+    assert final["counters"]["env_steps"] == reference["counters"]["env_steps"] == 3000
+    assert final["counters"]["updates"] == reference["counters"]["updates"]
+    for name, value in reference["agent"].items():
+        assert torch.equal(final["agent"][name], value), name
+    assert torch.equal(final["replay"]["data"], reference["replay"]["data"])
+
+    evals = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert evals == [1500, 3000]
+    for tag, steps in _scalars(run).items():
+        assert steps == sorted(set(steps)), f"{tag} has duplicate or out-of-order steps: {steps}"
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 3000
