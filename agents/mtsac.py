@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from agents.networks import Actor, TwinCritic
 from mtrl.replay import Batch
@@ -58,24 +59,41 @@ class MTSAC(nn.Module):
         """Standard normal noise for actions sampled at the observations ``like``."""
         return torch.randn(*like.shape[:-1], self.action_dim, device=like.device, dtype=like.dtype)
 
-    def critic_losses(self, batch: Batch) -> Tensor:
-        """[K]: per task, mean over its rows of (Q1 - y)^2 + (Q2 - y)^2 with the soft target
-        y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha_t log pi(a'|s'))."""
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs, self.noise(batch.next_obs))
-            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
-            soft_next = next_q - self.alpha() * next_log_prob
-            target = batch.rewards + self.cfg.gamma * (1.0 - batch.terminated) * soft_next
-        q = self.critic(batch.obs, batch.actions)  # [2, K, n]
+    # Each loss is written as a function of explicit (parameters, inputs), reducing only the
+    # last (sample) axis: on [K, n, ...] inputs it gives the [K] per-task losses, on one task's
+    # [n, ...] slice a scalar, which is what torch.func vmaps over for per-task gradients.
+
+    @torch.no_grad()
+    def critic_targets(self, batch: Batch) -> Tensor:
+        """[K, n] soft targets y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha_t log pi(a'|s'))."""
+        next_action, next_log_prob = self.actor(batch.next_obs, self.noise(batch.next_obs))
+        next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
+        soft_next = next_q - self.alpha() * next_log_prob
+        return batch.rewards + self.cfg.gamma * (1.0 - batch.terminated) * soft_next
+
+    def critic_loss(self, params: dict[str, Tensor], obs: Tensor, actions: Tensor, target: Tensor) -> Tensor:
+        """mean over samples of (Q1 - y)^2 + (Q2 - y)^2."""
+        q = functional_call(self.critic, params, (obs, actions))  # [2, ..., n]
         return (q - target).pow(2).sum(dim=0).mean(dim=-1)
 
+    def actor_loss(self, params: dict[str, Tensor], obs: Tensor, eps: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """mean over samples of alpha_t log pi(a|s) - min_i Q_i(s, a), a = tanh(mu + sigma eps),
+        and the log-probabilities (for the temperature losses). ``alpha`` broadcasts against
+        [..., n]. The critic is a constant here: only the actor's parameters get gradient."""
+        action, log_prob = functional_call(self.actor, params, (obs, eps))
+        q = functional_call(self.critic, self.critic_constants(), (obs, action)).min(dim=0).values
+        return (alpha * log_prob - q).mean(dim=-1), log_prob
+
+    def critic_losses(self, batch: Batch) -> Tensor:
+        """[K] per-task critic losses on a stratified batch."""
+        return self.critic_loss(dict(self.critic.named_parameters()), batch.obs, batch.actions, self.critic_targets(batch))
+
     def actor_losses(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """[K] losses mean(alpha_t log pi(a|s) - min_i Q_i(s, a)), a ~ pi(.|s) reparameterised,
-        and the [K, n] log-probabilities (for the temperature losses). The critic is a constant
-        here: only the actor's parameters receive gradient."""
-        action, log_prob = self.actor.sample(batch.obs, self.noise(batch.obs))
-        q = self.critic(batch.obs, action).min(dim=0).values
-        return (self.alpha() * log_prob - q).mean(dim=-1), log_prob
+        """[K] per-task actor losses and the [K, n] log-probabilities."""
+        return self.actor_loss(dict(self.actor.named_parameters()), batch.obs, self.noise(batch.obs), self.alpha())
+
+    def critic_constants(self) -> dict[str, Tensor]:
+        return {k: v.detach() for k, v in self.critic.named_parameters()}
 
     def alpha_losses(self, log_prob: Tensor) -> Tensor:
         """[K]: mean(-log alpha_t (log pi + target entropy)); task t's loss moves only alpha_t."""
@@ -91,5 +109,5 @@ class MTSAC(nn.Module):
         """Actions for a [N, obs_dim] array of observations (collection and evaluation)."""
         device = self.log_alpha.device
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        action = self.actor.mode(obs_t) if deterministic else self.actor.sample(obs_t, self.noise(obs_t))[0]
+        action = self.actor.mode(obs_t) if deterministic else self.actor(obs_t, self.noise(obs_t))[0]
         return action.cpu().numpy()

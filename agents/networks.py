@@ -29,13 +29,14 @@ class Actor(nn.Module):
         self.net = mlp(obs_dim, hidden, 2 * action_dim)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+    def distribution(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and clamped log-std of the Gaussian before the tanh."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
-    def sample(self, obs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, obs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """Reparameterised action and its log-probability (summed over action dims)."""
-        mean, log_std = self(obs)
+        mean, log_std = self.distribution(obs)
         pre_tanh = mean + log_std.exp() * eps
         action = torch.tanh(pre_tanh)
         gaussian_log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -45,7 +46,7 @@ class Actor(nn.Module):
 
     def mode(self, obs: Tensor) -> Tensor:
         """The deterministic (mean) action used for evaluation."""
-        return torch.tanh(self(obs)[0])
+        return torch.tanh(self.distribution(obs)[0])
 
 
 class TwinCritic(nn.Module):

@@ -86,12 +86,12 @@ def _train(args) -> int:
         if args.seed is not None:
             overrides["seed"] = args.seed
         cfg = load_config(args.config, overrides)
-        run_dir = Path(args.run_dir or f"runs/{cfg.taskset.replace(':', '_')}_{cfg.balancer}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = Path(args.run_dir or f"runs/{cfg.taskset.replace(':', '_')}_{cfg.balancer.label}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             trainer = start_run(cfg, run_dir)
         except FileExistsError as e:
             raise UsageError(str(e)) from None
-        print(f"mtrl: training {cfg.taskset} with {cfg.balancer}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
+        print(f"mtrl: training {cfg.taskset} with {cfg.balancer.label}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
     summary = trainer.train()
     print(json.dumps({k: summary[k] for k in ("env_steps", "final_success_mean", "best_success_mean")}))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -38,6 +39,24 @@ def default_sac() -> SACConfig:
 
 
 @dataclass
+class BalancerConfig:
+    """Which balancer serves each loss. ``balancer=NAME`` sets both. ``kwargs`` go to every
+    instance whose method has that hyperparameter; ``critic_kwargs``/``actor_kwargs`` to one."""
+
+    critic: str = "ew"
+    actor: str = "ew"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    critic_kwargs: dict[str, Any] = field(default_factory=dict)
+    actor_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The name used in run directories and summaries: ``cagrad``, or ``cagrad+nash_mtl``
+        when the critic and the actor differ."""
+        return self.critic if self.critic == self.actor else f"{self.critic}+{self.actor}"
+
+
+@dataclass
 class Config:
     taskset: str = "MT10"
     seed: int = 1
@@ -55,7 +74,8 @@ class Config:
     vector_strategy: str = "sync"  # sync | async
     max_episode_steps: int = 500
     torch_threads: int = 0  # 0: torch's default
-    balancer: str = "ew"
+    grad_stats_every: int = 1000  # updates between gradient statistics (norms, cosines, weights)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
     sac: SACConfig = field(default_factory=default_sac)
 
 
@@ -69,7 +89,10 @@ def _fields(cls) -> dict[str, tuple[type, bool]]:
 def valid_keys(cls=Config, prefix: str = "") -> list[str]:
     keys = []
     for name, (tp, nested) in _fields(cls).items():
-        keys += valid_keys(tp, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+        if nested:
+            keys += valid_keys(tp, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}.<hparam>" if typing.get_origin(tp) is dict else f"{prefix}{name}")
     return keys
 
 
@@ -126,6 +149,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
     """Return a copy of ``cfg`` with dotted-key overrides applied and validated."""
     cfg = _copy(cfg)
     for key, value in overrides.items():
+        if key == "balancer" and not isinstance(value, dict):  # the shorthand: one method for both losses
+            cfg.balancer.critic = cfg.balancer.actor = _coerce(key, value, str)
+            continue
         obj, parts = cfg, key.split(".")
         for i, part in enumerate(parts):
             fields = _fields(type(obj))
@@ -133,6 +159,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
                 raise ConfigError(f"unknown config key {key!r}; valid: {', '.join(valid_keys())}")
             tp, nested = fields[part]
             last = i == len(parts) - 1
+            if typing.get_origin(tp) is dict and i == len(parts) - 2:  # balancer.kwargs.<hparam>
+                getattr(obj, part)[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+                break
             if nested and not last:
                 obj = getattr(obj, part)
             elif nested or not last:
@@ -155,7 +184,7 @@ def parse_override_args(args: list[str]) -> dict[str, str]:
 def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict):  # an empty mapping sets nothing
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
@@ -182,7 +211,6 @@ def load_config(path: str | Path, overrides: dict[str, object] | None = None) ->
 def validate(cfg: Config) -> None:
     """Semantic checks beyond types; raises ConfigError with one line."""
     from envs.tasksets import get_taskset
-    from mtrl.balancers import available_balancers
 
     try:
         num_tasks = get_taskset(cfg.taskset).num_tasks
@@ -191,6 +219,7 @@ def validate(cfg: Config) -> None:
     positive = [
         "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
         "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
+        "grad_stats_every",
     ]  # fmt: skip
     for key in positive:
         if getattr(cfg, key) <= 0:
@@ -209,8 +238,10 @@ def validate(cfg: Config) -> None:
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
-    if cfg.balancer not in available_balancers():
-        raise ConfigError(f"unknown balancer {cfg.balancer!r}; valid: {', '.join(available_balancers())}")
+    try:
+        make_loss_balancers(cfg.balancer, num_tasks)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     sac = cfg.sac
     if not sac.hidden_sizes or min(sac.hidden_sizes) <= 0:
         raise ConfigError(f"config key 'sac.hidden_sizes' needs positive layer sizes, got {sac.hidden_sizes}")
@@ -224,7 +255,42 @@ def validate(cfg: Config) -> None:
 
 
 def _copy(cfg: Config) -> Config:
-    return dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)))
+    b = cfg.balancer
+    balancer = dataclasses.replace(b, kwargs=dict(b.kwargs), critic_kwargs=dict(b.critic_kwargs), actor_kwargs=dict(b.actor_kwargs))
+    return dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)), balancer=balancer)
+
+
+def _hparam(method: str, key: str, value, hparams: dict):
+    """Type-check a balancer hyperparameter against its default's type."""
+    if key not in hparams:
+        raise ValueError(f"balancer {method!r} has no hyperparameter {key!r}; valid: {', '.join(sorted(hparams))}")
+    default = hparams[key]
+    if default is None or isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"balancer {method!r} hyperparameter {key!r} expects {type(default).__name__}, got {value!r}")
+
+
+def make_loss_balancers(bcfg: BalancerConfig, num_tasks: int) -> dict:
+    """One balancer instance per loss ({"critic": ..., "actor": ...}), never shared. Raises
+    ValueError naming the valid choices for an unknown method or hyperparameter."""
+    from mtrl.balancers import balancer_hparams, make_balancer
+
+    methods = {"critic": bcfg.critic, "actor": bcfg.actor}
+    hparams = {loss: balancer_hparams(name) for loss, name in methods.items()}  # raises for unknown names
+    for key in bcfg.kwargs:
+        if not any(key in hp for hp in hparams.values()):
+            valid = sorted(set(hparams["critic"]) | set(hparams["actor"]))
+            names = " or ".join(sorted({repr(n) for n in methods.values()}))
+            raise ValueError(f"balancer.kwargs.{key}: no hyperparameter of {names}; valid: {', '.join(valid)}")
+    own = {"critic": bcfg.critic_kwargs, "actor": bcfg.actor_kwargs}
+    out = {}
+    for loss, name in methods.items():
+        given = {**{k: v for k, v in bcfg.kwargs.items() if k in hparams[loss]}, **own[loss]}
+        typed = {k: _hparam(name, k, v, hparams[loss]) for k, v in given.items()}
+        out[loss] = make_balancer(name, num_tasks=num_tasks, **typed)
+    return out
 
 
 def to_dict(cfg: Config) -> dict:

@@ -23,7 +23,8 @@ from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
-from mtrl.config import Config, save_config, to_dict
+from mtrl.config import Config, make_loss_balancers, save_config, to_dict
+from mtrl.gradients import gradient_statistics, per_task_grads, write_grads
 from mtrl.logger import RunLogger, truncate_eval_log
 from mtrl.replay import ReplayBuffer
 
@@ -73,10 +74,13 @@ class Trainer:
         self.action_dim = self.envs.single_action_space.shape[0]
 
         self.agent = MTSAC(obs_dim, self.action_dim, self.num_tasks, cfg.sac).to(self.device)
-        self.actor_params = list(self.agent.actor.parameters())
-        self.critic_params = list(self.agent.critic.parameters())
-        self.actor_opt = torch.optim.Adam(self.actor_params, lr=cfg.sac.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic_params, lr=cfg.sac.critic_lr)
+        # shared parameters per loss; the per-task temperatures are task-specific and unbalanced
+        self.params = {"critic": dict(self.agent.critic.named_parameters()), "actor": dict(self.agent.actor.named_parameters())}
+        self.optimizers = {
+            "critic": torch.optim.Adam(self.params["critic"].values(), lr=cfg.sac.critic_lr),
+            "actor": torch.optim.Adam(self.params["actor"].values(), lr=cfg.sac.actor_lr),
+        }
+        self.balancers = make_loss_balancers(cfg.balancer, self.num_tasks)
         self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr)
         self.buffer = ReplayBuffer(self.num_tasks, cfg.buffer_size, obs_dim, self.action_dim, self.device, cfg.seed)
 
@@ -159,27 +163,52 @@ class Trainer:
 
     # --- one update -----------------------------------------------------------------------------
     def _update(self) -> None:
+        agent = self.agent
         batch = self.buffer.sample(self.cfg.batch_size)
-        critic_losses = self.agent.critic_losses(batch)
-        self._optimizer_step(critic_losses, self.critic_params, self.critic_opt)
-        actor_losses, log_prob = self.agent.actor_losses(batch)
-        self._optimizer_step(actor_losses, self.actor_params, self.actor_opt)
+        stats = self.counters.updates % self.cfg.grad_stats_every == 0
+        target = agent.critic_targets(batch)
+        critic_losses, _ = self._optimizer_step(
+            "critic", lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), (batch.obs, batch.actions, target), stats
+        )
+        actor_losses, log_prob = self._optimizer_step(
+            "actor", agent.actor_loss, (batch.obs, agent.noise(batch.obs), agent.alpha()), stats
+        )
         # each task's temperature has its own loss and receives only its gradient: no balancing
-        alpha_losses = self.agent.alpha_losses(log_prob)
+        alpha_losses = agent.alpha_losses(log_prob)
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_losses.sum().backward()
         self.alpha_opt.step()
-        self.agent.update_targets()
+        agent.update_targets()
         self.counters.updates += 1
-        self.last_losses = {"critic": critic_losses.detach(), "actor": actor_losses.detach()}
+        self.last_losses = {"critic": critic_losses, "actor": actor_losses}
 
-    def _optimizer_step(self, losses: torch.Tensor, params: list[torch.Tensor], optimizer) -> None:
-        """Per-task losses [K] -> the update direction -> optimizer step. Equal weighting: the
-        gradient of the mean loss, which on a stratified batch is the whole-batch mean."""
-        grads = torch.autograd.grad(losses.mean(), params)
-        for p, g in zip(params, grads):
-            p.grad = g
+    def _optimizer_step(self, loss: str, loss_fn, task_args: tuple, stats: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one place where per-task losses become a parameter update.
+
+        ``loss_fn(params, *task_args) -> ([K] losses, aux)`` on the stratified [K, n, ...] batch.
+        A gradient balancer gets the [K, P] per-task gradients of the shared parameters (one
+        batched pass, mtrl.gradients) and its direction is the update. A loss-only balancer
+        (EW, FAMO, UW, ...) gets the losses, and its weights make one backward pass of
+        sum_t w_t L_t; with EW that is exactly mean-loss SAC. Every ``grad_stats_every``
+        updates the per-task gradients are taken anyway, for the gradient statistics.
+        """
+        params, optimizer, balancer = self.params[loss], self.optimizers[loss], self.balancers[loss]
+        if balancer.needs_grads or stats:
+            grads, losses, aux = per_task_grads(loss_fn, params, *task_args)
+            out = balancer.balance(grads if balancer.needs_grads else None, losses)
+            direction = out.direction if balancer.needs_grads else grads.T @ out.weights
+            write_grads(list(params.values()), direction)
+            if stats:
+                self._log_grad_stats(loss, grads, out.weights)
+        else:
+            losses, aux = loss_fn(params, *task_args)
+            out = balancer.balance(None, losses.detach())
+            weighted = (out.weights * losses).sum()
+            for p, g in zip(params.values(), torch.autograd.grad(weighted, list(params.values()))):
+                p.grad = g
+            losses = losses.detach()
         optimizer.step()
+        return losses, aux
 
     # --- evaluation, logging, checkpoints ---------------------------------------------------------
     def _evaluate(self) -> None:
@@ -201,8 +230,22 @@ class Trainer:
             self.logger.per_task("loss/critic", self.last_losses["critic"].cpu().tolist(), step)
             self.logger.per_task("loss/actor", self.last_losses["actor"].cpu().tolist(), step)
         self.logger.per_task("alpha", self.agent.log_alpha.detach().exp().cpu().tolist(), step)
+        for loss, b in self.balancers.items():
+            self.logger.scalar(f"balancer/{loss}/solver_failures", int(b.solver_failures), step)
         self.logger.scalar("perf/env_steps_per_s", steps / max(seconds, 1e-9), step)
         self.logger.scalar("perf/updates_per_s", updates / max(seconds, 1e-9), step)
+
+    def _log_grad_stats(self, loss: str, grads: torch.Tensor, weights: torch.Tensor) -> None:
+        """Per-task gradient norms, mean pairwise cosine, conflict fraction (pairs with negative
+        cosine), max/min norm ratio, and the balancer's weights. Read on the host here, once
+        every ``grad_stats_every`` updates."""
+        step, K = self.counters.env_steps, self.num_tasks
+        stats = gradient_statistics(grads)
+        self.logger.per_task(f"grad/{loss}/norm", stats["norms"].cpu().tolist(), step)
+        self.logger.per_task(f"balancer/{loss}/weight", weights.detach().cpu().tolist(), step)
+        if K > 1:
+            for key in ("cos_mean", "conflict_frac", "norm_ratio"):
+                self.logger.scalar(f"grad/{loss}/{key}", float(stats[key]), step)
 
     def _progress_text(self, seconds: float, steps: int, updates: int) -> str:
         success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
@@ -223,8 +266,8 @@ class Trainer:
             "config": to_dict(self.cfg),
             "counters": vars(self.counters).copy(),
             "agent": self.agent.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "balancers": {k: b.state_dict() for k, b in self.balancers.items()},
             "alpha_opt": self.alpha_opt.state_dict(),
             "replay": self.buffer.state_dict(),
             "envs": env_rng_state(self.envs),
@@ -241,8 +284,10 @@ class Trainer:
     def _load_state(self, state: dict) -> None:
         self.counters = Counters(**state["counters"])
         self.agent.load_state_dict(state["agent"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, b in self.balancers.items():
+            b.load_state_dict(state["balancers"][k])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.buffer.load_state_dict(state["replay"])
         load_env_rng_state(self.envs, state["envs"])
@@ -261,7 +306,7 @@ class Trainer:
         final = self.last_eval
         summary = {
             "taskset": self.cfg.taskset,
-            "balancer": self.cfg.balancer,
+            "balancer": self.cfg.balancer.label,
             "seed": self.cfg.seed,
             "env_steps": c.env_steps,
             "updates": c.updates,

@@ -50,9 +50,14 @@ class Balancer:
     def balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         if self.solver_failures.device != losses.device:
             self.solver_failures = self.solver_failures.to(losses.device)
-        if self.log_losses and grads is not None:
-            grads = grads / log_loss_scale(losses).unsqueeze(1)
-        return self._balance(grads, losses)
+        if not self.log_losses:
+            return self._balance(grads, losses)
+        # Balance the gradients of log L_t = grad L_t / scale_t; the weights are reported on
+        # the raw gradients (w_t / scale_t), so direction == grads.T @ weights still holds
+        # and a loss-only caller can apply them to the raw losses.
+        scale = log_loss_scale(losses)
+        out = self._balance(None if grads is None else grads / scale.unsqueeze(1), losses)
+        return BalanceResult(direction=out.direction, weights=out.weights / scale)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         raise NotImplementedError
