@@ -56,6 +56,6 @@ def gradient_statistics(grads: Tensor, eps: float = 1e-12) -> dict[str, Tensor]:
     return {
         "norms": norms,
         "cos_mean": (cos * off_diagonal).sum() / pairs,
-        "conflict_frac": ((cos < 0) & off_diagonal).sum() / pairs,
+        "conflict_frac": ((cos < 0) & off_diagonal).to(grads.dtype).sum() / pairs,
         "norm_ratio": norms.max() / norms.min().clamp_min(eps),
     }
