@@ -4,6 +4,7 @@ and resuming from a checkpoint continues the run exactly."""
 import json
 import shutil
 
+import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -87,3 +88,15 @@ def test_resume_after_a_crash_continues_exactly(smoke_run, tmp_path):
     for tag, steps in _scalars(run).items():
         assert steps == sorted(set(steps)), f"{tag} has duplicate or out-of-order steps: {steps}"
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 3000
+
+
+def test_mtrl_eval_reports_every_task_and_matches_the_runs_own_evaluation(smoke_run, capsys):
+    """`mtrl eval` rebuilds the agent from the last checkpoint; with the run's own episode count
+    and seed it must reproduce the final evaluation written during training."""
+    assert main(["eval", str(smoke_run), "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    final = json.loads((smoke_run / "eval.jsonl").read_text().splitlines()[-1])
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    for task in TASKS:
+        assert float(rows[task][1]) == final["success"][task]
+        assert float(rows[task][2]) == pytest.approx(final["return"][task], abs=0.05)
