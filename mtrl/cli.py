@@ -105,7 +105,6 @@ def _load_run_config(run_dir: Path) -> Config:
 
 
 def _eval(args) -> int:
-    import torch
 
     from agents.mtsac import MTSAC
     from envs.evaluation import evaluate

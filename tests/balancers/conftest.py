@@ -9,6 +9,16 @@ import torch
 DTYPE = torch.float64  # the math checks run in double; the trainer runs float32
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """K x K solver work is tiny: handing it between threads costs more than it saves, 10-50x
+    on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def spread_grads(num_tasks: int, dim: int = 20, seed: int = 0, spread: float = 100.0) -> torch.Tensor:
     """[K, P] gaussian rows rescaled so that task norms span [1, spread] (log-uniformly)."""
     gen = torch.Generator().manual_seed(seed)

@@ -1,0 +1,77 @@
+"""Small pieces shared by the stateful loss-weighting balancers (famo, uw, gradnorm, loss_norm):
+the dtype of their K-sized state, Adam on one tensor, and the result of a loss-only method."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtrl.balancers.base import BalanceResult
+
+
+def state_dtype(device: torch.device) -> torch.dtype:
+    """dtype of the K-sized balancer state: float64 (long runs accumulate), float32 on MPS."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class TensorAdam:
+    """Adam on one K-sized tensor, written out so that its state is three plain tensors and a
+    step count (checkpointable, movable between devices, no host synchronisation).
+
+    Exactly the update of ``torch.optim.Adam`` (Kingma & Ba 2015) with PyTorch's defaults,
+    including its L2-style ``weight_decay`` (added to the gradient, not decoupled):
+    ``g += wd * p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+    p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``.
+    The step count is a host-side Python int, so the bias corrections never read a tensor.
+    """
+
+    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.m: Tensor | None = None
+        self.v: Tensor | None = None
+        self.t = 0
+
+    def step(self, param: Tensor, grad: Tensor) -> Tensor:
+        if self.m is None:
+            self.m = torch.zeros_like(param)
+            self.v = torch.zeros_like(param)
+        elif self.m.device != param.device or self.m.dtype != param.dtype:
+            self.m = self.m.to(param.device, param.dtype)
+            self.v = self.v.to(param.device, param.dtype)
+        b1, b2 = self.betas
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        self.t += 1
+        self.m = b1 * self.m + (1.0 - b1) * grad
+        self.v = b2 * self.v + (1.0 - b2) * grad * grad
+        bc1 = 1.0 - b1**self.t
+        bc2 = 1.0 - b2**self.t
+        denom = (self.v / bc2).sqrt() + self.eps
+        return param - self.lr * (self.m / bc1) / denom
+
+    def state_dict(self) -> dict:
+        return {
+            "m": None if self.m is None else self.m.clone(),
+            "v": None if self.v is None else self.v.clone(),
+            "t": self.t,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.m = None if state["m"] is None else state["m"].clone()
+        self.v = None if state["v"] is None else state["v"].clone()
+        self.t = int(state["t"])
+
+
+def loss_only_result(weights: Tensor, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+    """The result of a loss-only method (``needs_grads = False``).
+
+    With ``grads``: ``direction = grads.T @ weights``. Without (``grads=None``, the trainer's
+    cheap path): ``direction`` is an EMPTY tensor (``torch.empty(0)``, dtype/device of
+    ``losses``) -- the dataclass has no None -- and the trainer backpropagates
+    ``sum_t weights_t L_t`` itself, which is the same update. (``log_losses`` is handled by the
+    base class on both paths: it divides the gradients and reports the weights on the raw ones.)
+    """
+    if grads is None:
+        return BalanceResult(direction=torch.empty(0, dtype=losses.dtype, device=losses.device), weights=weights.to(losses.dtype))
+    w = weights.to(grads.dtype)
+    return BalanceResult(direction=grads.T @ w, weights=w)
