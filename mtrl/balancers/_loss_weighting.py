@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtrl.balancers.base import BalanceResult
+from mtrl.balancers.base import BalanceResult, clone_or_none
 
 
 def state_dtype(device: torch.device) -> torch.dtype:
@@ -51,14 +51,14 @@ class TensorAdam:
 
     def state_dict(self) -> dict:
         return {
-            "m": None if self.m is None else self.m.clone(),
-            "v": None if self.v is None else self.v.clone(),
+            "m": clone_or_none(self.m),
+            "v": clone_or_none(self.v),
             "t": self.t,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.m = None if state["m"] is None else state["m"].clone()
-        self.v = None if state["v"] is None else state["v"].clone()
+        self.m = clone_or_none(state["m"])
+        self.v = clone_or_none(state["v"])
         self.t = int(state["t"])
 
 

@@ -86,3 +86,8 @@ def log_loss_scale(losses: Tensor, eps: float = 1e-8) -> Tensor:
     exactly; eps keeps a loss at exactly 0 finite.
     """
     return losses.abs() + eps
+
+
+def clone_or_none(x: Tensor | None) -> Tensor | None:
+    """For state_dicts whose tensors exist only after the first call."""
+    return None if x is None else x.clone()

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, log_loss_scale
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale
 
 
 @register
@@ -84,10 +84,10 @@ class DBMTL(Balancer):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["step"] = self.step
-        state["buffer"] = None if self.buffer is None else self.buffer.clone()
+        state["buffer"] = clone_or_none(self.buffer)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])
-        self.buffer = None if state["buffer"] is None else state["buffer"].clone()
+        self.buffer = clone_or_none(state["buffer"])

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._loss_weighting import TensorAdam, loss_only_result, state_dtype
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
 
 
 def signed_log(x: Tensor, eps: float) -> Tensor:
@@ -119,14 +119,14 @@ class FAMO(Balancer):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state.update(
-            logits=None if self.logits is None else self.logits.clone(),
-            prev=None if self.prev is None else self.prev.clone(),
+            logits=clone_or_none(self.logits),
+            prev=clone_or_none(self.prev),
             adam=self.adam.state_dict(),
         )
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.logits = None if state["logits"] is None else state["logits"].clone()
-        self.prev = None if state["prev"] is None else state["prev"].clone()
+        self.logits = clone_or_none(state["logits"])
+        self.prev = clone_or_none(state["prev"])
         self.adam.load_state_dict(state["adam"])

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, log_loss_scale
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale
 from mtrl.balancers._loss_weighting import TensorAdam, state_dtype
 
 
@@ -86,14 +86,14 @@ class GradNorm(Balancer):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state.update(
-            loss_weights=None if self.loss_weights is None else self.loss_weights.clone(),
-            initial_losses=None if self.initial_losses is None else self.initial_losses.clone(),
+            loss_weights=clone_or_none(self.loss_weights),
+            initial_losses=clone_or_none(self.initial_losses),
             adam=self.adam.state_dict(),
         )
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.loss_weights = None if state["loss_weights"] is None else state["loss_weights"].clone()
-        self.initial_losses = None if state["initial_losses"] is None else state["initial_losses"].clone()
+        self.loss_weights = clone_or_none(state["loss_weights"])
+        self.initial_losses = clone_or_none(state["initial_losses"])
         self.adam.load_state_dict(state["adam"])

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import gram, gram_scale, min_norm_weights
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
 
 OUTER_ITERS = 30  # projected-Newton iterations on q (measured: 1 of 125 random conflicting K <= 20 not converged)
 INNER_ITERS = 4  # damped-Newton iterations of alpha(q) per line-search candidate (tangent warm start)
@@ -234,10 +234,10 @@ class IMGradNash(Balancer):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(step=self.step, alpha=None if self.alpha is None else self.alpha.clone())
+        state.update(step=self.step, alpha=clone_or_none(self.alpha))
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])
-        self.alpha = None if state["alpha"] is None else state["alpha"].clone()
+        self.alpha = clone_or_none(state["alpha"])

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
 from mtrl.balancers._loss_weighting import loss_only_result, state_dtype
 
 
@@ -70,10 +70,10 @@ class LossNorm(Balancer):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(abs_sum=None if self.abs_sum is None else self.abs_sum.clone(), count=self.count)
+        state.update(abs_sum=clone_or_none(self.abs_sum), count=self.count)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.abs_sum = None if state["abs_sum"] is None else state["abs_sum"].clone()
+        self.abs_sum = clone_or_none(state["abs_sum"])
         self.count = int(state["count"])

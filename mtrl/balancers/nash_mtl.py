@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import gram, gram_scale
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
 
 NEWTON_ITERS = 30  # measured: <= 20 reach the tolerance, including zero and exactly opposite rows
 NASH_TOL = 1e-6  # max_i |a_i (M_reg a)_i - 1|: the relative residual of M_reg a = 1/a
@@ -181,12 +181,12 @@ class NashMTL(Balancer):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["step"] = self.step
-        state["alpha"] = None if self.alpha is None else self.alpha.clone()
-        state["alpha_converged"] = None if self.alpha_converged is None else self.alpha_converged.clone()
+        state["alpha"] = clone_or_none(self.alpha)
+        state["alpha_converged"] = clone_or_none(self.alpha_converged)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])
-        self.alpha = None if state["alpha"] is None else state["alpha"].clone()
-        self.alpha_converged = None if state["alpha_converged"] is None else state["alpha_converged"].clone()
+        self.alpha = clone_or_none(state["alpha"])
+        self.alpha_converged = clone_or_none(state["alpha_converged"])

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, log_loss_scale
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale
 from mtrl.balancers._loss_weighting import TensorAdam, loss_only_result, state_dtype
 
 
@@ -77,10 +77,10 @@ class UncertaintyWeighting(Balancer):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(log_vars=None if self.log_vars is None else self.log_vars.clone(), adam=self.adam.state_dict())
+        state.update(log_vars=clone_or_none(self.log_vars), adam=self.adam.state_dict())
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.log_vars = None if state["log_vars"] is None else state["log_vars"].clone()
+        self.log_vars = clone_or_none(state["log_vars"])
         self.adam.load_state_dict(state["adam"])
