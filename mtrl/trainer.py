@@ -99,8 +99,8 @@ class Trainer:
         done = np.zeros(K, dtype=bool)
         ep_return = np.zeros(K)
         ep_success = np.zeros(K, dtype=bool)
-        start_wall, start_steps, start_updates = time.time(), c.env_steps, c.updates
-        last_log_time, last_log_steps, last_log_updates = start_wall, c.env_steps, c.updates
+        wall_mark = time.time()  # wall time up to here is already counted in c.wall_time_s
+        last_log_time, last_log_steps, last_log_updates = wall_mark, c.env_steps, c.updates
         tty = sys.stderr.isatty()  # in a log file, a line every 30 s instead of a live bar
         bar = tqdm(total=cfg.total_env_steps, initial=c.env_steps, unit="step", dynamic_ncols=tty,
                    mininterval=2.0 if tty else 30.0, ascii=not tty)  # fmt: skip
@@ -136,24 +136,26 @@ class Trainer:
                     c.next_eval += cfg.eval_every
             if c.env_steps >= c.next_log:
                 now = time.time()
-                self._log_train(now - last_log_time, c.env_steps - last_log_steps, c.updates - last_log_updates)
+                seconds = max(now - last_log_time, 1e-9)
+                env_rate, update_rate = (c.env_steps - last_log_steps) / seconds, (c.updates - last_log_updates) / seconds
+                self._log_train(env_rate, update_rate)
+                success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
+                bar.set_postfix_str(f"env/s={env_rate:.0f} upd/s={update_rate:.1f} success={success}", refresh=False)
                 last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
-                bar.set_postfix_str(self._progress_text(now - start_wall, c.env_steps - start_steps,
-                                                        c.updates - start_updates), refresh=False)  # fmt: skip
                 while c.next_log <= c.env_steps:
                     c.next_log += cfg.log_every
             # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
             # a resume restores the envs' RNGs, resets, and samples the same next goals.
             if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
-                self._checkpoint(time.time() - start_wall)
-                start_wall = time.time()
+                self._checkpoint(time.time() - wall_mark)
+                wall_mark = time.time()
                 while c.next_checkpoint <= c.env_steps:
                     c.next_checkpoint += cfg.checkpoint_every
 
         bar.close()
         if c.last_eval_step != c.env_steps:
             self._evaluate()
-        self._checkpoint(time.time() - start_wall)
+        self._checkpoint(time.time() - wall_mark)
         summary = self._write_summary()
         self.logger.close()
         self.envs.close()
@@ -224,7 +226,7 @@ class Trainer:
         self.counters.last_eval_step = self.counters.env_steps
         self.logger.eval(self.counters.env_steps, result)
 
-    def _log_train(self, seconds: float, steps: int, updates: int) -> None:
+    def _log_train(self, env_rate: float, update_rate: float) -> None:
         step = self.counters.env_steps
         if self.last_losses:
             self.logger.per_task("loss/critic", self.last_losses["critic"].cpu().tolist(), step)
@@ -232,8 +234,8 @@ class Trainer:
         self.logger.per_task("alpha", self.agent.log_alpha.detach().exp().cpu().tolist(), step)
         for loss, b in self.balancers.items():
             self.logger.scalar(f"balancer/{loss}/solver_failures", int(b.solver_failures), step)
-        self.logger.scalar("perf/env_steps_per_s", steps / max(seconds, 1e-9), step)
-        self.logger.scalar("perf/updates_per_s", updates / max(seconds, 1e-9), step)
+        self.logger.scalar("perf/env_steps_per_s", env_rate, step)
+        self.logger.scalar("perf/updates_per_s", update_rate, step)
 
     def _log_grad_stats(self, loss: str, grads: torch.Tensor, weights: torch.Tensor) -> None:
         """Per-task gradient norms, mean pairwise cosine, conflict fraction (pairs with negative
@@ -246,10 +248,6 @@ class Trainer:
         if K > 1:
             for key in ("cos_mean", "conflict_frac", "norm_ratio"):
                 self.logger.scalar(f"grad/{loss}/{key}", float(stats[key]), step)
-
-    def _progress_text(self, seconds: float, steps: int, updates: int) -> str:
-        success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
-        return f"env/s={steps / max(seconds, 1e-9):.0f} upd/s={updates / max(seconds, 1e-9):.1f} success={success}"
 
     def _tensors(self, obs, actions, reward, terminated, next_obs):
         as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
