@@ -40,3 +40,17 @@ def test_smoke_training_with_balancer(balancer, tmp_path):
         assert weights.shape[1] == 5 and torch.isfinite(weights).all() and torch.isfinite(norms).all()
         # a balancer, not equal weighting in disguise: the weights differ across tasks
         assert (weights.std(dim=0) > 1e-6).any(), f"{balancer} on the {loss} gave equal weights"
+
+
+def test_resume_restores_balancer_state(tmp_path):
+    """DB-MTL counts its calls (k in beta_k) and keeps an EMA buffer: after a resume the count
+    goes on from the checkpoint instead of starting over."""
+    run = tmp_path / "db_mtl"
+    assert main(["train", "--config", str(SMOKE), "--balancer", "db_mtl", "--run-dir", str(run),
+                 "total_env_steps=1500"]) == 0  # fmt: skip
+    first = torch.load(list_checkpoints(run)[-1], weights_only=False)["balancers"]
+    assert first["critic"]["step"] == first["actor"]["step"] == 50
+    assert main(["train", "--resume", str(run), "total_env_steps=2000"]) == 0
+    second = torch.load(list_checkpoints(run)[-1], weights_only=False)["balancers"]
+    assert second["critic"]["step"] == second["actor"]["step"] == 100
+    assert not torch.equal(second["actor"]["buffer"], first["actor"]["buffer"])
