@@ -39,6 +39,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def next_mark(mark: int, every: int, step: int) -> int:
+    """The first point of the schedule mark, mark + every, ... that lies after ``step``: a
+    schedule stays on its grid even when a vector step (K env steps) jumps over a point."""
+    while mark <= step:
+        mark += every
+    return mark
+
+
 @dataclass
 class Counters:
     """Progress that a resume must restore exactly."""
@@ -132,8 +140,7 @@ class Trainer:
                 ep_return[done], ep_success[done] = 0.0, False
             if c.env_steps >= c.next_eval:
                 self._evaluate()
-                while c.next_eval <= c.env_steps:
-                    c.next_eval += cfg.eval_every
+                c.next_eval = next_mark(c.next_eval, cfg.eval_every, c.env_steps)
             if c.env_steps >= c.next_log:
                 now = time.time()
                 seconds = max(now - last_log_time, 1e-9)
@@ -142,15 +149,13 @@ class Trainer:
                 success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
                 bar.set_postfix_str(f"env/s={env_rate:.0f} upd/s={update_rate:.1f} success={success}", refresh=False)
                 last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
-                while c.next_log <= c.env_steps:
-                    c.next_log += cfg.log_every
+                c.next_log = next_mark(c.next_log, cfg.log_every, c.env_steps)
             # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
             # a resume restores the envs' RNGs, resets, and samples the same next goals.
             if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
                 self._checkpoint(time.time() - wall_mark)
                 wall_mark = time.time()
-                while c.next_checkpoint <= c.env_steps:
-                    c.next_checkpoint += cfg.checkpoint_every
+                c.next_checkpoint = next_mark(c.next_checkpoint, cfg.checkpoint_every, c.env_steps)
 
         bar.close()
         if c.last_eval_step != c.env_steps:
