@@ -29,15 +29,27 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read; the message is one line for the user."""
+
+
 def save_checkpoint(run_dir: Path, env_steps: int, state: dict, keep: int) -> Path:
     d = checkpoint_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
+    for stale in d.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink()
     final = d / f"ckpt_{env_steps:012d}.pt"
     tmp = d / f".{final.name}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        previous = list_checkpoints(run_dir)
+        kept = f"the last complete checkpoint {previous[-1].name} is intact" if previous else "no earlier checkpoint"
+        raise CheckpointError(f"could not write checkpoint {final} ({e.strerror or e}); {kept}") from None
     os.replace(tmp, final)
     dir_fd = os.open(d, os.O_RDONLY)
     try:
@@ -53,4 +65,13 @@ def load_latest_checkpoint(run_dir: Path) -> dict | None:
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         return None
-    return torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "counters" not in state:
+            raise ValueError("not an mtrl checkpoint")
+    except Exception as e:  # a file damaged outside mtrl: its writes are atomic
+        fallback = f"resume from {ckpts[-2].name}" if len(ckpts) > 1 else "restart the run"
+        raise CheckpointError(
+            f"checkpoint {ckpts[-1]} cannot be read ({type(e).__name__}); delete it to {fallback}"
+        ) from None
+    return state

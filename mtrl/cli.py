@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 
+from mtrl.checkpoint import CheckpointError
 from mtrl.config import Config, ConfigError, apply_overrides, load_config, parse_override_args, validate
+from mtrl.trainer import NonFiniteError, resolve_device, resume_run, start_run
 
 
 class UsageError(Exception):
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"mtrl: error: {e}", file=sys.stderr)
         return 2
+    except (CheckpointError, NonFiniteError) as e:  # the run stopped; what it saved is intact
+        print(f"mtrl: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mtrl: interrupted", file=sys.stderr)
         return 130
@@ -60,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from mtrl.trainer import resume_run, start_run
-
     overrides = parse_override_args(args.overrides)
     if args.resume:
         if args.config or args.balancer or args.seed is not None or args.run_dir:
@@ -75,7 +78,7 @@ def _train(args) -> int:
         validate(cfg)
         try:
             trainer = resume_run(run_dir, cfg)
-        except FileNotFoundError as e:
+        except CheckpointError as e:
             raise UsageError(str(e)) from None
         print(f"mtrl: resuming {run_dir} at env step {trainer.counters.env_steps}", file=sys.stderr)
     else:
@@ -93,6 +96,10 @@ def _train(args) -> int:
             raise UsageError(str(e)) from None
         print(f"mtrl: training {cfg.taskset} with {cfg.balancer.label}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
     summary = trainer.train()
+    if "stopped_by" in summary:
+        print(f"mtrl: stopped by {summary['stopped_by']} at env step {summary['env_steps']}, checkpoint written; "
+              f"continue with: mtrl train --resume {trainer.run_dir}", file=sys.stderr)  # fmt: skip
+        return 0
     print(json.dumps({k: summary[k] for k in ("env_steps", "final_success_mean", "best_success_mean")}))
     return 0
 
@@ -111,13 +118,15 @@ def _eval(args) -> int:
     from envs.tasksets import get_taskset
     from envs.vector import make_vector_env
     from mtrl.checkpoint import load_latest_checkpoint
-    from mtrl.trainer import resolve_device
 
     run_dir = Path(args.run_dir)
     cfg = _load_run_config(run_dir)
     if args.episodes is not None and args.episodes <= 0:
         raise UsageError(f"--episodes must be > 0, got {args.episodes}")
-    state = load_latest_checkpoint(run_dir)
+    try:
+        state = load_latest_checkpoint(run_dir)
+    except CheckpointError as e:
+        raise UsageError(str(e)) from None
     if state is None:
         raise UsageError(f"{run_dir} has no checkpoint to evaluate")
     taskset = get_taskset(cfg.taskset)

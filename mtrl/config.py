@@ -75,6 +75,7 @@ class Config:
     max_episode_steps: int = 500
     torch_threads: int = 0  # 0: torch's default
     grad_stats_every: int = 1000  # updates between gradient statistics (norms, cosines, weights)
+    max_nonfinite_in_row: int = 100  # stop after this many consecutive non-finite updates
     balancer: BalancerConfig = field(default_factory=BalancerConfig)
     sac: SACConfig = field(default_factory=default_sac)
 
@@ -219,7 +220,7 @@ def validate(cfg: Config) -> None:
     positive = [
         "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
         "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
-        "grad_stats_every",
+        "grad_stats_every", "max_nonfinite_in_row",
     ]  # fmt: skip
     for key in positive:
         if getattr(cfg, key) <= 0:

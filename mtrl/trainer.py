@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row had non-finite values; the run stops, its checkpoints intact."""
+
+
+def _finite(*tensors: torch.Tensor) -> bool:
+    """One host read for all: the sum of norms is finite only if every entry is."""
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(list(tensors))).sum()))
+
+
+def _catch_stop_signals(trainer: "Trainer") -> dict:
+    """SIGINT/SIGTERM set ``trainer.stop_signal``; the loop finishes its update, checkpoints
+    and returns. Only the main thread can install handlers; elsewhere signals act as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def request_stop(signum, frame):
+        trainer.stop_signal = signum
+
+    return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
 def next_mark(mark: int, every: int, step: int) -> int:
     """The first point of the schedule mark, mark + every, ... that lies after ``step``: a
     schedule stays on its grid even when a vector step (K env steps) jumps over a point."""
@@ -59,6 +87,8 @@ class Counters:
     wall_time_s: float = 0.0  # summed over all processes of this run
     best_success_mean: float = -1.0
     last_eval_step: int = -1
+    nonfinite_skipped: int = 0  # updates skipped for a non-finite loss, gradient or direction
+    nonfinite_in_row: int = 0
 
 
 class Trainer:
@@ -109,87 +139,116 @@ class Trainer:
         ep_success = np.zeros(K, dtype=bool)
         wall_mark = time.time()  # wall time up to here is already counted in c.wall_time_s
         last_log_time, last_log_steps, last_log_updates = wall_mark, c.env_steps, c.updates
+        self.stop_signal = None
+        handlers = _catch_stop_signals(self)
         tty = sys.stderr.isatty()  # in a log file, a line every 30 s instead of a live bar
         bar = tqdm(total=cfg.total_env_steps, initial=c.env_steps, unit="step", dynamic_ncols=tty,
                    mininterval=2.0 if tty else 30.0, ascii=not tty)  # fmt: skip
 
-        while c.env_steps < cfg.total_env_steps:
-            obs = reset_done(self.envs, obs, done)
-            if c.env_steps < cfg.warmup_env_steps:
-                actions = self.action_rng.uniform(-1.0, 1.0, (K, self.action_dim)).astype(np.float32)
-            else:
-                actions = self.agent.act(obs, deterministic=False)
-            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-            # autoreset is off: next_obs is the true final observation also when truncated
-            self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
-            obs = next_obs
-            ep_return += reward
-            ep_success |= np.asarray(info["success"], dtype=float) > 0
-            c.env_steps += K
-            bar.update(K)
+        try:
+            while c.env_steps < cfg.total_env_steps:
+                obs = reset_done(self.envs, obs, done)
+                if c.env_steps < cfg.warmup_env_steps:
+                    actions = self.action_rng.uniform(-1.0, 1.0, (K, self.action_dim)).astype(np.float32)
+                else:
+                    actions = self.agent.act(obs, deterministic=False)
+                next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+                # autoreset is off: next_obs is the true final observation also when truncated
+                self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
+                obs = next_obs
+                ep_return += reward
+                ep_success |= np.asarray(info["success"], dtype=float) > 0
+                c.env_steps += K
+                bar.update(K)
 
-            if c.env_steps > cfg.warmup_env_steps:
-                for _ in range(cfg.updates_per_vector_step):
-                    self._update()
+                if c.env_steps > cfg.warmup_env_steps:
+                    for _ in range(cfg.updates_per_vector_step):
+                        self._update()
 
-            done = terminated | truncated
-            if done.any():
-                ended = list(np.flatnonzero(done))
-                self.logger.per_task("train/success_rate", ep_success.astype(float), c.env_steps, ended)
-                self.logger.per_task("train/return", ep_return, c.env_steps, ended)
-                ep_return[done], ep_success[done] = 0.0, False
-            if c.env_steps >= c.next_eval:
-                self._evaluate()
-                c.next_eval = next_mark(c.next_eval, cfg.eval_every, c.env_steps)
-            if c.env_steps >= c.next_log:
-                now = time.time()
-                seconds = max(now - last_log_time, 1e-9)
-                env_rate, update_rate = (c.env_steps - last_log_steps) / seconds, (c.updates - last_log_updates) / seconds
-                self._log_train(env_rate, update_rate)
-                success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
-                bar.set_postfix_str(f"env/s={env_rate:.0f} upd/s={update_rate:.1f} success={success}", refresh=False)
-                last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
-                c.next_log = next_mark(c.next_log, cfg.log_every, c.env_steps)
-            # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
-            # a resume restores the envs' RNGs, resets, and samples the same next goals.
-            if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
-                self._checkpoint(time.time() - wall_mark)
-                wall_mark = time.time()
-                c.next_checkpoint = next_mark(c.next_checkpoint, cfg.checkpoint_every, c.env_steps)
+                done = terminated | truncated
+                if done.any():
+                    ended = list(np.flatnonzero(done))
+                    self.logger.per_task("train/success_rate", ep_success.astype(float), c.env_steps, ended)
+                    self.logger.per_task("train/return", ep_return, c.env_steps, ended)
+                    ep_return[done], ep_success[done] = 0.0, False
+                if c.env_steps >= c.next_eval:
+                    self._evaluate()
+                    c.next_eval = next_mark(c.next_eval, cfg.eval_every, c.env_steps)
+                if c.env_steps >= c.next_log:
+                    now = time.time()
+                    seconds = max(now - last_log_time, 1e-9)
+                    env_rate, update_rate = (c.env_steps - last_log_steps) / seconds, (c.updates - last_log_updates) / seconds
+                    self._log_train(env_rate, update_rate)
+                    success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
+                    bar.set_postfix_str(f"env/s={env_rate:.0f} upd/s={update_rate:.1f} success={success}", refresh=False)
+                    last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
+                    c.next_log = next_mark(c.next_log, cfg.log_every, c.env_steps)
+                # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
+                # a resume restores the envs' RNGs, resets, and samples the same next goals.
+                if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
+                    self._checkpoint(time.time() - wall_mark)
+                    wall_mark = time.time()
+                    c.next_checkpoint = next_mark(c.next_checkpoint, cfg.checkpoint_every, c.env_steps)
+                if self.stop_signal is not None:
+                    break
 
-        bar.close()
+        except BaseException:
+            self._close()  # TensorBoard events so far are flushed; the checkpoints stay as they are
+            raise
+        finally:
+            bar.close()
+            _restore_signals(handlers)
+        if self.stop_signal is not None:
+            # mid-episode, possibly: a resume keeps the collected transitions and starts fresh episodes
+            self._checkpoint(time.time() - wall_mark)
+            self._close()
+            return {"stopped_by": signal.Signals(self.stop_signal).name, "env_steps": c.env_steps}
         if c.last_eval_step != c.env_steps:
             self._evaluate()
         self._checkpoint(time.time() - wall_mark)
         summary = self._write_summary()
+        self._close()
+        return summary
+
+    def _close(self) -> None:
         self.logger.close()
         self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
-        return summary
 
     # --- one update -----------------------------------------------------------------------------
     def _update(self) -> None:
-        agent = self.agent
+        agent, c = self.agent, self.counters
         batch = self.buffer.sample(self.cfg.batch_size)
-        stats = self.counters.updates % self.cfg.grad_stats_every == 0
+        stats = c.updates % self.cfg.grad_stats_every == 0
         target = agent.critic_targets(batch)
-        critic_losses, _ = self._optimizer_step(
+        critic = self._optimizer_step(
             "critic", lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), (batch.obs, batch.actions, target), stats
         )
-        actor_losses, log_prob = self._optimizer_step(
+        actor = critic and self._optimizer_step(
             "actor", agent.actor_loss, (batch.obs, agent.noise(batch.obs), agent.alpha()), stats
         )
+        if not actor:  # a non-finite loss, gradient or direction: the rest of this update is skipped
+            c.nonfinite_skipped += 1
+            c.nonfinite_in_row += 1
+            if c.nonfinite_in_row >= self.cfg.max_nonfinite_in_row:
+                raise NonFiniteError(
+                    f"{c.nonfinite_in_row} updates in a row had non-finite losses or gradients (last at env step "
+                    f"{c.env_steps}); stopped. The last checkpoint in {self.run_dir / 'checkpoints'} is intact"
+                )
+            return
+        c.nonfinite_in_row = 0
+        (critic_losses, _), (actor_losses, log_prob) = critic, actor
         # each task's temperature has its own loss and receives only its gradient: no balancing
         alpha_losses = agent.alpha_losses(log_prob)
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_losses.sum().backward()
         self.alpha_opt.step()
         agent.update_targets()
-        self.counters.updates += 1
+        c.updates += 1
         self.last_losses = {"critic": critic_losses, "actor": actor_losses}
 
-    def _optimizer_step(self, loss: str, loss_fn, task_args: tuple, stats: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _optimizer_step(self, loss: str, loss_fn, task_args: tuple, stats: bool) -> tuple | None:
         """The one place where per-task losses become a parameter update.
 
         ``loss_fn(params, *task_args) -> ([K] losses, aux)`` on the stratified [K, n, ...] batch.
@@ -198,20 +257,31 @@ class Trainer:
         (EW, FAMO, UW, ...) gets the losses, and its weights make one backward pass of
         sum_t w_t L_t; with EW that is exactly mean-loss SAC. Every ``grad_stats_every``
         updates the per-task gradients are taken anyway, for the gradient statistics.
+
+        Returns (losses, aux), or None when a loss, gradient or direction is not finite: then
+        nothing is stepped and the balancer never sees the bad values (its state stays clean).
         """
         params, optimizer, balancer = self.params[loss], self.optimizers[loss], self.balancers[loss]
         if balancer.needs_grads or stats:
             grads, losses, aux = per_task_grads(loss_fn, params, *task_args)
+            if not _finite(losses, grads):
+                return None
             out = balancer.balance(grads if balancer.needs_grads else None, losses)
             direction = out.direction if balancer.needs_grads else grads.T @ out.weights
+            if not _finite(direction):
+                return None
             write_grads(list(params.values()), direction)
             if stats:
                 self._log_grad_stats(loss, grads, out.weights)
         else:
             losses, aux = loss_fn(params, *task_args)
+            if not _finite(losses.detach()):
+                return None
             out = balancer.balance(None, losses.detach())
-            weighted = (out.weights * losses).sum()
-            for p, g in zip(params.values(), torch.autograd.grad(weighted, list(params.values()))):
+            grads = torch.autograd.grad((out.weights * losses).sum(), list(params.values()))
+            if not _finite(*grads):
+                return None
+            for p, g in zip(params.values(), grads):
                 p.grad = g
             losses = losses.detach()
         optimizer.step()
@@ -239,6 +309,7 @@ class Trainer:
         self.logger.per_task("alpha", self.agent.log_alpha.detach().exp().cpu().tolist(), step)
         for loss, b in self.balancers.items():
             self.logger.scalar(f"balancer/{loss}/solver_failures", int(b.solver_failures), step)
+        self.logger.scalar("train/nonfinite_skipped", self.counters.nonfinite_skipped, step)
         self.logger.scalar("perf/env_steps_per_s", env_rate, step)
         self.logger.scalar("perf/updates_per_s", update_rate, step)
 
@@ -338,7 +409,11 @@ def start_run(cfg: Config, run_dir: Path) -> Trainer:
 
 
 def resume_run(run_dir: Path, cfg: Config) -> Trainer:
+    """Continue from the last checkpoint; a run stopped before its first checkpoint restarts
+    from step 0 (its TensorBoard events and evaluations are dropped)."""
     state = load_latest_checkpoint(run_dir)
+    trainer = Trainer(cfg, run_dir, resume_state=state)
     if state is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from")
-    return Trainer(cfg, run_dir, resume_state=state)
+        trainer.resumed = True
+        truncate_eval_log(run_dir, -1)
+    return trainer

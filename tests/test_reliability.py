@@ -1,0 +1,206 @@
+"""Signals, kills, non-finite values, a full disk and damaged checkpoints: a run is never lost
+beyond its last checkpoint, and resuming goes on without gaps or duplicates."""
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from mtrl.checkpoint import list_checkpoints
+from mtrl.cli import main
+from tests.conftest import REPO, SMOKE
+from tests.test_train_smoke import _scalars
+
+
+def _start(run_dir, *overrides, prelude: str = ""):
+    """`mtrl train` on the smoke preset in a subprocess (``prelude``: Python run first)."""
+    code = f"{prelude}\nimport sys\nfrom mtrl.cli import main\nsys.exit(main(sys.argv[1:]))"
+    argv = ["train", "--config", str(SMOKE), "--run-dir", str(run_dir), *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for(predicate, proc, timeout=120.0):
+    end = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the run ended early: {proc.communicate()}"
+        assert time.time() < end, "timed out"
+        time.sleep(0.01)
+
+
+def _assert_continued_cleanly(run_dir, total=3000):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] == total
+    steps = [json.loads(line)["step"] for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == total
+    for tag, tag_steps in _scalars(run_dir).items():
+        assert tag_steps == sorted(set(tag_steps)), f"{tag}: {tag_steps}"
+
+
+def test_sigterm_checkpoints_exits_0_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = _start(run)
+    _wait_for(lambda: list_checkpoints(run), proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"continue with: mtrl train --resume {run}" in err and "Traceback" not in err
+    stopped_at = torch.load(list_checkpoints(run)[-1], weights_only=False)["counters"]["env_steps"]
+    assert 1000 <= stopped_at < 3000
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_continued_cleanly(run)
+
+
+def test_sigkill_while_writing_a_checkpoint_loses_only_that_checkpoint(tmp_path):
+    """The checkpoint write is held open (torch.save patched to pause after writing) and the
+    process is SIGKILLed mid-write: the torn temporary file is never taken for a checkpoint,
+    the previous one is intact, and the resumed run finishes cleanly."""
+    run = tmp_path / "run"
+    prelude = (
+        "import time, mtrl.checkpoint as c\n"
+        "_save = c.torch.save\n"
+        "def slow_save(*a, **k):\n"
+        "    _save(*a, **k)\n"
+        "    if c.list_checkpoints(a[1].name.rsplit('/checkpoints/', 1)[0]): time.sleep(60)\n"
+        "c.torch.save = slow_save\n"
+    )
+    proc = _start(run, prelude=prelude)
+    _wait_for(lambda: list((run / "checkpoints").glob(".*.tmp")) and list_checkpoints(run), proc)
+    proc.kill()
+    proc.wait()
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt_000000001000.pt"]
+    assert list((run / "checkpoints").glob(".*.tmp")), "the torn file should still be there"
+    assert main(["train", "--resume", str(run)]) == 0
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    _assert_continued_cleanly(run)
+
+
+def test_sigkill_at_a_random_moment_then_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = _start(run, "checkpoint_every=500")
+    _wait_for(lambda: list_checkpoints(run), proc)
+    time.sleep(random.Random(os.getpid()).uniform(0.2, 3.0))
+    proc.kill()
+    proc.wait()
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_continued_cleanly(run)
+
+
+def _trainer(run_dir, **overrides):
+    from mtrl.config import load_config
+    from mtrl.trainer import start_run
+
+    cfg = load_config(SMOKE, {"total_env_steps": 1500, "eval_every": 10**6, **overrides})
+    return start_run(cfg, run_dir)
+
+
+def _poison_critic(trainer, bad_calls):
+    """Make the critic loss NaN on the given (0-based) calls."""
+    calls = {"n": 0}
+    critic_loss = trainer.agent.critic_loss
+
+    def poisoned(*args):
+        out = critic_loss(*args)
+        calls["n"] += 1
+        return out * float("nan") if calls["n"] - 1 in bad_calls else out
+
+    trainer.agent.critic_loss = poisoned
+
+
+def test_non_finite_updates_are_skipped_leaving_parameters_and_optimizers_untouched(tmp_path):
+    trainer = _trainer(tmp_path / "run")
+    _poison_critic(trainer, bad_calls={10, 11, 12})
+    update, seen = trainer._update, []
+
+    def watched_update():
+        before = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
+        opt_before = [json.dumps(str(o.state_dict()["state"])) for o in trainer.optimizers.values()]
+        updates_before = trainer.counters.updates
+        update()
+        if trainer.counters.updates == updates_before:  # skipped
+            assert all(torch.equal(before[k], v) for k, v in trainer.agent.state_dict().items())
+            assert opt_before == [json.dumps(str(o.state_dict()["state"])) for o in trainer.optimizers.values()]
+            seen.append(updates_before)
+
+    trainer._update = watched_update
+    trainer.train()
+    assert seen == [10, 10, 10]
+    assert trainer.counters.nonfinite_skipped == 3 and trainer.counters.nonfinite_in_row == 0
+    assert trainer.counters.updates == 50 - 3  # 50 vector steps after the warm-up, 3 skipped
+    assert all(torch.isfinite(v).all() for v in trainer.agent.state_dict().values())
+    assert max(_scalars(tmp_path / "run")["train/nonfinite_skipped"]) > 0
+
+
+def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_intact(tmp_path, monkeypatch, capsys):
+    import mtrl.cli
+
+    run = tmp_path / "run"
+    trainer = _trainer(run, checkpoint_every=500, max_nonfinite_in_row=5)
+    _poison_critic(trainer, bad_calls=set(range(20, 10**6)))
+    monkeypatch.setattr(mtrl.cli, "start_run", lambda cfg, run_dir: trainer)
+    assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("mtrl: error")]
+    assert len(errors) == 1 and "5 updates in a row had non-finite" in errors[0] and "Traceback" not in err
+    last = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    assert all(torch.isfinite(v).all() for v in last["agent"].values())
+    assert not (run / "summary.json").exists()
+
+
+def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
+    import mtrl.checkpoint
+    import mtrl.cli
+
+    run = tmp_path / "run"
+    trainer = _trainer(run, checkpoint_every=500)
+    save = mtrl.checkpoint.torch.save
+
+    def save_until_full(obj, f):
+        if list_checkpoints(run):  # the second checkpoint meets a full disk half-way
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(obj, f)
+
+    monkeypatch.setattr(mtrl.checkpoint.torch, "save", save_until_full)
+    monkeypatch.setattr(mtrl.cli, "start_run", lambda cfg, run_dir: trainer)
+    assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mtrl: error")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "ckpt_000000000500.pt is intact" in errors[0]
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt_000000000500.pt"]
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    torch.load(list_checkpoints(run)[-1], weights_only=False)
+
+
+def test_corrupt_checkpoint_exits_2_naming_it(smoke_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    latest = list_checkpoints(run)[-1]
+    latest.write_bytes(b"not a checkpoint")
+    for argv in (["train", "--resume", str(run)], ["eval", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert latest.name in err and "delete it to resume from ckpt_000000002000.pt" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(smoke_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    for ckpt in list_checkpoints(run):
+        ckpt.unlink()
+    (run / "summary.json").unlink()
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_continued_cleanly(run)
+    steps = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert steps == [1500, 3000]
