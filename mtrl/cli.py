@@ -34,6 +34,23 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, help="episodes per task (default: the run's eval_episodes)")
 
+    c = sub.add_parser("compare", help="train a grid of balancers x seeds (skips finished runs, resumes interrupted ones)")
+    c.add_argument("--config", required=True, help="YAML preset every run starts from")
+    c.add_argument("--balancers", required=True, help="comma-separated, e.g. ew,cagrad,nash_mtl")
+    c.add_argument("--seeds", type=int, required=True, help="seeds per grid point: the config's seed + 0 .. N-1")
+    c.add_argument("--set", action="append", default=[], metavar="key=v1,v2",
+                   help="sweep a config key over values (repeatable; grid = product)")  # fmt: skip
+    c.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    c.add_argument("--backend", choices=["local", "ray"], default="local")
+    c.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
+    c.add_argument("--out", required=True, help="compare directory: <out>/<balancer>/seed<s>/ per run")
+    c.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
+
+    r = sub.add_parser("report", help="tables and plots (rliable IQM with 95%% CIs) from runs or compare dirs")
+    r.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_COMPARE_DIR")
+    r.add_argument("--out", required=True, help="where report.md, CSVs, PNGs and report.json go")
+    r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+
     ls = sub.add_parser("list", help="list what is available")
     ls.add_argument("what", choices=["tasksets", "balancers"])
     return p
@@ -50,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "report":
+            from mtrl.report import report
+
+            return report(args.paths, args.out, reps=args.reps)
         if args.command == "list":
             return _list(args.what)
     except (ConfigError, UsageError) as e:
@@ -102,6 +125,15 @@ def _train(args) -> int:
         return 0
     print(json.dumps({k: summary[k] for k in ("env_steps", "final_success_mean", "best_success_mean")}))
     return 0
+
+
+def _compare(args) -> int:
+    from mtrl.sweep import compare, parse_sweeps
+
+    return compare(
+        args.config, [b.strip() for b in args.balancers.split(",")], args.seeds, parse_sweeps(args.set),
+        parse_override_args(args.overrides), args.out, jobs=args.jobs, backend=args.backend, address=args.address,
+    )  # fmt: skip
 
 
 def _load_run_config(run_dir: Path) -> Config:

@@ -1,0 +1,405 @@
+"""``mtrl report``: from finished runs to tables and pictures, with honest uncertainty.
+
+The score matrix of a method is runs x tasks: per-task success rates. Aggregates follow
+rliable (Agarwal et al., 2021): the IQM is the mean of the middle 50% of all run-task scores
+(``scipy.stats.trim_mean(scores, 0.25)`` on the flattened matrix), the mean is their mean, and
+the 95% intervals are percentile intervals of a stratified bootstrap that resamples runs
+independently within each task. "final" scores are the last evaluation's per-task success
+(summary.json); "best" scores are the per-task success of the evaluation with the highest
+mean success (eval.jsonl), so their row means are the runs' ``best_success_mean``, the number
+the older MT10 papers report. Learning curves are the same IQM at every evaluation step that
+all runs of a method share. Probability of improvement P(X > Y) is the Mann-Whitney statistic
+per task averaged over tasks; ties count one half, so P(X > Y) + P(Y > X) = 1.
+
+Runs are grouped by ``summary["method"]`` (else the balancer label); runs of one method whose
+configs differ in a hyperparameter (e.g. a swept ``balancer.kwargs.c``) become separate groups
+named ``cagrad (c=0.5)``. Seed, device, schedule and length keys never split a group.
+
+rliable, pandas and matplotlib come with the ``analysis`` extra and are imported only here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mtrl.config import ConfigError, _flatten
+
+# Config keys that say how or how long a run ran, not what was trained: they never split a group.
+_NOT_A_METHOD = {
+    "seed", "device", "torch_threads", "vector_strategy", "total_env_steps", "eval_every", "eval_episodes",
+    "checkpoint_every", "keep_checkpoints", "log_every", "grad_stats_every", "max_nonfinite_in_row",
+    "balancer.critic", "balancer.actor",
+}  # fmt: skip
+GRAD_TAGS = ["grad/critic/conflict_frac", "grad/actor/conflict_frac", "grad/critic/norm_ratio", "grad/actor/norm_ratio"]
+BOOTSTRAP_SEED = 0  # rliable resamples with numpy's global RNG; seeded so a report is reproducible
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict
+    evals: list[dict]
+    config: dict  # flattened config.yaml; {} when the run has none
+    label: str = field(default="")
+
+
+def _method(summary: dict) -> str:
+    return summary.get("method", summary["balancer"])
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Run directories (holding summary.json) at or anywhere below each path."""
+    from mtrl.logger import read_eval_log
+
+    found: dict[Path, None] = {}
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError(f"{p} does not exist")
+        if (p / "summary.json").is_file():
+            found[p.resolve()] = None
+        else:
+            for s in sorted(p.rglob("summary.json")):
+                found[s.parent.resolve()] = None
+    if not found:
+        raise ConfigError(f"no finished runs (a directory with summary.json) in or below {', '.join(map(str, paths))}")
+    runs = []
+    for path in found:
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+            evals = read_eval_log(path)
+            cfg_file = path / "config.yaml"
+            config = _flatten(yaml.safe_load(cfg_file.read_text()) or {}) if cfg_file.is_file() else {}
+            missing = [k for k in ("balancer", "final_success", "env_steps") if k not in summary]
+            if missing:
+                raise KeyError(", ".join(missing))
+        except (ValueError, KeyError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path} is not a readable run ({type(e).__name__}: {e})") from None
+        runs.append(Run(path, summary, evals, config))
+    return runs
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Set each run's group label: its method, plus the hyperparameters that vary within it."""
+    by_method: dict[str, list[Run]] = {}
+    for r in runs:
+        by_method.setdefault(_method(r.summary), []).append(r)
+    for method, group in by_method.items():
+        keys = sorted({k for r in group for k in r.config} - _NOT_A_METHOD)
+        varying = [k for k in keys if len({repr(r.config.get(k)) for r in group}) > 1]
+        last = [k.rsplit(".", 1)[-1] for k in varying]
+        short = {k: s if last.count(s) == 1 else k for k, s in zip(varying, last)}
+        for r in group:
+            r.label = method + (f" ({', '.join(f'{short[k]}={r.config.get(k)}' for k in varying)})" if varying else "")
+
+
+def _best_eval(run: Run) -> dict | None:
+    return max(run.evals, key=lambda e: e["success_mean"]) if run.evals else None  # max keeps the first of ties
+
+
+def score_matrices(runs: list[Run], tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """final and best scores, each [runs, tasks]."""
+    final = np.array([[r.summary["final_success"][t] for t in tasks] for r in runs], dtype=float)
+    best = np.array([[(_best_eval(r) or {"success": r.summary["final_success"]})["success"][t] for t in tasks]
+                     for r in runs], dtype=float)  # fmt: skip
+    return final, best
+
+
+def curve_scores(runs: list[Run], tasks: list[str]) -> tuple[list[int], np.ndarray]:
+    """The evaluation steps all runs share and their scores [runs, tasks, steps]."""
+    steps = sorted(set.intersection(*({e["step"] for e in r.evals} for r in runs)))
+    at = [{e["step"]: e for e in r.evals} for r in runs]
+    scores = np.array([[[a[s]["success"][t] for s in steps] for t in tasks] for a in at], dtype=float)
+    return steps, scores.reshape(len(runs), len(tasks), len(steps))
+
+
+def _iqm_mean(scores: np.ndarray) -> np.ndarray:
+    """[runs, tasks, k] -> [IQM_1, mean_1, ..., IQM_k, mean_k] over runs and tasks."""
+    from scipy.stats import trim_mean
+
+    flat = scores.reshape(-1, scores.shape[-1])
+    return np.stack([trim_mean(flat, 0.25, axis=0), flat.mean(axis=0)], axis=1).reshape(-1)
+
+
+def _iqm_per_step(scores: np.ndarray) -> np.ndarray:
+    """[runs, tasks, steps] -> IQM over runs and tasks at each step."""
+    from scipy.stats import trim_mean
+
+    return trim_mean(scores.reshape(-1, scores.shape[-1]), 0.25, axis=0)
+
+
+def _seeded(fn, *args, **kwargs):
+    state = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        np.random.set_state(state)
+
+
+def interval_estimates(scores: np.ndarray, func, reps: int) -> tuple[np.ndarray, np.ndarray]:
+    """rliable's point estimate and 95% stratified-bootstrap percentile CI ([2, ...]) of func."""
+    from rliable import library as rly
+
+    point, ci = _seeded(rly.get_interval_estimates, {"x": scores}, func, reps=reps)
+    return point["x"], ci["x"]
+
+
+def aggregates(final: np.ndarray, best: np.ndarray, reps: int) -> dict:
+    """IQM and mean of final and best scores with their CIs (one bootstrap for all four)."""
+    point, ci = interval_estimates(np.stack([final, best], axis=-1), _iqm_mean, reps)
+    names = ["final_iqm", "final_mean", "best_iqm", "best_mean"]
+    return {n: {"value": float(point[i]), "ci": [float(ci[0, i]), float(ci[1, i])]} for i, n in enumerate(names)}
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, reps: int) -> dict:
+    """P(X > Y) on [runs, tasks] scores; a CI when both have as many runs (the bootstrap pairs them)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    p = float(metrics.probability_of_improvement(x, y))
+    if x.shape[0] != y.shape[0]:
+        return {"value": p, "ci": None}
+    _, ci = _seeded(rly.get_interval_estimates, {"xy": [x, y]}, metrics.probability_of_improvement, reps=reps)
+    return {"value": p, "ci": [float(ci["xy"][0]), float(ci["xy"][1])]}
+
+
+def grad_stats(run_dir: Path) -> dict[str, float | None]:
+    """Mean of each gradient-statistics scalar over a run's TensorBoard events (None if absent)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = run_dir / "tb"
+    if not tb.is_dir():
+        return dict.fromkeys(GRAD_TAGS)
+    acc = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags().get("scalars", []))
+    return {t: float(np.mean([e.value for e in acc.Scalars(t)])) if t in tags else None for t in GRAD_TAGS}
+
+
+def build(runs: list[Run], reps: int) -> dict:
+    """Every number of the report (what report.json holds)."""
+    tasks = list(runs[0].summary["final_success"])
+    for r in runs:
+        if set(r.summary["final_success"]) != set(tasks):
+            raise ConfigError(f"{r.path} has other tasks than {runs[0].path}; report runs of one task set together")
+    label_runs(runs)
+    groups: dict[str, list[Run]] = {}
+    for r in sorted(runs, key=lambda r: (r.label, r.summary.get("seed", 0), str(r.path))):
+        groups.setdefault(r.label, []).append(r)
+    methods, scores = {}, {}
+    for label, group in groups.items():
+        final, best = score_matrices(group, tasks)
+        scores[label] = final
+        steps, curve = curve_scores(group, tasks)
+        if steps:
+            point, ci = interval_estimates(curve, _iqm_per_step, reps)
+        grads = [grad_stats(r.path) for r in group]
+        methods[label] = {
+            "runs": [str(r.path) for r in group],
+            "seeds": [r.summary.get("seed") for r in group],
+            "env_steps": sorted({r.summary["env_steps"] for r in group}),
+            **aggregates(final, best, reps),
+            "per_task_final": dict(zip(tasks, final.mean(axis=0).tolist())),
+            "curve": {"steps": steps, "iqm": point.tolist(), "ci_low": ci[0].tolist(), "ci_high": ci[1].tolist()}
+            if steps
+            else {"steps": [], "iqm": [], "ci_low": [], "ci_high": []},
+            "grad": {
+                t: (float(np.mean(v)) if (v := [g[t] for g in grads if g[t] is not None]) else None) for t in GRAD_TAGS
+            },
+        }
+    labels = list(groups)
+    poi = {}
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            p = probability_of_improvement(scores[a], scores[b], reps)
+            poi[f"{a} > {b}"] = p
+            flip = None if p["ci"] is None else [1 - p["ci"][1], 1 - p["ci"][0]]
+            poi[f"{b} > {a}"] = {"value": 1 - p["value"], "ci": flip}
+    tau = np.linspace(0.0, 1.0, 101)
+    profiles = {}
+    for label, s in scores.items():
+        # score distribution: fraction of run-task scores above tau, with its bootstrap CI
+        point, ci = interval_estimates(s, lambda x: (x.reshape(-1, 1) > tau).mean(axis=0), reps)
+        profiles[label] = {"tau": tau.tolist(), "fraction": point.tolist(), "ci_low": ci[0].tolist(), "ci_high": ci[1].tolist()}
+    return {"tasks": tasks, "reps": reps, "bootstrap_seed": BOOTSTRAP_SEED, "methods": methods,
+            "probability_of_improvement": poi, "performance_profile": profiles}  # fmt: skip
+
+
+def warnings(data: dict) -> list[str]:
+    out = [f"{m} has {len(d['runs'])} run(s); intervals from fewer than 3 seeds mean little"
+           for m, d in data["methods"].items() if len(d["runs"]) < 3]  # fmt: skip
+    steps = {m: d["env_steps"] for m, d in data["methods"].items()}
+    if len({s for v in steps.values() for s in v}) > 1:
+        shown = ", ".join(f"{m}: {'/'.join(map(str, v))}" for m, v in steps.items())
+        out.append(f"runs ended at different env_steps ({shown}); their final scores are not comparable")
+    return out
+
+
+# --- output ---------------------------------------------------------------------------------------
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _with_ci(e: dict) -> str:
+    return f"{e['value']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]" if e["ci"] else f"{e['value']:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _colors(labels: list[str]) -> dict[str, tuple]:
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10")
+    return {m: cmap(i % 10) for i, m in enumerate(labels)}
+
+
+def plot_curves(data: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    colors = _colors(list(data["methods"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for m, d in data["methods"].items():
+        c = d["curve"]
+        if c["steps"]:
+            ax.plot(c["steps"], c["iqm"], marker="o", ms=3, color=colors[m], label=f"{m} ({len(d['runs'])} runs)")
+            ax.fill_between(c["steps"], c["ci_low"], c["ci_high"], color=colors[m], alpha=0.2, lw=0)
+    ax.set_xlabel("env steps (transitions over all tasks)")
+    ax.set_ylabel("IQM success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Evaluation success: IQM over runs and tasks, 95% CI")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_profile(data: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    colors = _colors(list(data["methods"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for m, p in data["performance_profile"].items():
+        ax.step(p["tau"], p["fraction"], where="post", color=colors[m], label=m)
+        ax.fill_between(p["tau"], p["ci_low"], p["ci_high"], step="post", color=colors[m], alpha=0.2, lw=0)
+    ax.set_xlabel(r"final success rate $\tau$")
+    ax.set_ylabel(r"fraction of runs x tasks with success > $\tau$")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Performance profile (final), 95% CI")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_aggregates(data: dict, path: Path) -> None:
+    """Point estimates and CIs of the four aggregates, one panel each (rliable's interval plot)."""
+    import matplotlib.pyplot as plt
+
+    labels = list(data["methods"])
+    colors = _colors(labels)
+    names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
+    fig, axes = plt.subplots(1, 4, figsize=(10, 0.5 + 0.45 * len(labels) + 0.6), dpi=100, sharey=True)
+    for ax, (key, title) in zip(axes, names):
+        for i, m in enumerate(labels):
+            e = data["methods"][m][key]
+            ax.barh(i, e["ci"][1] - e["ci"][0], left=e["ci"][0], height=0.6, color=colors[m], alpha=0.6)
+            ax.plot([e["value"]] * 2, [i - 0.3, i + 0.3], color="k", lw=1.5)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(-0.02, 1.02)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write(data: dict, out: Path) -> None:
+    methods, tasks = data["methods"], data["tasks"]
+    labels = list(methods)
+    out.mkdir(parents=True, exist_ok=True)
+    agg_names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
+
+    _write_csv(out / "aggregates.csv", ["method", "runs", *(f"{k}{s}" for k, _ in agg_names for s in ("", "_ci_low", "_ci_high"))],
+               [[m, len(d["runs"]), *(v for k, _ in agg_names for v in (d[k]["value"], *d[k]["ci"]))]
+                for m, d in methods.items()])  # fmt: skip
+    per_task = [[t, *(methods[m]["per_task_final"][t] for m in labels)] for t in tasks]
+    _write_csv(out / "per_task_success.csv", ["task", *labels], per_task)
+    _write_csv(out / "probability_of_improvement.csv", ["x", "y", "p_x_better", "ci_low", "ci_high"],
+               [[*k.split(" > "), v["value"], *(v["ci"] or ["", ""])] for k, v in data["probability_of_improvement"].items()])  # fmt: skip
+    _write_csv(out / "grad_stats.csv", ["method", *GRAD_TAGS], [[m, *("" if d["grad"][t] is None else d["grad"][t] for t in GRAD_TAGS)] for m, d in methods.items()])  # fmt: skip
+    plot_aggregates(data, out / "aggregates.png")
+    plot_curves(data, out / "learning_curves.png")
+    plot_profile(data, out / "performance_profile.png")
+    (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
+
+    poi = data["probability_of_improvement"]
+    md = [
+        "# Comparison report\n",
+        f"{sum(len(d['runs']) for d in methods.values())} runs on {len(tasks)} tasks. Scores are per-task success rates; "
+        "IQM = mean of the middle 50% of all run x task scores; [95% CI] from a stratified bootstrap over runs "
+        f"(rliable, {data['reps']} resamples). *final*: the last evaluation; *best*: the evaluation with the highest "
+        "mean success (what the older MT10 papers report, an optimistic number).\n",
+        "## Aggregates\n",
+        _table(["method", "runs", *(t for _, t in agg_names)],
+               [[m, str(len(d["runs"])), *(_with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()]),  # fmt: skip
+        "![aggregates](aggregates.png)\n",
+        "## Learning curves\n",
+        "IQM of evaluation success over runs and tasks at the evaluation steps all runs of a method share.\n",
+        "![learning curves](learning_curves.png)\n",
+        "## Probability of improvement\n",
+        "P(row > column) on final per-task success: the chance that a run of the row method beats a run of the column "
+        "method on a task, averaged over tasks.\n",
+        _table(["P(row > col)", *labels],
+               [[a, *("" if a == b else _with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels]),  # fmt: skip
+        "## Performance profile\n",
+        "![performance profile](performance_profile.png)\n",
+        "## Final success per task (mean over runs)\n",
+        _table(["task", *labels], [[t, *map(_fmt, values)] for t, *values in per_task]
+               + [["**mean**", *(_fmt(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]]),  # fmt: skip
+        "## Gradient statistics (mean over logged updates and runs)\n",
+        "conflict_frac: fraction of task pairs whose gradients have a negative cosine; norm_ratio: largest over "
+        "smallest per-task gradient norm. Blank: not logged.\n",
+        _table(["method", *GRAD_TAGS], [[m, *(_fmt(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
+        "## Runs\n",
+        "".join(f"- {m}: " + ", ".join(f"`{p}`" for p in d["runs"]) + "\n" for m, d in methods.items()),
+    ]
+    (out / "report.md").write_text("\n".join(md))
+
+
+def report(paths: list[str], out: str | Path, reps: int = 2000) -> int:
+    if reps < 100:
+        raise ConfigError(f"--reps must be at least 100 for a 95% interval, got {reps}")
+    try:
+        import matplotlib
+        import rliable  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(f"mtrl report needs {e.name}: pip install 'mtrl[analysis]'") from None
+    matplotlib.use("Agg")
+    runs = find_runs(paths)
+    data = build(runs, reps)
+    for line in warnings(data):
+        print(f"mtrl: warning: {line}", file=sys.stderr)
+    write(data, Path(out))
+    print(f"mtrl: report of {len(runs)} runs ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}", file=sys.stderr)
+    return 0
