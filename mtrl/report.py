@@ -168,7 +168,8 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, reps: int) -> dict:
     if x.shape[0] != y.shape[0]:
         return {"value": p, "ci": None}
     _, ci = _seeded(rly.get_interval_estimates, {"xy": [x, y]}, metrics.probability_of_improvement, reps=reps)
-    return {"value": p, "ci": [float(ci["xy"][0]), float(ci["xy"][1])]}
+    lo, hi = np.ravel(ci["xy"])
+    return {"value": p, "ci": [float(lo), float(hi)]}
 
 
 def grad_stats(run_dir: Path) -> dict[str, float | None]:

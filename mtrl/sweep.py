@@ -329,7 +329,7 @@ def compare(
         results = []
     failed = [r for r in results if not r.finished]
     skipped = len(points) - len(todo)
-    progress.say(f"compare {out}: {len(results) - len(failed)} run now, {skipped} skipped (finished), {len(failed)} failed or stopped")
+    progress.say(f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), {len(failed)} failed or stopped")
     for r in sorted(failed, key=lambda r: r.point.name):
         progress.say(f"  not finished: {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}")
     if not failed:

@@ -1,0 +1,194 @@
+"""`mtrl report` on hand-written run directories whose numbers are known: the aggregates, their
+bootstrap intervals and the probability of improvement against independent numpy/scipy math,
+the grouping of runs, the TensorBoard gradient statistics, and the pictures."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+
+pytest.importorskip("rliable")
+pytest.importorskip("matplotlib")
+
+from mtrl.cli import main  # noqa: E402
+from mtrl.report import build, find_runs  # noqa: E402
+
+TASKS = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3"]
+STEPS = [100, 200, 300]
+
+
+def write_run(path, balancer, seed, evals, config=None, env_steps=None, method=None):
+    """A finished run: eval.jsonl from ``evals`` ([steps, tasks] success rates) and the summary
+    the trainer would write from it."""
+    path.mkdir(parents=True)
+    lines = [{"step": s, "success_mean": float(np.mean(row)), "success": dict(zip(TASKS, map(float, row))),
+              "return": dict.fromkeys(TASKS, 0.0)} for s, row in zip(STEPS, evals)]  # fmt: skip
+    (path / "eval.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = {"taskset": "MT10", "balancer": balancer, "seed": seed, "env_steps": env_steps or STEPS[-1],
+               "final_success_mean": lines[-1]["success_mean"], "final_success": lines[-1]["success"],
+               "best_success_mean": max(line["success_mean"] for line in lines)}  # fmt: skip
+    if method:
+        summary["method"] = method
+    (path / "summary.json").write_text(json.dumps(summary))
+    if config is not None:
+        import yaml
+
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """Two methods x 5 seeds with random scores; A's are shifted up."""
+    root = tmp_path_factory.mktemp("runs")
+    rng = np.random.default_rng(0)
+    scores = {}
+    for method, shift in (("A", 0.3), ("B", 0.0)):
+        scores[method] = np.clip(rng.uniform(0, 0.7, (5, len(STEPS), len(TASKS))) + shift, 0, 1).round(3)
+        for k in range(5):
+            write_run(root / method / f"seed{k}", method, k, scores[method][k])
+    return root, scores
+
+
+def stratified_bootstrap(scores, stat, reps, rng):
+    """Independent of rliable: for each task, draw runs with replacement; percentile 95% CI."""
+    n, m = scores.shape
+    stats = [stat(scores[rng.integers(0, n, (n, m)), np.arange(m)]) for _ in range(reps)]
+    return np.percentile(stats, [2.5, 97.5])
+
+
+def iqm(x):
+    return trim_mean(np.ravel(x), 0.25)
+
+
+def test_aggregates_match_independent_math(synthetic):
+    root, scores = synthetic
+    data = build(find_runs([root]), reps=2000)
+    assert list(data["methods"]) == ["A", "B"]
+    rng = np.random.default_rng(1)
+    for method, s in scores.items():
+        d = data["methods"][method]
+        final = s[:, -1, :]  # [runs, tasks] at the last evaluation
+        best = s[np.arange(5), s.mean(axis=2).argmax(axis=1), :]  # each run's eval with the best mean
+        for name, x in (("final", final), ("best", best)):
+            for stat_name, stat in (("iqm", iqm), ("mean", np.mean)):
+                e = d[f"{name}_{stat_name}"]
+                assert e["value"] == pytest.approx(stat(x), abs=1e-9), (method, name, stat_name)
+                lo, hi = e["ci"]
+                assert lo <= e["value"] <= hi and hi - lo > 0.01
+                ref = stratified_bootstrap(x, stat, 4000, rng)
+                assert np.allclose([lo, hi], ref, atol=0.025), (method, name, stat_name, (lo, hi), ref)
+        assert d["per_task_final"] == pytest.approx(dict(zip(TASKS, final.mean(axis=0))))
+        # the curve is the same IQM at every evaluation step
+        assert d["curve"]["steps"] == STEPS
+        assert d["curve"]["iqm"] == pytest.approx([iqm(s[:, i, :]) for i in range(len(STEPS))])
+        assert all(lo <= v <= hi for v, lo, hi in zip(d["curve"]["iqm"], d["curve"]["ci_low"], d["curve"]["ci_high"]))
+    # A's scores are shifted up by 0.3: its interval lies above B's
+    assert data["methods"]["A"]["final_mean"]["ci"][0] > data["methods"]["B"]["final_mean"]["ci"][1]
+
+
+def test_probability_of_improvement_known_cases(tmp_path):
+    from mtrl.report import probability_of_improvement
+
+    low, high = np.full((3, 4), 0.2), np.full((3, 4), 0.8)
+    assert probability_of_improvement(high, low, 500)["value"] == 1.0
+    assert probability_of_improvement(low, high, 500)["value"] == 0.0
+    same = probability_of_improvement(low, low, 500)
+    assert same["value"] == 0.5 and same["ci"] == [0.5, 0.5]
+    # one task, counted by hand: pairs (x, y) with x > y count 1, ties 1/2, over 3 x 3 pairs
+    x, y = np.array([[0.1], [0.5], [0.9]]), np.array([[0.5], [0.5], [0.2]])
+    wins = sum((a > b) + 0.5 * (a == b) for a in x[:, 0] for b in y[:, 0])
+    assert probability_of_improvement(x, y, 500)["value"] == pytest.approx(wins / 9)
+
+
+def test_probability_of_improvement_in_the_report(synthetic):
+    root, scores = synthetic
+    poi = build(find_runs([root]), reps=500)["probability_of_improvement"]
+    a, b = scores["A"][:, -1, :], scores["B"][:, -1, :]
+    by_task = [np.mean([(p > q) + 0.5 * (p == q) for p in a[:, t] for q in b[:, t]]) for t in range(len(TASKS))]
+    assert poi["A > B"]["value"] == pytest.approx(np.mean(by_task))
+    assert poi["B > A"]["value"] == pytest.approx(1 - poi["A > B"]["value"])
+    lo, hi = poi["A > B"]["ci"]
+    assert lo <= poi["A > B"]["value"] <= hi
+
+
+def test_grouping_by_method_and_swept_hyperparameters(tmp_path):
+    ones = np.ones((3, 4)) * 0.5
+    cfg = {"seed": 1, "total_env_steps": 300, "balancer": {"critic": "cagrad", "actor": "cagrad", "kwargs": {"c": 0.5}}}
+    for seed in (1, 2):
+        write_run(tmp_path / f"c05_{seed}", "cagrad", seed, ones, {**cfg, "seed": seed})
+        c09 = {**cfg, "seed": seed, "balancer": {**cfg["balancer"], "kwargs": {"c": 0.9}}}
+        write_run(tmp_path / f"c09_{seed}", "cagrad", seed, ones, c09)
+        write_run(tmp_path / f"stl_{seed}", "ew", seed, ones, method="stl_sac")
+    data = build(find_runs([tmp_path]), reps=200)
+    assert {m: len(d["runs"]) for m, d in data["methods"].items()} == {"cagrad (c=0.5)": 2, "cagrad (c=0.9)": 2, "stl_sac": 2}
+
+
+def test_gradient_statistics_from_tensorboard(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    write_run(tmp_path / "run", "pcgrad", 1, np.zeros((3, 4)))
+    w = SummaryWriter(str(tmp_path / "run" / "tb"))
+    for step, (conflict, ratio) in enumerate([(0.2, 2.0), (0.4, 6.0), (0.3, 4.0)]):
+        w.add_scalar("grad/critic/conflict_frac", conflict, step)
+        w.add_scalar("grad/critic/norm_ratio", ratio, step)
+    w.close()
+    grad = build(find_runs([tmp_path]), reps=200)["methods"]["pcgrad"]["grad"]
+    assert grad["grad/critic/conflict_frac"] == pytest.approx(0.3)
+    assert grad["grad/critic/norm_ratio"] == pytest.approx(4.0)
+    assert grad["grad/actor/conflict_frac"] is None and grad["grad/actor/norm_ratio"] is None
+
+
+def check_png(path):
+    """A real, non-blank image: PNG magic, a plausible size, and pixels that vary."""
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert len(data) > 5000, path
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] >= 200 and pixels.shape[1] >= 400, pixels.shape
+    assert pixels[..., :3].var() > 1e-3, f"{path} is blank"
+    return pixels
+
+
+def test_report_files_and_pictures(synthetic, tmp_path, capsys):
+    root, scores = synthetic
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--reps", "500"]) == 0
+    for name in ("learning_curves.png", "performance_profile.png", "aggregates.png"):
+        check_png(out / name)
+    md = (out / "report.md").read_text()
+    for image in ("learning_curves.png", "performance_profile.png", "aggregates.png"):
+        assert f"]({image})" in md
+    data = json.loads((out / "report.json").read_text())
+    final_b = scores["B"][:, -1, :]
+    assert f"| B | 5 | {iqm(final_b):.2f} [" in md
+    rows = (out / "per_task_success.csv").read_text().splitlines()
+    assert rows[0] == "task,A,B" and len(rows) == 1 + len(TASKS)
+    task, a, b = rows[1].split(",")
+    assert task == TASKS[0] and float(b) == pytest.approx(final_b[:, 0].mean())
+    assert float(a) == pytest.approx(data["methods"]["A"]["per_task_final"][TASKS[0]])
+    assert "warning" not in capsys.readouterr().err  # 5 seeds each, equal env_steps
+
+
+def test_warnings_for_few_seeds_and_unequal_lengths(tmp_path, capsys):
+    write_run(tmp_path / "a", "ew", 1, np.zeros((3, 4)))
+    write_run(tmp_path / "b", "ew", 2, np.zeros((3, 4)), env_steps=600)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--reps", "200"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: ew has 2 run(s)" in err and "different env_steps" in err
+
+
+@pytest.mark.parametrize("what", ["missing", "empty"])
+def test_bad_input_exits_2_and_writes_nothing(what, tmp_path, capsys):
+    path = tmp_path / "nothing"
+    if what == "empty":
+        (path / "run").mkdir(parents=True)
+        (path / "run" / "config.yaml").write_text("seed: 1\n")  # an unfinished run is not a result
+    out = tmp_path / "rep"
+    assert main(["report", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mtrl: error: ") and len(err.splitlines()) == 1
+    assert ("does not exist" if what == "missing" else "no finished runs") in err
+    assert not out.exists()
