@@ -53,7 +53,7 @@ def test_every_grid_point_finishes(compared):
         balancer, seed = name.split("/")
         assert (summary["balancer"], f"seed{summary['seed']}", summary["env_steps"]) == (balancer, seed, 1500)
         assert "mtrl: training MT10 with" in (out / name / "train.log").read_text()
-    assert sorted(line.split()[1] for line in err.splitlines() if line.startswith("mtrl: start")) == GRID
+    assert sorted(line.split()[2] for line in err.splitlines() if line.startswith("mtrl: start")) == GRID
     assert sum(" done " in line for line in err.splitlines()) == 4
     assert "4 trained, 0 skipped" in err
 
