@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="where report.md, CSVs, PNGs and report.json go")
     r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
 
+    b = sub.add_parser("bench", help="throughput: env stepping, updates per balancer, per-task gradients, memory")
+    b.add_argument("--config", help="YAML preset (default: the protocol defaults of configs/mt10.yaml)")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions: about a minute or two on a CPU")
+    b.add_argument("--balancers", help="comma-separated balancers to time (default: all; EW is always included)")
+    b.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    b.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides with dotted keys")
+
     ls = sub.add_parser("list", help="list what is available")
     ls.add_argument("what", choices=["tasksets", "balancers"])
     return p
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             from mtrl.report import report
 
             return report(args.paths, args.out, reps=args.reps)
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "list":
             return _list(args.what)
     except (ConfigError, UsageError) as e:
@@ -174,6 +183,30 @@ def _eval(args) -> int:
     for t in taskset.tasks:
         print(f"{t:<{width}}  {result.success[t]:7.2f}  {result.returns[t]:8.1f}")
     print(f"{'mean':<{width}}  {result.success_mean:7.2f}")
+    return 0
+
+
+def _bench(args) -> int:
+    from mtrl.balancers import available_balancers
+    from mtrl.bench import format_table, run_bench
+
+    overrides = parse_override_args(args.overrides)
+    cfg = load_config(args.config, overrides) if args.config else apply_overrides(Config(), overrides)
+    validate(cfg)
+    balancers = None
+    if args.balancers:
+        balancers = [name.strip() for name in args.balancers.split(",") if name.strip()]
+        unknown = [name for name in balancers if name not in available_balancers()]
+        if unknown:
+            raise UsageError(f"unknown balancer {', '.join(unknown)}; valid: {', '.join(available_balancers())}")
+    if args.json and not Path(args.json).parent.is_dir():
+        raise UsageError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    figures = run_bench(cfg, quick=args.quick, balancers=balancers)
+    print(format_table(figures))
+    if args.json:
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(json.dumps(figures, indent=2) + "\n")
+        tmp.replace(args.json)
     return 0
 
 

@@ -100,3 +100,21 @@ def test_mtrl_eval_reports_every_task_and_matches_the_runs_own_evaluation(smoke_
     for task in TASKS:
         assert float(rows[task][1]) == final["success"][task]
         assert float(rows[task][2]) == pytest.approx(final["return"][task], abs=0.05)
+
+
+def test_async_envs_overlap_updates_with_stepping_and_lag_one_vector_step(smoke_run, tmp_path):
+    """With ``vector_strategy=async`` the updates run while the workers step, so they sample the
+    buffer without the current step's transitions: updates start one vector step later (one
+    update fewer over the run). The envs themselves are the same: the warm-up transitions
+    (random actions, same seeds) are identical to the sync run's."""
+    run = tmp_path / "async"
+    assert main(["train", "--config", str(SMOKE), "--run-dir", str(run), "vector_strategy=async"]) == 0
+    sync = torch.load(list_checkpoints(smoke_run)[-1], weights_only=False)
+    overlapped = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    cfg = load_config(SMOKE)
+    vector_steps = cfg.total_env_steps // 10
+    assert sync["counters"]["updates"] == vector_steps - cfg.warmup_env_steps // 10
+    assert overlapped["counters"]["updates"] == sync["counters"]["updates"] - 1
+    warmup = cfg.warmup_env_steps // 10
+    assert torch.equal(overlapped["replay"]["data"][:, :warmup], sync["replay"]["data"][:, :warmup])
+    assert not torch.equal(overlapped["replay"]["data"], sync["replay"]["data"])  # the policies differ after

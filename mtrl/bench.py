@@ -1,0 +1,301 @@
+"""``mtrl bench``: throughput of each part of a training step, measured in one process on the
+current device, with the real trainer code (``Trainer._vector_step`` and ``Trainer._update``).
+
+    (a) env stepping: the raw vector env (random actions, sync and async) against the trainer's
+        collection (policy inference + env step + replay insert, no updates) and against the
+        whole training loop (collection + one EW update per vector step);
+    (b) update steps per second for EW and every balancer, and each one's ratio to EW;
+    (c) the per-task-gradient step alone: one batched pass (vmap over tasks) against the
+        reference codebases' K backward passes over the whole batch;
+    (d) peak memory (device memory on CUDA, the process's peak RSS on CPU);
+    (e) per balancer, the ``balance()`` call alone on the critic's real [K, P] gradients: its
+        time and the number of tensor operations it dispatches. On a GPU at MT10 sizes every
+        operation is a kernel launch of a few microseconds, so the count predicts the GPU cost
+        of a solver where no GPU is at hand.
+
+Comparisons are ratios taken in the same run, so they survive a busy machine better than
+absolute rates do. A unit test never asserts a time; these figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from envs.vector import reset_done
+from mtrl.balancers import available_balancers
+from mtrl.config import BalancerConfig, Config, make_loss_balancers
+from mtrl.gradients import per_task_grads
+from mtrl.logger import RunLogger
+from mtrl.trainer import Trainer
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    vector_steps: int  # env stepping, per strategy and kind
+    train_steps: int  # vector steps of the whole loop (collection + updates)
+    warmup_updates: int  # untimed, per balancer: first-call costs (allocations, vmap tracing)
+    updates: int  # timed one by one, per balancer (the median counts)
+    grad_repeats: int  # timed repeats of each per-task-gradient method
+
+
+QUICK = BenchPlan(vector_steps=100, train_steps=10, warmup_updates=2, updates=5, grad_repeats=3)
+FULL = BenchPlan(vector_steps=500, train_steps=50, warmup_updates=5, updates=30, grad_repeats=10)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, repeats: int, device: torch.device) -> float:
+    """Seconds per call, the device's queue drained before and after."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def _bench_trainer(cfg: Config, strategy: str, run_dir: Path) -> Trainer:
+    cfg = copy.deepcopy(cfg)
+    cfg.vector_strategy = strategy
+    cfg.warmup_env_steps = 0  # the policy acts from the first step, as in steady state
+    trainer = Trainer(cfg, run_dir)
+    trainer.logger = RunLogger(run_dir, trainer.task_names)  # gradient statistics at update 0 go here
+    return trainer
+
+
+def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, float]:
+    """Env steps (transitions over all tasks) per second: raw stepping (random actions), the
+    trainer's collection without updates, and the training loop with one update per vector step
+    (``cfg.balancer``). Raw and collection alternate in chunks of ``chunk`` vector steps on the
+    same envs, so a load change on a shared machine hits both alike."""
+    envs, K, A = trainer.envs, trainer.num_tasks, trainer.action_dim
+    rng = np.random.default_rng(0)
+    obs, _ = envs.reset()
+    done = np.zeros(K, dtype=bool)
+
+    def raw_step():
+        nonlocal obs, done
+        obs = reset_done(envs, obs, done)
+        obs, _, terminated, truncated, _ = envs.step(rng.uniform(-1, 1, (K, A)).astype(np.float32))
+        done = terminated | truncated
+
+    def trainer_step():
+        nonlocal obs, done
+        obs, _, terminated, truncated, _ = trainer._vector_step(obs, done)
+        done = terminated | truncated
+
+    seconds = {"raw": 0.0, "collect": 0.0}
+    trainer.cfg.updates_per_vector_step = 0
+    for _ in range(max(plan.vector_steps // chunk, 1)):
+        for kind, step in (("raw", raw_step), ("collect", trainer_step)):
+            start = time.perf_counter()
+            for _ in range(chunk):
+                step()
+            seconds[kind] += time.perf_counter() - start
+    steps = max(plan.vector_steps // chunk, 1) * chunk * K
+    trainer.cfg.updates_per_vector_step = 1
+    for _ in range(2):  # first updates: allocations and vmap tracing, untimed
+        trainer_step()
+    train_s = _timed(trainer_step, plan.train_steps, trainer.device)
+    return {"raw": steps / seconds["raw"], "collect": steps / seconds["collect"], "train": K / train_s}
+
+
+def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -> dict[str, float]:
+    """Updates per second for each balancer on both losses, every one from the same parameters,
+    optimizer state and replay data."""
+    start_state = copy.deepcopy(
+        {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
+    )
+    rates = {}
+    for name in balancers:
+        trainer.agent.load_state_dict(start_state["agent"])
+        for k, opt in trainer.optimizers.items():
+            opt.load_state_dict(start_state["optimizers"][k])
+        trainer.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.num_tasks)
+        trainer.counters.updates = 1  # gradient statistics every grad_stats_every updates, as in a run
+        for _ in range(plan.warmup_updates):
+            trainer._update()
+        # the median update: robust to load spikes from other processes on a shared machine
+        rates[name] = 1.0 / float(np.median([_timed(trainer._update, 1, trainer.device) for _ in range(plan.updates)]))
+        log(f"  updates/s {name:<18} {rates[name]:8.2f}")
+    return rates
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the aten operations dispatched inside the ``with`` block (one per kernel launch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> dict[str, dict[str, float]]:
+    """The balance() call alone on the critic's per-task gradients of one batch: seconds per call
+    (median) and operations dispatched per call."""
+    agent, K = trainer.agent, trainer.num_tasks
+    batch = trainer.buffer.sample(trainer.cfg.batch_size)
+    loss_fn = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
+    grads, losses, _ = per_task_grads(loss_fn, trainer.params["critic"], batch.obs, batch.actions, agent.critic_targets(batch))
+    costs = {}
+    for name in balancers:
+        balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)["critic"]
+        g = grads if balancer.needs_grads else None
+        balancer.balance(g, losses)  # first call: warm starts, allocations
+        with _CountOps() as ops:
+            balancer.balance(g, losses)
+        seconds = np.median([_timed(lambda: balancer.balance(g, losses), 1, trainer.device) for _ in range(plan.updates)])  # noqa: B023
+        costs[name] = {"seconds": float(seconds), "ops": ops.count}
+    return costs
+
+
+def pertask_grad_times(trainer: Trainer, plan: BenchPlan) -> dict[str, float]:
+    """Seconds for all K per-task gradients of both losses on one stratified batch: the batched
+    pass (mtrl.gradients) against K ``autograd.grad`` calls through one whole-batch graph, as the
+    reference codebases do. Also the largest difference between the two (they must agree)."""
+    agent, K = trainer.agent, trainer.num_tasks
+    batch = trainer.buffer.sample(trainer.cfg.batch_size)
+    target = agent.critic_targets(batch)
+    eps, alpha = agent.noise(batch.obs), agent.alpha()
+    cases = {
+        "critic": (lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), trainer.params["critic"], (batch.obs, batch.actions, target)),
+        "actor": (agent.actor_loss, trainer.params["actor"], (batch.obs, eps, alpha)),
+    }  # fmt: skip
+
+    def batched(loss_fn, params, args):
+        return per_task_grads(loss_fn, params, *args)[0]
+
+    def loop(loss_fn, params, args):
+        losses = loss_fn(params, *args)[0]
+        rows = []
+        for t in range(K):
+            g = torch.autograd.grad(losses[t], list(params.values()), retain_graph=t < K - 1)
+            rows.append(torch.cat([x.reshape(-1) for x in g]))
+        return torch.stack(rows)
+
+    out = {"batched_s": 0.0, "loop_s": 0.0, "max_abs_diff": 0.0}
+    for loss_fn, params, args in cases.values():
+        diff = (batched(loss_fn, params, args) - loop(loss_fn, params, args)).abs().max()
+        out["max_abs_diff"] = max(out["max_abs_diff"], float(diff))
+        out["batched_s"] += _timed(lambda: batched(loss_fn, params, args), plan.grad_repeats, trainer.device)  # noqa: B023
+        out["loop_s"] += _timed(lambda: loop(loss_fn, params, args), plan.grad_repeats, trainer.device)  # noqa: B023
+    return out
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=None) -> dict:
+    """All four measurements; returns the figures (the JSON that ``--json`` writes)."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    plan = QUICK if quick else FULL
+    balancers = balancers or available_balancers()
+    balancers = ["ew", *[b for b in balancers if b != "ew"]]  # every ratio is to EW
+    figures: dict = {"env_steps_per_s_raw": {}, "env_steps_per_s_collect": {}, "env_steps_per_s_train": {}}
+    with tempfile.TemporaryDirectory(prefix="mtrl-bench-") as tmp:
+        # the configured strategy last: its trainer (replay filled by collection) is reused below
+        strategies = sorted(("sync", "async"), key=lambda s: s == cfg.vector_strategy)
+        for strategy in strategies:
+            log(f"env stepping ({strategy}) on {cfg.taskset} ...")
+            trainer = _bench_trainer(cfg, strategy, Path(tmp) / strategy)
+            rates = env_rates(trainer, plan)
+            for kind, rate in rates.items():
+                figures[f"env_steps_per_s_{kind}"][strategy] = rate
+            log(f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s")
+            if strategy != cfg.vector_strategy:
+                trainer._close()
+        log("per-task gradients: batched pass vs K backward passes ...")
+        grads = pertask_grad_times(trainer, plan)
+        log(f"  batched {grads['batched_s'] * 1e3:.1f} ms  loop {grads['loop_s'] * 1e3:.1f} ms")
+        log(f"update steps, {len(balancers)} balancers ...")
+        updates = update_rates(trainer, balancers, plan, log)
+        log("balance() alone ...")
+        balance = balance_costs(trainer, balancers, plan)
+        trainer._close()
+
+    K = trainer.num_tasks
+    collect = figures["env_steps_per_s_collect"][cfg.vector_strategy]
+    total_updates = max(cfg.total_env_steps - cfg.warmup_env_steps, 0) / K * cfg.updates_per_vector_step
+    figures.update(
+        {
+            "device": device_name(trainer.device),
+            "date": datetime.date.today().isoformat(),
+            "torch": torch.__version__,
+            "quick": quick,
+            "taskset": cfg.taskset,
+            "num_tasks": K,
+            "batch_size": cfg.batch_size,
+            "hidden_sizes": list(cfg.sac.hidden_sizes),
+            "vector_strategy": cfg.vector_strategy,
+            "collect_vs_raw": {s: figures["env_steps_per_s_collect"][s] / figures["env_steps_per_s_raw"][s] for s in strategies},
+            "updates_per_s": updates,
+            "update_ratio_vs_ew": {name: updates["ew"] / rate for name, rate in updates.items()},
+            "balance_s": {name: c["seconds"] for name, c in balance.items()},
+            "balance_ops": {name: c["ops"] for name, c in balance.items()},
+            "pertask_grad_s": {"batched": grads["batched_s"], "loop": grads["loop_s"]},
+            "pertask_grad_max_abs_diff": grads["max_abs_diff"],
+            "pertask_grad_speedup": grads["loop_s"] / grads["batched_s"],
+            "peak_memory_mb": peak_memory_mb(trainer.device),
+            # collection and updates in sequence (sync); evaluation not included
+            "projected_full_run_hours": {
+                name: (cfg.total_env_steps / collect + total_updates / rate) / 3600 for name, rate in updates.items()
+            },
+        }
+    )  # fmt: skip
+    return figures
+
+
+def format_table(f: dict) -> str:
+    lines = [
+        f"device: {f['device']}   torch {f['torch']}   {f['taskset']} (K={f['num_tasks']}), batch {f['batch_size']}, "
+        f"hidden {f['hidden_sizes']}, {'quick' if f['quick'] else 'full'} plan",
+        "",
+        f"{'env steps/s':<22}{'raw':>10}{'collect':>10}{'collect/raw':>13}{'train (EW)':>12}",
+    ]
+    for s in f["env_steps_per_s_raw"]:
+        lines.append(
+            f"{s:<22}{f['env_steps_per_s_raw'][s]:>10.0f}{f['env_steps_per_s_collect'][s]:>10.0f}"
+            f"{f['collect_vs_raw'][s]:>13.2f}{f['env_steps_per_s_train'][s]:>12.0f}"
+        )
+    lines += ["", f"{'balancer':<20}{'updates/s':>10}{'x EW time':>11}{'full run (h)':>14}{'balance ms':>12}{'ops':>7}"]
+    for name, rate in f["updates_per_s"].items():
+        lines.append(
+            f"{name:<20}{rate:>10.2f}{f['update_ratio_vs_ew'][name]:>11.2f}{f['projected_full_run_hours'][name]:>14.1f}"
+            f"{f['balance_s'][name] * 1e3:>12.2f}{f['balance_ops'][name]:>7d}"
+        )
+    g = f["pertask_grad_s"]
+    lines += [
+        "",
+        f"per-task gradients (critic + actor): batched {g['batched'] * 1e3:.1f} ms, K backward passes "
+        f"{g['loop'] * 1e3:.1f} ms, speedup {f['pertask_grad_speedup']:.2f}x (max |diff| {f['pertask_grad_max_abs_diff']:.1e})",
+        f"peak memory: {f['peak_memory_mb']:.0f} MB ({'device' if 'cpu' not in f['device'] else 'process RSS'})",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""`mtrl bench`: the JSON keys the issue fixes, and figures that must hold whatever the speed
+(ratios defined against EW, the batched per-task gradients equal to K backward passes). No
+assertion here is about wall-clock time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mtrl.bench
+from mtrl.cli import main
+from tests.conftest import SMOKE
+
+TINY = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, updates=2, grad_repeats=1)
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "out.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mtrl.bench, "QUICK", TINY)
+        assert main(["bench", "--config", str(SMOKE), "--quick", "--balancers", "cagrad,famo", "--json", str(path)]) == 0
+    return json.loads(path.read_text())
+
+
+def test_json_has_the_issue_keys_for_every_strategy_and_balancer(figures):
+    for key in ("device", "env_steps_per_s_raw", "env_steps_per_s_collect", "updates_per_s", "update_ratio_vs_ew",
+                "pertask_grad_speedup"):  # fmt: skip
+        assert key in figures
+    assert figures["device"].startswith("cpu")
+    assert set(figures["env_steps_per_s_raw"]) == set(figures["env_steps_per_s_collect"]) == {"sync", "async"}
+    assert list(figures["updates_per_s"]) == ["ew", "cagrad", "famo"]  # EW always, and first
+    assert all(rate > 0 for rate in figures["updates_per_s"].values())
+
+
+def test_ratios_are_update_times_relative_to_ew(figures):
+    rates, ratios = figures["updates_per_s"], figures["update_ratio_vs_ew"]
+    assert ratios["ew"] == 1.0
+    for name, rate in rates.items():
+        assert ratios[name] == pytest.approx(rates["ew"] / rate, rel=1e-12)
+    for s, raw in figures["env_steps_per_s_raw"].items():
+        assert figures["collect_vs_raw"][s] == pytest.approx(figures["env_steps_per_s_collect"][s] / raw, rel=1e-12)
+
+
+def test_batched_per_task_gradients_equal_k_backward_passes(figures):
+    assert figures["pertask_grad_max_abs_diff"] < 1e-5
+    g = figures["pertask_grad_s"]
+    assert figures["pertask_grad_speedup"] == pytest.approx(g["loop"] / g["batched"], rel=1e-12)
+
+
+def test_operation_counts_separate_solvers_from_closed_forms(figures):
+    ops = figures["balance_ops"]
+    # EW is one mean; CAGrad runs an iterative K x K solve; FAMO is loss-only
+    assert ops["ew"] <= 5
+    assert ops["cagrad"] > 100 * ops["ew"]
+    assert ops["famo"] < ops["cagrad"]
+
+
+def test_projected_full_run_follows_the_measured_rates(figures):
+    from mtrl.config import load_config
+
+    cfg = load_config(SMOKE)
+    collect = figures["env_steps_per_s_collect"][cfg.vector_strategy]
+    updates = (cfg.total_env_steps - cfg.warmup_env_steps) / 10 * cfg.updates_per_vector_step
+    for name, rate in figures["updates_per_s"].items():
+        hours = (cfg.total_env_steps / collect + updates / rate) / 3600
+        assert figures["projected_full_run_hours"][name] == pytest.approx(hours, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--balancers", "ew,bogus"], "unknown balancer bogus"),
+        (["--json", "/nonexistent-dir/out.json"], "does not exist"),
+        (["batch_size=-1"], "batch_size"),
+    ],
+)
+def test_bad_bench_input_exits_2_with_one_line(argv, fragment, capsys):
+    assert main(["bench", "--config", str(SMOKE), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
