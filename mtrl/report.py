@@ -212,9 +212,7 @@ def build(runs: list[Run], reps: int) -> dict:
             "curve": {"steps": steps, "iqm": point.tolist(), "ci_low": ci[0].tolist(), "ci_high": ci[1].tolist()}
             if steps
             else {"steps": [], "iqm": [], "ci_low": [], "ci_high": []},
-            "grad": {
-                t: (float(np.mean(v)) if (v := [g[t] for g in grads if g[t] is not None]) else None) for t in GRAD_TAGS
-            },
+            "grad": {t: (float(np.mean(v)) if (v := [g[t] for g in grads if g[t] is not None]) else None) for t in GRAD_TAGS},
         }
     labels = list(groups)
     poi = {}
@@ -357,30 +355,42 @@ def write(data: dict, out: Path) -> None:
     poi = data["probability_of_improvement"]
     md = [
         "# Comparison report\n",
-        f"{sum(len(d['runs']) for d in methods.values())} runs on {len(tasks)} tasks. Scores are per-task success rates; "
-        "IQM = mean of the middle 50% of all run x task scores; [95% CI] from a stratified bootstrap over runs "
-        f"(rliable, {data['reps']} resamples). *final*: the last evaluation; *best*: the evaluation with the highest "
-        "mean success (what the older MT10 papers report, an optimistic number).\n",
+        (
+            f"{sum(len(d['runs']) for d in methods.values())} runs on {len(tasks)} tasks. Scores are per-task success rates; "
+            "IQM = mean of the middle 50% of all run x task scores; [95% CI] from a stratified bootstrap over runs "
+            f"(rliable, {data['reps']} resamples). *final*: the last evaluation; *best*: the evaluation with the highest "
+            "mean success (what the older MT10 papers report, an optimistic number).\n"
+        ),
         "## Aggregates\n",
-        _table(["method", "runs", *(t for _, t in agg_names)],
-               [[m, str(len(d["runs"])), *(_with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()]),  # fmt: skip
+        _table(
+            ["method", "runs", *(t for _, t in agg_names)],
+            [[m, str(len(d["runs"])), *(_with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()],
+        ),
         "![aggregates](aggregates.png)\n",
         "## Learning curves\n",
         "IQM of evaluation success over runs and tasks at the evaluation steps all runs of a method share.\n",
         "![learning curves](learning_curves.png)\n",
         "## Probability of improvement\n",
-        "P(row > column) on final per-task success: the chance that a run of the row method beats a run of the column "
-        "method on a task, averaged over tasks.\n",
-        _table(["P(row > col)", *labels],
-               [[a, *("" if a == b else _with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels]),  # fmt: skip
+        (
+            "P(row > column) on final per-task success: the chance that a run of the row method beats a run of the column "
+            "method on a task, averaged over tasks.\n"
+        ),
+        _table(
+            ["P(row > col)", *labels], [[a, *("" if a == b else _with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels]
+        ),
         "## Performance profile\n",
         "![performance profile](performance_profile.png)\n",
         "## Final success per task (mean over runs)\n",
-        _table(["task", *labels], [[t, *map(_fmt, values)] for t, *values in per_task]
-               + [["**mean**", *(_fmt(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]]),  # fmt: skip
+        _table(
+            ["task", *labels],
+            [[t, *map(_fmt, values)] for t, *values in per_task]
+            + [["**mean**", *(_fmt(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]],
+        ),
         "## Gradient statistics (mean over logged updates and runs)\n",
-        "conflict_frac: fraction of task pairs whose gradients have a negative cosine; norm_ratio: largest over "
-        "smallest per-task gradient norm. Blank: not logged.\n",
+        (
+            "conflict_frac: fraction of task pairs whose gradients have a negative cosine; norm_ratio: largest over "
+            "smallest per-task gradient norm. Blank: not logged.\n"
+        ),
         _table(["method", *GRAD_TAGS], [[m, *(_fmt(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
         "## Runs\n",
         "".join(f"- {m}: " + ", ".join(f"`{p}`" for p in d["runs"]) + "\n" for m, d in methods.items()),

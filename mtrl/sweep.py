@@ -131,7 +131,7 @@ def build_grid(
         raise ConfigError(f"--seeds must be > 0, got {seeds}")
     taken = {"balancer", "balancer.critic", "balancer.actor"} & set(overrides)
     if taken:
-        raise ConfigError(f"{sorted(taken)[0]}=... conflicts with --balancers; give the balancers there")
+        raise ConfigError(f"{min(taken)}=... conflicts with --balancers; give the balancers there")
     for key in set(sweeps) & set(overrides):
         raise ConfigError(f"{key} is both swept with --set and fixed with {key}=...; give it once")
     for key in sweeps:
@@ -160,7 +160,7 @@ def build_grid(
 
 
 def run_state(point: GridPoint) -> str:
-    """"finished", "resume" or "new"; ConfigError when the directory holds a different run."""
+    """The state of a run directory: "finished", "resume" or "new"; ConfigError when the directory holds a different run."""
     saved = point.run_dir / "config.yaml"
     if not saved.is_file():
         return "new"
@@ -195,7 +195,7 @@ def execute(argv: list[str], log: str, threads: int) -> int:
     with open(log, "a") as f:
         f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} python {' '.join(argv)}\n")
         f.flush()
-        return subprocess.run([sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        return subprocess.run([sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env, check=False).returncode
 
 
 def _cores() -> int:
@@ -329,7 +329,9 @@ def compare(
         results = []
     failed = [r for r in results if not r.finished]
     skipped = len(points) - len(todo)
-    progress.say(f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), {len(failed)} failed or stopped")
+    progress.say(
+        f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), {len(failed)} failed or stopped"
+    )
     for r in sorted(failed, key=lambda r: r.point.name):
         progress.say(f"  not finished: {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}")
     if not failed:

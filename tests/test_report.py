@@ -11,8 +11,8 @@ from scipy.stats import trim_mean
 pytest.importorskip("rliable")
 pytest.importorskip("matplotlib")
 
-from mtrl.cli import main  # noqa: E402
-from mtrl.report import build, find_runs  # noqa: E402
+from mtrl.cli import main
+from mtrl.report import build, find_runs
 
 TASKS = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3"]
 STEPS = [100, 200, 300]
