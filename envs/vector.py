@@ -51,6 +51,7 @@ class TaskEnv(gym.Wrapper):
         self._tail = np.zeros(obs_size - n + num_tasks, dtype=np.float32)
         self._tail[obs_size - n + index] = 1.0
         self._pending_seed: int | None = seed
+        self._index = index
         self._terminate_on_success = terminate_on_success
 
     def _obs(self, obs) -> np.ndarray:
@@ -72,10 +73,12 @@ class TaskEnv(gym.Wrapper):
     def seed(self, seed: int) -> None:
         self._pending_seed = seed
 
-    def get_checkpoint(self) -> dict:
-        return {"np_random": self.env.unwrapped.np_random.bit_generator.state, "pending_seed": self._pending_seed}
+    def get_checkpoint(self) -> tuple[int, dict]:
+        return self._index, {"np_random": self.env.unwrapped.np_random.bit_generator.state, "pending_seed": self._pending_seed}
 
-    def load_checkpoint(self, state: dict) -> None:
+    def load_checkpoint(self, states: list[tuple[int, dict]]) -> None:
+        """``states``: every sub-env's checkpoint (as Meta-World's envs take them); this one's by index."""
+        state = dict(states)[self._index]
         self.env.unwrapped.np_random.bit_generator.state = state["np_random"]
         self._pending_seed = state["pending_seed"]
 
