@@ -176,7 +176,10 @@ def _from_object(name: str, load) -> TaskSet:
     except (ImportError, AttributeError) as e:
         raise TaskSetError(f"cannot load taskset {name!r} ({type(e).__name__}: {e}); valid: {_valid()}") from None
     if callable(obj) and not isinstance(obj, TaskSet):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as e:  # the user's code: its failure is bad input, reported in one line
+            raise TaskSetError(f"taskset {name!r}: calling it raised {type(e).__name__}: {e}") from None
     if not isinstance(obj, TaskSet):
         raise TaskSetError(f"taskset {name!r} is a {type(obj).__name__}, not an envs.tasksets.TaskSet")
     if obj.kind == "gymnasium":
