@@ -178,7 +178,7 @@ def _from_object(name: str, load) -> TaskSet:
     if callable(obj) and not isinstance(obj, TaskSet):
         try:
             obj = obj()
-        except Exception as e:  # the user's code: its failure is bad input, reported in one line
+        except Exception as e:  # noqa: BLE001  (the user's code: its failure is bad input, one line)
             raise TaskSetError(f"taskset {name!r}: calling it raised {type(e).__name__}: {e}") from None
     if not isinstance(obj, TaskSet):
         raise TaskSetError(f"taskset {name!r} is a {type(obj).__name__}, not an envs.tasksets.TaskSet")

@@ -57,7 +57,9 @@ def test_trainer_step_gives_shared_params_the_balancer_direction_and_heads_their
     batch = _batch(k, 9, 1, seed=1)
     target = agent.critic_targets(batch)
     shared, heads = trainer.params["critic"], trainer.head_params["critic"]
-    fn = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
+    def fn(p, o, a, y):
+        return agent.critic_loss(p, o, a, y), ()
+
     grads, losses, _ = per_task_grads(fn, {**shared, **heads}, batch.obs, batch.actions, target)
     shared_grads, _ = split_task_specific(grads, shared)
     direction = make_balancer(balancer, num_tasks=k).balance(shared_grads, losses).direction
@@ -68,7 +70,7 @@ def test_trainer_step_gives_shared_params_the_balancer_direction_and_heads_their
     torch.testing.assert_close(written, direction, rtol=1e-5, atol=1e-7)
     if balancer == "cagrad":  # not the plain mean: the balancer really acts on the trunk
         assert not torch.allclose(written, shared_grads.mean(0), rtol=1e-3, atol=0)
-    for name, p in heads.items():
+    for p in heads.values():
         for t in range(k):
             own = torch.autograd.grad(fn({**shared, **heads}, batch.obs, batch.actions, target)[0][t], p)[0]
             torch.testing.assert_close(p.grad[t], own[t], rtol=1e-5, atol=1e-7)  # weight 1, its own task only

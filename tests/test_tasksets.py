@@ -57,7 +57,7 @@ def test_gymnasium_env_rng_checkpoint_restores_the_next_episode():
     envs = make_vector_env(get_taskset(UNEVEN), seed=3, max_episode_steps=5)
     obs, _ = envs.reset()
     for _ in range(5):
-        obs, _, terminated, truncated, _ = envs.step(np.zeros((2, 1), dtype=np.float32))
+        obs, *_ = envs.step(np.zeros((2, 1), dtype=np.float32))
     state = env_rng_state(envs)
     first = reset_done(envs, obs, np.ones(2, dtype=bool))
     load_env_rng_state(envs, state)
@@ -149,3 +149,42 @@ def test_docs_example_robots_train_and_obs_layout(tmp_path):
     assert torch.equal(obs[0, :, 10:], torch.tensor([1.0, 0.0]).expand(obs.shape[1], 2))
     assert torch.equal(obs[1, :, 8:], torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(obs.shape[1], 4))
     assert obs[1, :, :8].abs().sum() > 0 and obs[0, :, 8:10].abs().sum() > 0  # Reacher fills all 10
+
+
+def test_docs_tasksets_page_examples_run(tmp_path, monkeypatch):
+    """Every `mtrl train` command of docs/tasksets.md that uses docs/examples runs (a few steps
+    on tiny networks), and its YAML and Python blocks are the example files' contents."""
+    import re
+    import shlex
+
+    page = (REPO / "docs" / "tasksets.md").read_text()
+    for block in re.findall(r"```(?:yaml|python)\n(.*?)```", page, flags=re.DOTALL):
+        source = next(p for p in EXAMPLES.iterdir() if block.splitlines()[0] in p.read_text())
+        for line in block.splitlines():
+            assert line in source.read_text().splitlines(), (source.name, line)
+    commands = [line.strip() for line in page.splitlines() if "mtrl train" in line and "docs/examples" in line]
+    assert len(commands) == 3
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the PYTHONPATH=docs/examples of the my_tasks command
+    for i, command in enumerate(commands):
+        argv = shlex.split(command.split("mtrl ", 1)[1])
+        run_dir = tmp_path / f"run{i}"
+        assert argv[0] == "train"
+        assert main(["train", "--run-dir", str(run_dir), *argv[1:], "sac.hidden_sizes=[32,32]", "device=cpu", *TINY]) == 0
+        assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 120
+
+
+def test_legacy_preset_fixes_one_goal_per_task():
+    """configs/mt10_legacy.yaml: 150-step episodes, 1 eval episode, num_goals 1, i.e. every
+    reset of a task shows the same goal (obs[36:39]), where the default samples among 50."""
+    from mtrl.config import load_config
+
+    cfg = load_config(REPO / "configs" / "mt10_legacy.yaml")
+    assert (cfg.max_episode_steps, cfg.num_goals, cfg.eval_episodes) == (150, 1, 1)
+    assert "LEGACY PROTOCOL" in (REPO / "configs" / "mt10_legacy.yaml").read_text().splitlines()[0]
+    goals = {}
+    for num_goals in (1, 50):
+        envs = make_vector_env(get_taskset("MT1:reach-v3"), seed=1, num_goals=num_goals)
+        goals[num_goals] = {tuple(envs.reset()[0][0, 36:39]) for _ in range(4)}
+        envs.close()
+    assert len(goals[1]) == 1 and len(goals[50]) > 1
