@@ -117,12 +117,13 @@ class Trainer:
         self.params, self.head_params = {}, {}
         for loss in ("critic", "actor"):
             self.params[loss], self.head_params[loss] = self.agent.split_params(getattr(self.agent, loss))
+        # fused Adam: one kernel over all parameters instead of several per tensor (CPU and CUDA)
         self.optimizers = {
-            loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr)
+            loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr, fused=True)
             for loss, lr in (("critic", cfg.sac.critic_lr), ("actor", cfg.sac.actor_lr))
         }
         self.balancers = make_loss_balancers(cfg.balancer, self.num_tasks)
-        self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr)
+        self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr, fused=True)
         self.buffer = ReplayBuffer(self.num_tasks, cfg.buffer_size, obs_dim, self.action_dim, self.device, cfg.seed)
 
         self.counters = Counters(next_eval=cfg.eval_every, next_checkpoint=cfg.checkpoint_every, next_log=cfg.log_every)
@@ -150,23 +151,10 @@ class Trainer:
 
         try:
             while c.env_steps < cfg.total_env_steps:
-                obs = reset_done(self.envs, obs, done)
-                if c.env_steps < cfg.warmup_env_steps:
-                    actions = self.action_rng.uniform(-1.0, 1.0, (K, self.action_dim)).astype(np.float32)
-                else:
-                    actions = self.agent.act(obs, deterministic=False)
-                next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-                # autoreset is off: next_obs is the true final observation also when truncated
-                self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
-                obs = next_obs
+                obs, reward, terminated, truncated, info = self._vector_step(obs, done)
                 ep_return += reward
                 ep_success |= np.asarray(info["success"], dtype=float) > 0
-                c.env_steps += K
                 bar.update(K)
-
-                if c.env_steps > cfg.warmup_env_steps:
-                    for _ in range(cfg.updates_per_vector_step):
-                        self._update()
 
                 done = terminated | truncated
                 if done.any():
@@ -220,6 +208,46 @@ class Trainer:
         self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
+
+    # --- one vector step ------------------------------------------------------------------------
+    def _vector_step(self, obs: np.ndarray, done: np.ndarray) -> tuple:
+        """Reset the finished sub-envs, act, step every task's env, store the K transitions and
+        take ``updates_per_vector_step`` updates once the warm-up is over.
+
+        With async envs (``vector_strategy: async``) the updates run while the worker processes
+        simulate, so learning and simulation overlap; the updates then sample the buffer without
+        this step's transitions, a one-step lag that does not matter to off-policy SAC. With sync
+        envs the two alternate in one process, and the transitions are stored first.
+        Returns what ``envs.step`` returns; ``c.env_steps`` counts the K transitions before the
+        updates run, so everything they log carries this step."""
+        c, cfg, K = self.counters, self.cfg, self.num_tasks
+        obs = reset_done(self.envs, obs, done)
+        if c.env_steps < cfg.warmup_env_steps:
+            actions = self.action_rng.uniform(-1.0, 1.0, (K, self.action_dim)).astype(np.float32)
+        else:
+            actions = self.agent.act(obs, deterministic=False)
+        overlap = cfg.vector_strategy == "async"
+        stored = c.env_steps + (0 if overlap else K)  # transitions in the buffer when the updates sample
+        learn = stored > cfg.warmup_env_steps and stored > 0
+        if overlap:
+            self.envs.step_async(actions)
+            c.env_steps += K
+            if learn:
+                self._updates()
+            next_obs, reward, terminated, truncated, info = self.envs.step_wait()
+            self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
+        else:
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+            # autoreset is off: next_obs is the true final observation also when truncated
+            self.buffer.add(*self._tensors(obs, actions, reward, terminated, next_obs))
+            c.env_steps += K
+            if learn:
+                self._updates()
+        return next_obs, reward, terminated, truncated, info
+
+    def _updates(self) -> None:
+        for _ in range(self.cfg.updates_per_vector_step):
+            self._update()
 
     # --- one update -----------------------------------------------------------------------------
     def _update(self) -> None:
