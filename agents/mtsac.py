@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from agents.networks import Actor, TwinCritic
+from agents.networks import Actor, TaskHeads, TwinCritic
 from mtrl.replay import Batch
 
 
@@ -32,6 +32,7 @@ class SACConfig:
     init_log_alpha: float
     log_std_min: float
     log_std_max: float
+    multi_head: bool = False  # one output layer per task in the actor and both critics
 
 
 class MTSAC(nn.Module):
@@ -43,9 +44,10 @@ class MTSAC(nn.Module):
         self.cfg = cfg
         self.num_tasks = num_tasks
         self.action_dim = action_dim
-        self.actor = Actor(obs_dim, action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max)
-        self.critic = TwinCritic(obs_dim, action_dim, cfg.hidden_sizes)
-        self.critic_target = TwinCritic(obs_dim, action_dim, cfg.hidden_sizes)
+        heads = num_tasks if cfg.multi_head else 0
+        self.actor = Actor(obs_dim, action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max, heads)
+        self.critic = TwinCritic(obs_dim, action_dim, cfg.hidden_sizes, heads)
+        self.critic_target = TwinCritic(obs_dim, action_dim, cfg.hidden_sizes, heads)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.full((num_tasks,), float(cfg.init_log_alpha)))
@@ -91,6 +93,13 @@ class MTSAC(nn.Module):
     def actor_losses(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """[K] per-task actor losses and the [K, n] log-probabilities."""
         return self.actor_loss(dict(self.actor.named_parameters()), batch.obs, self.noise(batch.obs), self.alpha())
+
+    def split_params(self, module: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(shared, task-specific) named parameters of the actor or critic. Task-specific ones
+        are the per-task output layers of multi-head SAC; they are left out of balancing."""
+        specific = {f"{name}.{p}" for name, m in module.named_modules() if isinstance(m, TaskHeads) for p, _ in m.named_parameters()}
+        named = dict(module.named_parameters())
+        return ({k: v for k, v in named.items() if k not in specific}, {k: v for k, v in named.items() if k in specific})
 
     def critic_constants(self) -> dict[str, Tensor]:
         return {k: v.detach() for k, v in self.critic.named_parameters()}

@@ -1,4 +1,5 @@
-"""Networks of multi-task SAC: ReLU MLPs over [obs | one-hot task id]."""
+"""Networks of multi-task SAC: ReLU MLPs over [obs | one-hot task id], optionally with one
+output layer per task (multi-head SAC)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,42 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class TaskHeads(nn.Module):
+    """K output layers, one per task: y = W_t x + b_t for a sample of task t.
+
+    All K heads are computed and the one-hot task id selects one: y = sum_j onehot_j (W_j x + b_j).
+    That is one batched einsum (vmap-friendly, no gather by index), and the gradient of a sample
+    of task t with respect to head j != t is multiplied by onehot_j = 0, so it is exactly zero.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, num_tasks: int):
+        super().__init__()
+        layers = [nn.Linear(in_dim, out_dim) for _ in range(num_tasks)]  # nn.Linear's init, per head
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))  # [K, out, in]
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))  # [K, out]
+
+    def forward(self, x: Tensor, one_hot: Tensor) -> Tensor:
+        y = torch.einsum("...i,koi->...ko", x, self.weight) + self.bias  # [..., K, out]
+        return (one_hot.unsqueeze(-1) * y).sum(dim=-2)
+
+
+class MultiHeadMLP(nn.Module):
+    """A shared ReLU trunk and per-task output layers (``TaskHeads``)."""
+
+    def __init__(self, in_dim: int, hidden: list[int], out_dim: int, num_tasks: int):
+        super().__init__()
+        self.trunk = mlp(in_dim, hidden[:-1], hidden[-1])
+        self.heads = TaskHeads(hidden[-1], out_dim, num_tasks)
+
+    def forward(self, x: Tensor, one_hot: Tensor) -> Tensor:
+        return self.heads(torch.relu(self.trunk(x)), one_hot)
+
+
+def make_net(in_dim: int, hidden: list[int], out_dim: int, num_tasks: int):
+    """``num_tasks`` = 0: one shared MLP, called as net(x); else a MultiHeadMLP, net(x, one_hot)."""
+    return MultiHeadMLP(in_dim, hidden, out_dim, num_tasks) if num_tasks else mlp(in_dim, hidden, out_dim)
+
+
 class Actor(nn.Module):
     """Tanh-Gaussian policy: a = tanh(mu + sigma * eps), eps ~ N(0, I).
 
@@ -24,14 +61,18 @@ class Actor(nn.Module):
     of (parameters, batch, noise): the batched per-task gradients rely on that.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], log_std_min: float, log_std_max: float):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], log_std_min: float, log_std_max: float,
+                 heads: int = 0):  # fmt: skip
+        """``heads`` = K: one output layer per task, chosen by the one-hot (the last K obs entries)."""
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+        self.net = make_net(obs_dim, hidden, 2 * action_dim, heads)
+        self.heads = heads
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and clamped log-std of the Gaussian before the tanh."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        out = self.net(obs, obs[..., -self.heads :]) if self.heads else self.net(obs)
+        mean, log_std = out.chunk(2, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def forward(self, obs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,11 +93,15 @@ class Actor(nn.Module):
 class TwinCritic(nn.Module):
     """Two independent Q(s, a) networks; forward returns both, stacked: [2, ...]."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], heads: int = 0):
         super().__init__()
-        self.q1 = mlp(obs_dim + action_dim, hidden, 1)
-        self.q2 = mlp(obs_dim + action_dim, hidden, 1)
+        self.q1 = make_net(obs_dim + action_dim, hidden, 1, heads)
+        self.q2 = make_net(obs_dim + action_dim, hidden, 1, heads)
+        self.heads = heads
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         x = torch.cat([obs, action], dim=-1)
+        if self.heads:
+            one_hot = obs[..., -self.heads :]
+            return torch.stack([self.q1(x, one_hot).squeeze(-1), self.q2(x, one_hot).squeeze(-1)])
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])

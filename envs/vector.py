@@ -11,6 +11,11 @@ Meta-World's seeding traps, and how this module avoids them:
 Auto-reset is disabled: the trainer sees the true final observation of a truncated episode
 as ``obs`` and resets finished sub-envs itself (``reset_done``). That also gives checkpoints a
 clean place to stand: between the end of one episode and the reset that samples the next goal.
+
+Gymnasium task sets (``TaskSet.kind == "gymnasium"``, a user's own robots) get the same
+interface from ``TaskEnv``: observations zero-padded to the largest observation size of the
+set, then the one-hot task id, as float32; actions rescaled from [-1, 1] to the shared bounds;
+``info["success"]`` from the env's ``success`` or ``is_success`` info (0 when it has neither).
 """
 
 from __future__ import annotations
@@ -21,9 +26,61 @@ import gymnasium as gym
 import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 import numpy as np
 
-from envs.tasksets import TaskSet
+from envs.tasksets import TaskSet, get_taskset
 
 NUM_GOALS = 50
+_BENCHMARK_TASKS = {name: get_taskset(name).tasks for name in ("MT10", "MT25", "MT50")}
+
+
+class TaskEnv(gym.Wrapper):
+    """Task ``index`` of a gymnasium task set, shaped like a Meta-World multi-task sub-env.
+
+    obs = [env obs, zeros up to ``obs_size``, one-hot(index, num_tasks)] (float32);
+    success = ``info.get("success", info.get("is_success", 0))``, terminating the episode when
+    ``terminate_on_success`` (the evaluation protocol). The seed goes in through the first
+    reset (``reset(seed=...)`` works for gymnasium envs); ``seed(s)`` re-seeds at the next reset.
+    ``get_checkpoint``/``load_checkpoint`` save and restore the env's ``np_random``: that is all
+    the randomness of a standard gymnasium env, but not a mid-episode simulator state.
+    """
+
+    def __init__(self, env: gym.Env, index: int, num_tasks: int, space: gym.spaces.Box, seed: int, terminate_on_success: bool):
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        super().__init__(env)
+        self.observation_space = space  # the same for every task: the vector env needs one
+        obs_size, n = space.shape[0] - num_tasks, int(np.prod(env.observation_space.shape))
+        self._tail = np.zeros(obs_size - n + num_tasks, dtype=np.float32)
+        self._tail[obs_size - n + index] = 1.0
+        self._pending_seed: int | None = seed
+        self._index = index
+        self._terminate_on_success = terminate_on_success
+
+    def _obs(self, obs) -> np.ndarray:
+        return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._tail])
+
+    def reset(self, *, seed=None, options=None):
+        seed, self._pending_seed = (self._pending_seed if seed is None else seed), None
+        obs, info = self.env.reset(seed=seed, options=options)
+        info["success"] = 0.0
+        return self._obs(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["success"] = float(info.get("success", info.get("is_success", 0.0)))
+        if self._terminate_on_success and info["success"] > 0:
+            terminated = True
+        return self._obs(obs), reward, terminated, truncated, info
+
+    def seed(self, seed: int) -> None:
+        self._pending_seed = seed
+
+    def get_checkpoint(self) -> tuple[int, dict]:
+        return self._index, {"np_random": self.env.unwrapped.np_random.bit_generator.state, "pending_seed": self._pending_seed}
+
+    def load_checkpoint(self, states: list[tuple[int, dict]]) -> None:
+        """``states``: every sub-env's checkpoint (as Meta-World's envs take them); this one's by index."""
+        state = dict(states)[self._index]
+        self.env.unwrapped.np_random.bit_generator.state = state["np_random"]
+        self._pending_seed = state["pending_seed"]
 
 
 def make_vector_env(
@@ -32,17 +89,23 @@ def make_vector_env(
     strategy: str = "sync",
     max_episode_steps: int = 500,
     terminate_on_success: bool = False,
+    num_goals: int = NUM_GOALS,
 ) -> gym.vector.VectorEnv:
     """Sub-env t runs task ``taskset.tasks[t]``; observations are [K, obs_dim + K], the one-hot
-    task id last. The trainer casts them to float32 where they enter torch."""
+    task id last. The trainer casts them to float32 where they enter torch. ``num_goals`` goals
+    are sampled per Meta-World task (1: one fixed goal, the legacy protocol); gymnasium envs
+    have no goal sets and ignore it. ``max_episode_steps`` truncates every task's episodes."""
     if strategy not in ("sync", "async"):
         raise ValueError(f"unknown vector strategy {strategy!r}; valid: sync, async")
+    vec_cls = gym.vector.SyncVectorEnv if strategy == "sync" else gym.vector.AsyncVectorEnv
+    if taskset.kind == "gymnasium":
+        return _make_gymnasium(taskset, vec_cls, seed, max_episode_steps, terminate_on_success)
     common = dict(
         seed=seed,
         use_one_hot=True,
         reward_function_version="v2",
         max_episode_steps=max_episode_steps,
-        num_goals=NUM_GOALS,
+        num_goals=num_goals,
         terminate_on_success=terminate_on_success,
     )
     with warnings.catch_warnings():
@@ -54,19 +117,51 @@ def make_vector_env(
 
 
 def _make(taskset: TaskSet, strategy: str, common: dict) -> gym.vector.VectorEnv:
-    if taskset.name.startswith("MT1:"):
-        env_name = taskset.tasks[0]
-        make_one = lambda: gym.make(  # noqa: E731
-            "Meta-World/MT1", env_name=env_name, env_id=0, num_tasks=1, disable_env_checker=True, **common
-        )
+    if taskset.tasks != _BENCHMARK_TASKS.get(taskset.name):
+        # MT1 and custom lists: one Meta-World/MT1 env per task, not Meta-World/custom-mt-envs
+        # (which treats seed 0 as unseeded and does not accept num_goals)
+        num_tasks = taskset.num_tasks
         vec_cls = gym.vector.SyncVectorEnv if strategy == "sync" else gym.vector.AsyncVectorEnv
-        return vec_cls([make_one], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+        return vec_cls(
+            [
+                lambda t=t, env_name=env_name: gym.make(
+                    "Meta-World/MT1", env_name=env_name, env_id=t, num_tasks=num_tasks, disable_env_checker=True, **common
+                )
+                for t, env_name in enumerate(taskset.tasks)
+            ],
+            autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+        )
     return gym.make_vec(
         f"Meta-World/{taskset.name}",
         vector_strategy=strategy,
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
         **common,
     )
+
+
+def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int, terminate_on_success: bool):
+    """The shared observation space bounds each padded entry by the union of the tasks' bounds
+    there (padding counts as [0, 0]) and the one-hot by [0, 1]."""
+    num_tasks = taskset.num_tasks
+    spaces = []
+    for env_id in taskset.tasks:
+        env = gym.make(env_id, disable_env_checker=True)
+        spaces.append(env.observation_space)
+        env.close()
+    obs_size = max(int(np.prod(s.shape)) for s in spaces)
+    low = np.zeros((num_tasks, obs_size + num_tasks))
+    high = np.zeros((num_tasks, obs_size + num_tasks))
+    for t, s in enumerate(spaces):
+        low[t, : s.low.size], high[t, : s.high.size] = s.low.ravel(), s.high.ravel()
+    high[:, obs_size:] = 1.0
+    space = gym.spaces.Box(low.min(0).astype(np.float32), high.max(0).astype(np.float32), dtype=np.float32)
+
+    def make_one(t: int) -> gym.Env:
+        env = gym.make(taskset.tasks[t], max_episode_steps=max_episode_steps, disable_env_checker=True)
+        # seed + t: each task its own stream, and the same streams for the same run seed
+        return TaskEnv(env, t, num_tasks, space, seed + t, terminate_on_success)
+
+    return vec_cls([lambda t=t: make_one(t) for t in range(num_tasks)], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 def reset_done(envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 from mtrl.checkpoint import CheckpointError
-from mtrl.config import Config, ConfigError, apply_overrides, load_config, parse_override_args, validate
+from mtrl.config import Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args, validate
 from mtrl.trainer import NonFiniteError, resolve_device, resume_run, start_run
 
 
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML preset, e.g. configs/mt10.yaml")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--balancer", help="balancer for the critic and the actor (config key 'balancer')")
+    t.add_argument("--agent", help="mtsac (default) or stl_sac: one stable-baselines3 SAC per task (config key 'agent')")
     t.add_argument("--seed", type=int, help="config key 'seed'")
     t.add_argument("--run-dir", help="where the run is written (default runs/<taskset>_<balancer>_s<seed>_<time>)")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides with dotted keys")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args) -> int:
     overrides = parse_override_args(args.overrides)
     if args.resume:
-        if args.config or args.balancer or args.seed is not None or args.run_dir:
+        if args.config or args.balancer or args.agent or args.seed is not None or args.run_dir:
             raise UsageError("--resume takes only the run directory (and total_env_steps=N to extend the run)")
         run_dir = Path(args.resume)
         cfg = _load_run_config(run_dir)
@@ -108,25 +109,38 @@ def _train(args) -> int:
             raise UsageError(f"cannot change {', '.join(sorted(extra))} when resuming; only total_env_steps=N")
         cfg = apply_overrides(cfg, overrides)
         validate(cfg)
-        try:
-            trainer = resume_run(run_dir, cfg)
-        except CheckpointError as e:
-            raise UsageError(str(e)) from None
+        if cfg.agent == "stl_sac":
+            from agents.stl_sac import resume_stl
+
+            trainer = resume_stl(run_dir, cfg)
+        else:
+            try:
+                trainer = resume_run(run_dir, cfg)
+            except CheckpointError as e:
+                raise UsageError(str(e)) from None
         print(f"mtrl: resuming {run_dir} at env step {trainer.counters.env_steps}", file=sys.stderr)
     else:
         if not args.config:
             raise UsageError("train needs --config FILE (e.g. configs/mt10_quick.yaml) or --resume RUN_DIR")
         if args.balancer is not None:
             overrides["balancer"] = args.balancer
+        if args.agent is not None:
+            overrides["agent"] = args.agent
         if args.seed is not None:
             overrides["seed"] = args.seed
         cfg = load_config(args.config, overrides)
-        run_dir = Path(args.run_dir or f"runs/{cfg.taskset.replace(':', '_')}_{cfg.balancer.label}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        taskset_label = Path(cfg.taskset).stem if cfg.taskset.endswith((".yaml", ".yml")) else cfg.taskset
+        taskset_label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in taskset_label)
+        method = method_label(cfg)
+        run_dir = Path(args.run_dir or f"runs/{taskset_label}_{method}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        start = start_run
+        if cfg.agent == "stl_sac":
+            from agents.stl_sac import start_stl as start
         try:
-            trainer = start_run(cfg, run_dir)
+            trainer = start(cfg, run_dir)
         except FileExistsError as e:
             raise UsageError(str(e)) from None
-        print(f"mtrl: training {cfg.taskset} with {cfg.balancer.label}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
+        print(f"mtrl: training {cfg.taskset} with {method}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
     summary = trainer.train()
     if "stopped_by" in summary:
         print(f"mtrl: stopped by {summary['stopped_by']} at env step {summary['env_steps']}, checkpoint written; "
@@ -171,7 +185,10 @@ def _eval(args) -> int:
     if state is None:
         raise UsageError(f"{run_dir} has no checkpoint to evaluate")
     taskset = get_taskset(cfg.taskset)
-    envs = make_vector_env(taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, terminate_on_success=True)
+    if cfg.agent != "mtsac":
+        raise UsageError(f"mtrl eval reads MT-SAC checkpoints; {run_dir} is an {cfg.agent} run (its eval.jsonl has its evaluations)")
+    envs = make_vector_env(taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, terminate_on_success=True,
+                           num_goals=cfg.num_goals)  # fmt: skip
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = MTSAC(obs_dim, action_dim, taskset.num_tasks, cfg.sac).to(resolve_device(cfg.device))
     agent.load_state_dict(state["agent"])

@@ -58,7 +58,8 @@ class BalancerConfig:
 
 @dataclass
 class Config:
-    taskset: str = "MT10"
+    taskset: str = "MT10"  # a name, MT1:<env>, a .yaml file, gym:<id>,..., module:attr (docs/tasksets.md)
+    agent: str = "mtsac"  # mtsac | stl_sac (one stable-baselines3 SAC per task: the upper bound)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     total_env_steps: int = 20_000_000
@@ -73,6 +74,7 @@ class Config:
     log_every: int = 10_000  # losses, temperatures, throughput
     vector_strategy: str = "sync"  # sync | async
     max_episode_steps: int = 500
+    num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
     torch_threads: int = 0  # 0: torch's default
     grad_stats_every: int = 1000  # updates between gradient statistics (norms, cosines, weights)
     max_nonfinite_in_row: int = 100  # stop after this many consecutive non-finite updates
@@ -220,7 +222,7 @@ def validate(cfg: Config) -> None:
     positive = [
         "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
         "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
-        "grad_stats_every", "max_nonfinite_in_row",
+        "grad_stats_every", "max_nonfinite_in_row", "num_goals",
     ]  # fmt: skip
     for key in positive:
         if getattr(cfg, key) <= 0:
@@ -235,7 +237,7 @@ def validate(cfg: Config) -> None:
         )
     if cfg.buffer_size < num_tasks:
         raise ConfigError(f"buffer_size {cfg.buffer_size} is smaller than the {num_tasks} tasks of {cfg.taskset}")
-    choices = {"device": ("auto", "cpu", "cuda"), "vector_strategy": ("sync", "async")}
+    choices = {"device": ("auto", "cpu", "cuda"), "vector_strategy": ("sync", "async"), "agent": AGENTS}
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
@@ -243,6 +245,8 @@ def validate(cfg: Config) -> None:
         make_loss_balancers(cfg.balancer, num_tasks)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if cfg.agent == "stl_sac":
+        _validate_stl(cfg)
     sac = cfg.sac
     if not sac.hidden_sizes or min(sac.hidden_sizes) <= 0:
         raise ConfigError(f"config key 'sac.hidden_sizes' needs positive layer sizes, got {sac.hidden_sizes}")
@@ -253,6 +257,34 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"sac.gamma and sac.tau must lie in (0, 1], got {sac.gamma} and {sac.tau}")
     if sac.log_std_min >= sac.log_std_max:
         raise ConfigError(f"sac.log_std_min {sac.log_std_min} must be below sac.log_std_max {sac.log_std_max}")
+
+
+AGENTS = ("mtsac", "stl_sac")
+
+
+def _validate_stl(cfg: Config) -> None:
+    """stl_sac trains one independent SAC per task: there is nothing to balance or share."""
+    b = cfg.balancer
+    if b.critic != "ew" or b.actor != "ew" or b.kwargs or b.critic_kwargs or b.actor_kwargs:
+        raise ConfigError(f"agent 'stl_sac' trains one SAC per task and has no balancer; drop the balancer "
+                          f"options (got {b.label!r})")  # fmt: skip
+    if not cfg.sac.actor_lr == cfg.sac.critic_lr == cfg.sac.alpha_lr:
+        raise ConfigError("agent 'stl_sac' (stable-baselines3) has one learning rate: set sac.actor_lr, "
+                          "sac.critic_lr and sac.alpha_lr equal")  # fmt: skip
+    if cfg.sac.multi_head:
+        raise ConfigError("agent 'stl_sac' has one network per task; sac.multi_head applies to agent 'mtsac' only")
+    import importlib.util
+
+    if importlib.util.find_spec("stable_baselines3") is None:
+        raise ConfigError("agent 'stl_sac' needs stable-baselines3: pip install 'mtrl[sb3]'")
+
+
+def method_label(cfg: Config) -> str:
+    """What a run is, for reports: the balancer label (``cagrad``), ``mh_sac+<label>`` for
+    multi-head SAC, or ``stl_sac``."""
+    if cfg.agent == "stl_sac":
+        return "stl_sac"
+    return f"mh_sac+{cfg.balancer.label}" if cfg.sac.multi_head else cfg.balancer.label
 
 
 def _copy(cfg: Config) -> Config:

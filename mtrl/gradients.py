@@ -59,3 +59,12 @@ def gradient_statistics(grads: Tensor, eps: float = 1e-12) -> dict[str, Tensor]:
         "conflict_frac": ((cos < 0) & off_diagonal).to(grads.dtype).sum() / pairs,
         "norm_ratio": norms.max() / norms.min().clamp_min(eps),
     }
+
+
+def split_task_specific(grads: Tensor, shared: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Split [K, P] per-task gradients, taken over the shared parameters followed by the
+    task-specific ones, into the shared block [K, P_shared] (for the balancer) and the
+    task-specific gradient [P_specific] = sum over tasks. Task t's loss reaches only its own
+    head, so the sum gives each head exactly its own task's gradient."""
+    num_shared = sum(p.numel() for p in shared.values())
+    return grads[:, :num_shared], grads[:, num_shared:].sum(dim=0)

@@ -25,8 +25,8 @@ from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
-from mtrl.config import Config, make_loss_balancers, save_config, to_dict
-from mtrl.gradients import gradient_statistics, per_task_grads, write_grads
+from mtrl.config import Config, make_loss_balancers, method_label, save_config, to_dict
+from mtrl.gradients import gradient_statistics, per_task_grads, split_task_specific, write_grads
 from mtrl.logger import RunLogger, truncate_eval_log
 from mtrl.replay import ReplayBuffer
 
@@ -106,18 +106,21 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.action_rng = np.random.default_rng(cfg.seed)  # warm-up random actions
 
-        self.envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps)
+        self.envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, num_goals=cfg.num_goals)
         self.eval_envs = None  # built at the first evaluation
         obs_dim = self.envs.single_observation_space.shape[0]
         self.action_dim = self.envs.single_action_space.shape[0]
 
         self.agent = MTSAC(obs_dim, self.action_dim, self.num_tasks, cfg.sac).to(self.device)
-        # shared parameters per loss; the per-task temperatures are task-specific and unbalanced
-        self.params = {"critic": dict(self.agent.critic.named_parameters()), "actor": dict(self.agent.actor.named_parameters())}
+        # shared parameters per loss, balanced; the task-specific ones (multi-head SAC's output
+        # layers, the per-task temperatures) each get only their own task's gradient
+        self.params, self.head_params = {}, {}
+        for loss in ("critic", "actor"):
+            self.params[loss], self.head_params[loss] = self.agent.split_params(getattr(self.agent, loss))
         # fused Adam: one kernel over all parameters instead of several per tensor (CPU and CUDA)
         self.optimizers = {
-            "critic": torch.optim.Adam(self.params["critic"].values(), lr=cfg.sac.critic_lr, fused=True),
-            "actor": torch.optim.Adam(self.params["actor"].values(), lr=cfg.sac.actor_lr, fused=True),
+            loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr, fused=True)
+            for loss, lr in (("critic", cfg.sac.critic_lr), ("actor", cfg.sac.actor_lr))
         }
         self.balancers = make_loss_balancers(cfg.balancer, self.num_tasks)
         self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr, fused=True)
@@ -172,8 +175,10 @@ class Trainer:
                     last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
                     c.next_log = next_mark(c.next_log, cfg.log_every, c.env_steps)
                 # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
-                # a resume restores the envs' RNGs, resets, and samples the same next goals.
-                if done.all() and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
+                # a resume restores the envs' RNGs, resets, and samples the same next goals. Task sets
+                # whose episodes end at different times (gymnasium envs) may never get there: they
+                # checkpoint when due, mid-episode, and a resume starts fresh episodes.
+                if (done.all() or not self.taskset.synchronized_episodes) and c.env_steps >= c.next_checkpoint and c.env_steps < cfg.total_env_steps:
                     self._checkpoint(time.time() - wall_mark)
                     wall_mark = time.time()
                     c.next_checkpoint = next_mark(c.next_checkpoint, cfg.checkpoint_every, c.env_steps)
@@ -286,14 +291,21 @@ class Trainer:
         sum_t w_t L_t; with EW that is exactly mean-loss SAC. Every ``grad_stats_every``
         updates the per-task gradients are taken anyway, for the gradient statistics.
 
+        Task-specific parameters (multi-head SAC's per-task output layers) are left out of
+        balancing: head t gets the gradient of L_t alone, with weight 1 whatever the balancer
+        (the gradient single-task SAC would give it; its scale only matters to Adam through eps).
+
         Returns (losses, aux), or None when a loss, gradient or direction is not finite: then
         nothing is stepped and the balancer never sees the bad values (its state stays clean).
         """
         params, optimizer, balancer = self.params[loss], self.optimizers[loss], self.balancers[loss]
+        heads = self.head_params[loss]
         if balancer.needs_grads or stats:
-            grads, losses, aux = per_task_grads(loss_fn, params, *task_args)
-            if not _finite(losses, grads):
+            grads, losses, aux = per_task_grads(loss_fn, {**params, **heads}, *task_args)
+            grads, head_grads = split_task_specific(grads, params)
+            if not _finite(losses, grads, head_grads):
                 return None
+            write_grads(list(heads.values()), head_grads)
             out = balancer.balance(grads if balancer.needs_grads else None, losses)
             direction = out.direction if balancer.needs_grads else grads.T @ out.weights
             if not _finite(direction):
@@ -302,12 +314,15 @@ class Trainer:
             if stats:
                 self._log_grad_stats(loss, grads, out.weights)
         else:
-            losses, aux = loss_fn(params, *task_args)
+            losses, aux = loss_fn({**params, **heads}, *task_args)
             if not _finite(losses.detach()):
                 return None
             out = balancer.balance(None, losses.detach())
-            grads = torch.autograd.grad((out.weights * losses).sum(), list(params.values()))
-            if not _finite(*grads):
+            grads = torch.autograd.grad((out.weights * losses).sum(), list(params.values()), retain_graph=bool(heads))
+            if heads:
+                for p, g in zip(heads.values(), torch.autograd.grad(losses.sum(), list(heads.values()))):
+                    p.grad = g
+            if not _finite(*grads, *(p.grad for p in heads.values())):
                 return None
             for p, g in zip(params.values(), grads):
                 p.grad = g
@@ -320,7 +335,7 @@ class Trainer:
         if self.eval_envs is None:
             self.eval_envs = make_vector_env(
                 self.taskset, self.cfg.seed, self.cfg.vector_strategy, self.cfg.max_episode_steps,
-                terminate_on_success=True,
+                terminate_on_success=True, num_goals=self.cfg.num_goals,
             )  # fmt: skip
         result = evaluate(lambda o: self.agent.act(o, deterministic=True), self.eval_envs, self.task_names,
                           self.cfg.eval_episodes, seed=self.cfg.seed)  # fmt: skip
@@ -409,6 +424,8 @@ class Trainer:
         summary = {
             "taskset": self.cfg.taskset,
             "balancer": self.cfg.balancer.label,
+            "method": method_label(self.cfg),
+            "agent": self.cfg.agent,
             "seed": self.cfg.seed,
             "env_steps": c.env_steps,
             "updates": c.updates,

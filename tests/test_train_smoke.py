@@ -17,7 +17,7 @@ from tests.conftest import SMOKE
 
 TASKS = get_taskset("MT10").tasks
 SUMMARY_KEYS = {
-    "taskset", "balancer", "seed", "env_steps", "updates", "wall_time_s", "final_success_mean",
+    "taskset", "balancer", "method", "agent", "seed", "env_steps", "updates", "wall_time_s", "final_success_mean",
     "best_success_mean", "final_success", "env_steps_per_s", "updates_per_s",
 }  # fmt: skip
 
@@ -34,6 +34,7 @@ def test_run_directory_layout(smoke_run):
     assert not list((smoke_run / "checkpoints").glob("*.tmp")), "a temporary checkpoint was left behind"
     summary = json.loads((smoke_run / "summary.json").read_text())
     assert set(summary) == SUMMARY_KEYS
+    assert summary["method"] == "ew" and summary["agent"] == "mtsac"
     assert summary["env_steps"] == 3000 and summary["updates"] == (3000 - 1000) // 10
     assert set(summary["final_success"]) == set(TASKS)
     evals = [json.loads(line) for line in (smoke_run / "eval.jsonl").read_text().splitlines()]
