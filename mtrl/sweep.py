@@ -252,10 +252,8 @@ def _run_local(todo, jobs, argvs, progress) -> list[RunResult]:
 def _run_ray(todo, jobs, argvs, progress, address: str | None) -> list[RunResult]:
     """The same runs as Ray core tasks, at most ``jobs`` at a time. Each task asks for
     cores/jobs CPUs and, when the cluster has GPUs, a 1/ceil(jobs/GPUs) share of one."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install 'mtrl[ray]'") from None
+    import ray  # present: compare() checked before any run directory was written
+
     started_here = not ray.is_initialized()
     if started_here:
         try:

@@ -176,3 +176,12 @@ def test_ray_backend_on_a_local_ray(tmp_path):
     summary = json.loads((out / "ew" / "seed1" / "summary.json").read_text())
     assert summary["env_steps"] == 1000 and summary["balancer"] == "ew"
     assert "[1/1] done    ew/seed1" in err
+
+
+def test_ray_missing_exits_2_naming_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    out = tmp_path / "cmp"
+    argv = ["compare", "--config", str(SMOKE), "--balancers", "ew", "--seeds", "1", "--backend", "ray", "--out", str(out)]
+    assert main(argv) == 2
+    assert "pip install 'mtrl[ray]'" in capsys.readouterr().err
+    assert not out.exists()

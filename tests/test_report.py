@@ -192,3 +192,12 @@ def test_bad_input_exits_2_and_writes_nothing(what, tmp_path, capsys):
     assert err.startswith("mtrl: error: ") and len(err.splitlines()) == 1
     assert ("does not exist" if what == "missing" else "no finished runs") in err
     assert not out.exists()
+
+
+def test_missing_analysis_extra_exits_2_naming_it(synthetic, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rliable", None)
+    assert main(["report", str(synthetic[0]), "--out", str(tmp_path / "rep")]) == 2
+    assert "pip install 'mtrl[analysis]'" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
