@@ -118,5 +118,5 @@ class MTSAC(nn.Module):
         """Actions for a [N, obs_dim] array of observations (collection and evaluation)."""
         device = self.log_alpha.device
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        action = self.actor.mode(obs_t) if deterministic else self.actor(obs_t, self.noise(obs_t))[0]
+        action = self.actor.mode(obs_t) if deterministic else self.actor.sample(obs_t, self.noise(obs_t))
         return action.cpu().numpy()

@@ -85,6 +85,11 @@ class Actor(nn.Module):
         log_det = (2 * (math.log(2) - pre_tanh - nn.functional.softplus(-2 * pre_tanh))).sum(-1)
         return action, gaussian_log_prob - log_det
 
+    def sample(self, obs: Tensor, eps: Tensor) -> Tensor:
+        """The action of ``forward`` without its log-probability: what collection needs."""
+        mean, log_std = self.distribution(obs)
+        return torch.tanh(mean + log_std.exp() * eps)
+
     def mode(self, obs: Tensor) -> Tensor:
         """The deterministic (mean) action used for evaluation."""
         return torch.tanh(self.distribution(obs)[0])

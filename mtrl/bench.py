@@ -47,12 +47,13 @@ class BenchPlan:
     vector_steps: int  # env stepping, per strategy and kind
     train_steps: int  # vector steps of the whole loop (collection + updates)
     warmup_updates: int  # untimed, per balancer: first-call costs (allocations, vmap tracing)
-    updates: int  # timed one by one, per balancer (the median counts)
+    rounds: int  # of update timing, all balancers in turn
+    updates: int  # timed one by one, per balancer and round (the median counts)
     grad_repeats: int  # timed repeats of each per-task-gradient method
 
 
-QUICK = BenchPlan(vector_steps=100, train_steps=10, warmup_updates=2, updates=5, grad_repeats=3)
-FULL = BenchPlan(vector_steps=500, train_steps=50, warmup_updates=5, updates=30, grad_repeats=10)
+QUICK = BenchPlan(vector_steps=100, train_steps=10, warmup_updates=2, rounds=2, updates=3, grad_repeats=3)
+FULL = BenchPlan(vector_steps=500, train_steps=50, warmup_updates=3, rounds=5, updates=6, grad_repeats=10)
 
 
 def device_name(device: torch.device) -> str:
@@ -123,23 +124,28 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
 
 
 def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -> dict[str, float]:
-    """Updates per second for each balancer on both losses, every one from the same parameters,
-    optimizer state and replay data."""
+    """Updates per second for each balancer on both losses. Every round times ``plan.updates``
+    updates of each balancer in turn, each from the same parameters, optimizer state and replay
+    data; the rate is 1 / the median update. Rounds spread a slow drift in the machine's load
+    over all balancers instead of charging it to whichever ran at the time."""
     start_state = copy.deepcopy(
         {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
     )
-    rates = {}
-    for name in balancers:
-        trainer.agent.load_state_dict(start_state["agent"])
-        for k, opt in trainer.optimizers.items():
-            opt.load_state_dict(start_state["optimizers"][k])
-        trainer.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.num_tasks)
-        trainer.counters.updates = 1  # gradient statistics every grad_stats_every updates, as in a run
-        for _ in range(plan.warmup_updates):
-            trainer._update()
-        # the median update: robust to load spikes from other processes on a shared machine
-        rates[name] = 1.0 / float(np.median([_timed(trainer._update, 1, trainer.device) for _ in range(plan.updates)]))
-        log(f"  updates/s {name:<18} {rates[name]:8.2f}")
+    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.num_tasks) for name in balancers}
+    seconds: dict[str, list[float]] = {name: [] for name in balancers}
+    for round_ in range(plan.rounds):
+        for name in balancers:
+            trainer.agent.load_state_dict(start_state["agent"])
+            for k, opt in trainer.optimizers.items():
+                opt.load_state_dict(start_state["optimizers"][k])
+            trainer.balancers = instances[name]
+            trainer.counters.updates = 1  # gradient statistics every grad_stats_every updates, as in a run
+            for _ in range(plan.warmup_updates if round_ == 0 else 1):
+                trainer._update()
+            seconds[name] += [_timed(trainer._update, 1, trainer.device) for _ in range(plan.updates)]
+    rates = {name: 1.0 / float(np.median(s)) for name, s in seconds.items()}
+    for name, rate in rates.items():
+        log(f"  updates/s {name:<18} {rate:8.2f}")
     return rates
 
 
@@ -169,7 +175,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
         balancer.balance(g, losses)  # first call: warm starts, allocations
         with _CountOps() as ops:
             balancer.balance(g, losses)
-        seconds = np.median([_timed(lambda: balancer.balance(g, losses), 1, trainer.device) for _ in range(plan.updates)])  # noqa: B023
+        seconds = np.median([_timed(lambda: balancer.balance(g, losses), 1, trainer.device) for _ in range(plan.rounds * plan.updates)])  # noqa: B023
         costs[name] = {"seconds": float(seconds), "ops": ops.count}
     return costs
 

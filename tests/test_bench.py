@@ -12,7 +12,7 @@ import mtrl.bench
 from mtrl.cli import main
 from tests.conftest import SMOKE
 
-TINY = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, updates=2, grad_repeats=1)
+TINY = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1)
 
 
 @pytest.fixture(scope="module")

@@ -130,3 +130,15 @@ def test_mean_of_per_task_losses_is_whole_batch_sac(which):
     g_flat = torch.autograd.grad(loss(agent_flat, flat), flat_params)
     for a, b in zip(g_tasks, g_flat):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_collection_samples_the_same_action_as_the_loss_path():
+    """``act`` skips the log-probability; with the same noise its action is forward's action,
+    so collection draws from exactly the policy that the actor loss trains."""
+    agent = _tiny_agent().float()  # act() feeds float32 observations, the training dtype
+    obs, eps = torch.randn(5, OBS), torch.randn(5, ACT)
+    assert torch.equal(agent.actor.sample(obs, eps), agent.actor(obs, eps)[0])
+    torch.manual_seed(3)
+    acted = agent.act(obs.numpy(), deterministic=False)
+    torch.manual_seed(3)
+    assert np.array_equal(acted, agent.actor(obs, agent.noise(obs))[0].detach().numpy())
