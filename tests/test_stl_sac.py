@@ -84,3 +84,20 @@ def test_missing_sb3_names_the_extra(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "stable_baselines3" else real(name, *a))
     assert main(["train", "--run-dir", str(tmp_path / "run"), *ARGS]) == 2
     assert "pip install 'mtrl[sb3]'" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_report_puts_the_baseline_beside_a_balancer(stl_run, tmp_path):
+    """`mtrl report` reads the stl_sac run directory as it reads MT-SAC's: one group per method,
+    its per-task final success taken from the run's own evaluation."""
+    pytest.importorskip("rliable")
+    mt_run = tmp_path / "ew"
+    mt_args = [a for a in ARGS if a not in ("--agent", "stl_sac")]
+    assert main(["train", "--run-dir", str(mt_run), *mt_args]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(stl_run), str(mt_run), "--out", str(out), "--reps", "200"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert set(data["methods"]) == {"stl_sac", "ew"}
+    stl_final = json.loads((stl_run / "summary.json").read_text())["final_success"]
+    assert data["methods"]["stl_sac"]["per_task_final"] == pytest.approx(stl_final)
+    assert data["methods"]["stl_sac"]["curve"]["steps"] == [90, 150]
+    assert "stl_sac" in (out / "per_task_success.csv").read_text().splitlines()[0]
