@@ -9,9 +9,10 @@ current device, with the real trainer code (``Trainer._vector_step`` and ``Train
         reference codebases' K backward passes over the whole batch;
     (d) peak memory (device memory on CUDA, the process's peak RSS on CPU);
     (e) per balancer, the ``balance()`` call alone on the critic's real [K, P] gradients: its
-        time and the number of tensor operations it dispatches. On a GPU at MT10 sizes every
-        operation is a kernel launch of a few microseconds, so the count predicts the GPU cost
-        of a solver where no GPU is at hand.
+        time and the number of tensor operations it dispatches with the solvers' full iteration
+        counts (on the CPU they stop once converged; on an accelerator they never read back).
+        On a GPU at MT10 sizes every operation is a kernel launch of a few microseconds, so the
+        count predicts the GPU cost of a solver where no GPU is at hand.
 
 Comparisons are ratios taken in the same run, so they survive a busy machine better than
 absolute rates do. A unit test never asserts a time; these figures go to docs/benchmarks.md.
@@ -36,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from envs.vector import reset_done
 from mtrl.balancers import available_balancers
+from mtrl.balancers._simplex import fixed_iterations
 from mtrl.config import BalancerConfig, Config, make_loss_balancers
 from mtrl.gradients import per_task_grads
 from mtrl.logger import RunLogger
@@ -173,7 +175,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
         balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)["critic"]
         g = grads if balancer.needs_grads else None
         balancer.balance(g, losses)  # first call: warm starts, allocations
-        with _CountOps() as ops:
+        with fixed_iterations(), _CountOps() as ops:  # the count an accelerator would launch
             balancer.balance(g, losses)
         seconds = np.median([_timed(lambda: balancer.balance(g, losses), 1, trainer.device) for _ in range(plan.rounds * plan.updates)])  # noqa: B023
         costs[name] = {"seconds": float(seconds), "ops": ops.count}

@@ -3,8 +3,8 @@
 Everything here works on the K x K Gram matrix ``M = G G^T`` of the task gradients (K is the
 number of tasks, 2..50), so the cost of a solve does not depend on the number of parameters P.
 The solvers run a *fixed* number of iterations with ``torch.where`` safeguards: no ``.item()``,
-no Python branch on a tensor value, no data-dependent shapes, and only the ``*_ex`` variants of
-the linear-algebra routines (the plain ones check for singular input and so synchronise with
+no Python branch on a tensor value (except :func:`frozen_on_cpu`, on the CPU only), no
+data-dependent shapes, and only the ``*_ex`` variants of the linear-algebra routines (the plain ones check for singular input and so synchronise with
 the host on CUDA). Each solver returns, next to its result, a 0-dim bool ``ok`` that says whether
 it met its optimality tolerance; the balancers count ``~ok`` as a solver failure and use their
 stated fallback.
@@ -22,6 +22,7 @@ dtype of the gradients, because the K x K problems are tiny and their conditioni
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -32,6 +33,30 @@ IPM_ITERS = 30  # measured: 10-20 iterations reach IPM_TOL on non-degenerate ran
 IPM_TOL = 1e-8  # on the relative dual residual and duality gap of the normalised problem
 IPM_TOL_F32 = 1e-5  # the same, where the solver has to run in float32 (MPS)
 FREEZE = 1e-3  # iterates are frozen once the KKT conditions hold to FREEZE * tolerance
+
+
+_early_exit = True
+
+
+def frozen_on_cpu(done: Tensor) -> bool:
+    """Whether a solver may leave its loop: its iterate is frozen (``done``), so every further
+    iteration would leave it unchanged and the result is the same to the bit. Only on the CPU,
+    where reading a flag costs nothing; on an accelerator the loop runs its fixed count and
+    never waits for the device."""
+    return _early_exit and done.device.type == "cpu" and bool(done)
+
+
+@contextlib.contextmanager
+def fixed_iterations():
+    """Inside, the solvers run their full iteration count on the CPU too, as on an accelerator:
+    for counting the operations a GPU would launch, and for checking that leaving early changes
+    nothing."""
+    global _early_exit
+    previous, _early_exit = _early_exit, False
+    try:
+        yield
+    finally:
+        _early_exit = previous
 
 
 def solver_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -124,6 +149,8 @@ def _pdipm(
     for _ in range(iters):
         g, r_dual, r_pri, rel_gap, rel_dual = kkt(x, lam, nu)
         done = (rel_dual <= FREEZE * tol) & (rel_gap <= FREEZE * tol) & (r_pri.abs() <= FREEZE * tol)
+        if frozen_on_cpu(done):
+            break
         inv_t = (x * lam).sum() / (10.0 * n)
         r_cent = lam * x - inv_t
         # eliminate dlam = (-r_cent - lam dx) / x:

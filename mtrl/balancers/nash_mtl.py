@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import gram, gram_scale
+from mtrl.balancers._simplex import frozen_on_cpu, gram, gram_scale
 from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
 
 NEWTON_ITERS = 30  # measured: <= 20 reach the tolerance, including zero and exactly opposite rows
@@ -71,6 +71,8 @@ def solve_nash(m: Tensor, iters: int = NEWTON_ITERS) -> tuple[Tensor, Tensor, Te
     for _ in range(iters):
         cc = cm @ c
         done = (c * cc - 1.0).abs().max() <= 0.01 * tol
+        if frozen_on_cpu(done):
+            break
         r = cc - 1.0 / c
         step, _ = torch.linalg.solve_ex(cm + torch.diag(1.0 / c**2), -r)  # no singularity check: no sync
         decrement = torch.sqrt(torch.clamp(-(r * step).sum(), min=0.0))
