@@ -7,8 +7,8 @@ the 95% intervals are percentile intervals of a stratified bootstrap that resamp
 independently within each task. "final" scores are the last evaluation's per-task success
 (summary.json); "best" scores are the per-task success of the evaluation with the highest
 mean success (eval.jsonl), so their row means are the runs' ``best_success_mean``, the number
-the older MT10 papers report. Learning curves are the same IQM at every evaluation step that
-all runs of a method share. Probability of improvement P(X > Y) is the Mann-Whitney statistic
+the older MT10 papers report. Learning curves are the IQM over seeds of each run's mean success
+over tasks, at every evaluation step that all runs of a method share. Probability of improvement P(X > Y) is the Mann-Whitney statistic
 per task averaged over tasks; ties count one half, so P(X > Y) + P(Y > X) = 1.
 
 Runs are grouped by ``summary["method"]`` (else the balancer label); runs of one method whose
@@ -113,11 +113,14 @@ def score_matrices(runs: list[Run], tasks: list[str]) -> tuple[np.ndarray, np.nd
 
 
 def curve_scores(runs: list[Run], tasks: list[str]) -> tuple[list[int], np.ndarray]:
-    """The evaluation steps all runs share and their scores [runs, tasks, steps]."""
+    """The evaluation steps all runs share and each run's mean success over the tasks there,
+    as [runs, 1, steps]: the curve is an IQM over seeds of ``success_mean``. (An IQM over run x
+    task scores, as in the tables, sits at 0 for most of an MT10 run, where most tasks are
+    still at 0 and the middle half of the scores is all zeros.)"""
     steps = sorted(set.intersection(*({e["step"] for e in r.evals} for r in runs)))
     at = [{e["step"]: e for e in r.evals} for r in runs]
-    scores = np.array([[[a[s]["success"][t] for s in steps] for t in tasks] for a in at], dtype=float)
-    return steps, scores.reshape(len(runs), len(tasks), len(steps))
+    means = np.array([[np.mean([a[s]["success"][t] for t in tasks]) for s in steps] for a in at], dtype=float)
+    return steps, means.reshape(len(runs), 1, len(steps))
 
 
 def _iqm_mean(scores: np.ndarray) -> np.ndarray:
@@ -129,7 +132,7 @@ def _iqm_mean(scores: np.ndarray) -> np.ndarray:
 
 
 def _iqm_per_step(scores: np.ndarray) -> np.ndarray:
-    """[runs, tasks, steps] -> IQM over runs and tasks at each step."""
+    """[runs, tasks, steps] -> IQM over runs (and tasks) at each step."""
     from scipy.stats import trim_mean
 
     return trim_mean(scores.reshape(-1, scores.shape[-1]), 0.25, axis=0)
@@ -283,7 +286,7 @@ def plot_curves(data: dict, path: Path) -> None:
     ax.set_xlabel("env steps (transitions over all tasks)")
     ax.set_ylabel("IQM success rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Evaluation success: IQM over runs and tasks, 95% CI")
+    ax.set_title("Mean evaluation success over tasks: IQM over seeds, 95% CI")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
@@ -368,7 +371,8 @@ def write(data: dict, out: Path) -> None:
         ),
         "![aggregates](aggregates.png)\n",
         "## Learning curves\n",
-        "IQM of evaluation success over runs and tasks at the evaluation steps all runs of a method share.\n",
+        "Each run's mean success over the tasks; the curve is the IQM over seeds, with a 95% bootstrap CI over seeds, "
+        "at the evaluation steps all runs of a method share.\n",
         "![learning curves](learning_curves.png)\n",
         "## Probability of improvement\n",
         (
