@@ -43,7 +43,7 @@ from stable_baselines3.common.logger import Logger
 from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import make_vector_env
-from mtrl.config import Config, save_config
+from mtrl.config import Config
 from mtrl.logger import RunLogger, truncate_eval_log
 
 
@@ -240,13 +240,9 @@ def stl_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def start_stl(cfg: Config, run_dir: Path) -> STLTrainer:
-    run_dir = Path(run_dir)
-    if (run_dir / "config.yaml").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; continue it with `mtrl train --resume {run_dir}`")
-    trainer = STLTrainer(cfg, run_dir)  # builds everything before the directory is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    return trainer
+    from mtrl.trainer import start_run
+
+    return start_run(cfg, run_dir, STLTrainer)
 
 
 def resume_stl(run_dir: Path, cfg: Config) -> STLTrainer:

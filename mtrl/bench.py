@@ -151,7 +151,7 @@ def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -
     return rates
 
 
-class _CountOps(TorchDispatchMode):
+class CountOps(TorchDispatchMode):
     """Counts the aten operations dispatched inside the ``with`` block (one per kernel launch)."""
 
     def __init__(self):
@@ -175,7 +175,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
         balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)["critic"]
         g = grads if balancer.needs_grads else None
         balancer.balance(g, losses)  # first call: warm starts, allocations
-        with fixed_iterations(), _CountOps() as ops:  # the count an accelerator would launch
+        with fixed_iterations(), CountOps() as ops:  # the count an accelerator would launch
             balancer.balance(g, losses)
         seconds = np.median([_timed(lambda: balancer.balance(g, losses), 1, trainer.device) for _ in range(plan.rounds * plan.updates)])  # noqa: B023
         costs[name] = {"seconds": float(seconds), "ops": ops.count}

@@ -442,12 +442,13 @@ class Trainer:
         return summary
 
 
-def start_run(cfg: Config, run_dir: Path) -> Trainer:
-    """A new run: the directory must not hold one already."""
+def start_run(cfg: Config, run_dir: Path, trainer_class=Trainer):
+    """A new run: the directory must not hold one already. ``trainer_class(cfg, run_dir)`` is
+    MT-SAC's Trainer, or another agent's trainer that writes the same run directory."""
     run_dir = Path(run_dir)
     if (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} already holds a run; continue it with `mtrl train --resume {run_dir}`")
-    trainer = Trainer(cfg, run_dir)  # builds everything before the directory is written
+    trainer = trainer_class(cfg, run_dir)  # builds everything before the directory is written
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     return trainer

@@ -7,23 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import degenerate_cases, positive_losses, spread_grads
 from mtrl.balancers import make_balancer
 from mtrl.balancers._simplex import fixed_iterations
+from mtrl.bench import CountOps
 
 SOLVING = ["mgda", "cagrad", "imgrad", "nash_mtl", "imgrad_nash"]
-
-
-class _CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def _run(name: str, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list, list, int]:
@@ -31,7 +21,7 @@ def _run(name: str, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[lis
     (stateful methods carry warm starts from call to call)."""
     balancer = make_balancer(name, num_tasks=calls[0][0].shape[0])
     directions, weights = [], []
-    with _CountOps() as ops:
+    with CountOps() as ops:
         for grads, losses in calls:
             out = balancer.balance(grads, losses)
             directions.append(out.direction)
