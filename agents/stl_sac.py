@@ -44,7 +44,7 @@ from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import make_vector_env
 from mtrl.config import Config
-from mtrl.logger import RunLogger, truncate_eval_log
+from mtrl.logger import RunLogger, truncate_eval_log, write_summary
 
 
 @dataclass
@@ -205,27 +205,9 @@ class STLTrainer:
             shutil.rmtree(old)
 
     def _write_summary(self) -> dict:
-        c, final = self.counters, self.last_eval
-        wall = max(c.wall_time_s, 1e-9)
-        summary = {
-            "taskset": self.cfg.taskset,
-            "balancer": "none",
-            "method": "stl_sac",
-            "agent": "stl_sac",
-            "seed": self.cfg.seed,
-            "env_steps": c.env_steps,
-            "updates": self.updates(),
-            "wall_time_s": c.wall_time_s,
-            "final_success_mean": final.success_mean,
-            "best_success_mean": c.best_success_mean,
-            "final_success": final.success,
-            "env_steps_per_s": c.env_steps / wall,
-            "updates_per_s": self.updates() / wall,
-        }
-        tmp = self.run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.run_dir / "summary.json")
-        return summary
+        c = self.counters
+        return write_summary(self.run_dir, self.cfg, "none", c.env_steps, self.updates(), c.wall_time_s, self.last_eval,
+                             c.best_success_mean)  # fmt: skip
 
 
 def _device(name: str) -> str:

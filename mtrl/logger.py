@@ -12,6 +12,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from envs.evaluation import EvalResult
+from mtrl.config import Config, method_label
 
 # Custom-scalars layout: one chart per group with every task's curve in it.
 _LAYOUT_GROUPS = {
@@ -63,6 +64,32 @@ class RunLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def write_summary(run_dir: Path, cfg: Config, balancer: str, env_steps: int, updates: int, wall_time_s: float,
+                  final: EvalResult, best_success_mean: float) -> dict:  # fmt: skip
+    """``summary.json`` with DESIGN's keys plus ``method`` and ``agent``, written atomically.
+    ``balancer`` is the config's balancer label, or "none" for an agent without one."""
+    wall = max(wall_time_s, 1e-9)
+    summary = {
+        "taskset": cfg.taskset,
+        "balancer": balancer,
+        "method": method_label(cfg),
+        "agent": cfg.agent,
+        "seed": cfg.seed,
+        "env_steps": env_steps,
+        "updates": updates,
+        "wall_time_s": wall_time_s,
+        "final_success_mean": final.success_mean,
+        "best_success_mean": best_success_mean,
+        "final_success": final.success,
+        "env_steps_per_s": env_steps / wall,
+        "updates_per_s": updates / wall,
+    }
+    tmp = Path(run_dir) / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, Path(run_dir) / "summary.json")
+    return summary
 
 
 def read_eval_log(run_dir: Path) -> list[dict]:

@@ -6,8 +6,6 @@ Read top to bottom: ``Trainer.train`` is the loop, ``_update`` one SAC update, a
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import sys
@@ -25,9 +23,9 @@ from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
-from mtrl.config import Config, make_loss_balancers, method_label, save_config, to_dict
+from mtrl.config import Config, make_loss_balancers, save_config, to_dict
 from mtrl.gradients import gradient_statistics, per_task_grads, split_task_specific, write_grads
-from mtrl.logger import RunLogger, truncate_eval_log
+from mtrl.logger import RunLogger, truncate_eval_log, write_summary
 from mtrl.replay import ReplayBuffer
 
 CHECKPOINT_VERSION = 1
@@ -228,7 +226,7 @@ class Trainer:
             actions = self.agent.act(obs, deterministic=False)
         overlap = cfg.vector_strategy == "async"
         stored = c.env_steps + (0 if overlap else K)  # transitions in the buffer when the updates sample
-        learn = stored > cfg.warmup_env_steps and stored > 0
+        learn = stored > cfg.warmup_env_steps
         if overlap:
             self.envs.step_async(actions)
             c.env_steps += K
@@ -420,26 +418,8 @@ class Trainer:
 
     def _write_summary(self) -> dict:
         c = self.counters
-        final = self.last_eval
-        summary = {
-            "taskset": self.cfg.taskset,
-            "balancer": self.cfg.balancer.label,
-            "method": method_label(self.cfg),
-            "agent": self.cfg.agent,
-            "seed": self.cfg.seed,
-            "env_steps": c.env_steps,
-            "updates": c.updates,
-            "wall_time_s": c.wall_time_s,
-            "final_success_mean": final.success_mean,
-            "best_success_mean": c.best_success_mean,
-            "final_success": final.success,
-            "env_steps_per_s": c.env_steps / max(c.wall_time_s, 1e-9),
-            "updates_per_s": c.updates / max(c.wall_time_s, 1e-9),
-        }
-        tmp = self.run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.run_dir / "summary.json")
-        return summary
+        return write_summary(self.run_dir, self.cfg, self.cfg.balancer.label, c.env_steps, c.updates, c.wall_time_s,
+                             self.last_eval, c.best_success_mean)  # fmt: skip
 
 
 def start_run(cfg: Config, run_dir: Path, trainer_class=Trainer):
