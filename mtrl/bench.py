@@ -111,13 +111,11 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
 
     seconds = {"raw": 0.0, "collect": 0.0}
     trainer.cfg.updates_per_vector_step = 0
-    for _ in range(max(plan.vector_steps // chunk, 1)):
+    chunks = max(plan.vector_steps // chunk, 1)
+    for _ in range(chunks):
         for kind, step in (("raw", raw_step), ("collect", trainer_step)):
-            start = time.perf_counter()
-            for _ in range(chunk):
-                step()
-            seconds[kind] += time.perf_counter() - start
-    steps = max(plan.vector_steps // chunk, 1) * chunk * K
+            seconds[kind] += _timed(step, chunk, trainer.device) * chunk
+    steps = chunks * chunk * K
     trainer.cfg.updates_per_vector_step = 1
     for _ in range(2):  # first updates: allocations and vmap tracing, untimed
         trainer_step()
