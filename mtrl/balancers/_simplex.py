@@ -1,231 +1,219 @@
-"""Device-side solvers on the probability simplex, shared by the gradient balancers.
+"""The K x K solves of the gradient balancers: the Gram matrix goes to the host, the solve runs there.
 
-Everything here works on the K x K Gram matrix ``M = G G^T`` of the task gradients (K is the
-number of tasks, 2..50), so the cost of a solve does not depend on the number of parameters P.
-The solvers run a *fixed* number of iterations with ``torch.where`` safeguards: no ``.item()``,
-no Python branch on a tensor value (except :func:`frozen_on_cpu`, on the CPU only), no
-data-dependent shapes, and only the ``*_ex`` variants of the linear-algebra routines (the plain ones check for singular input and so synchronise with
-the host on CUDA). Each solver returns, next to its result, a 0-dim bool ``ok`` that says whether
-it met its optimality tolerance; the balancers count ``~ok`` as a solver failure and use their
-stated fallback.
+The rule (DESIGN.md, "What an update may cost"). A balancer's solve works on the K x K Gram
+matrix ``M = G G^T`` of the task gradients (K = 2..50), so its cost does not depend on the
+number of parameters P. The Gram matrix is formed on the training device in float64 (from the
+float32 gradients: products of float32 numbers are exact in float64, so M is exact to float64
+rounding whatever the spread of the task norms), brought to the host in one copy (the one host
+synchronisation of a ``balance()`` call) and solved there in float64 with numpy, iterating to
+the method's tolerance and stopping there. The weights go back to the device, where the
+direction ``G^T w`` is one float64 matrix-vector product, cast to the gradients' dtype. A call
+costs about ten device operations.
 
-Solvers compute in float64 (float32 on devices without float64, i.e. Apple MPS), whatever the
-dtype of the gradients, because the K x K problems are tiny and their conditioning is not.
+Why not on the device: a solver written for the device runs a fixed iteration count with
+``torch.where`` safeguards (a convergence test would read the device). Measured at the MT10
+sizes, that was 2,000-7,400 aten operations per ``balance()`` call (each a kernel launch of
+~5-10 us on a GPU, ~2 us inside a CUDA graph), so a solver would cost 15-25x EW's update on a
+GPU. On the host a 10 x 10 interior-point iteration is about 30 numpy calls of ~1 us, and the
+loop stops when the KKT conditions hold. The price is one synchronisation per call.
 
-* :func:`project_simplex` -- Euclidean projection onto {w >= 0, sum w = 1} (sort-based).
-* :func:`min_norm_weights` -- MGDA: argmin over the simplex of |G^T w|^2 = w^T M w
-  (closed form for K = 2, primal-dual interior point otherwise).
+Every solver returns, next to its result, a Python bool ``ok``: the optimality conditions hold
+to the tolerance. The balancers count ``not ok`` as a solver failure and use their stated
+fallback.
+
+* :func:`host_gram` / :func:`device_direction` -- the device side (Gram matrix in, direction out);
+  :func:`gram` for the methods whose K x K work stays on the device (PCGrad, Aligned-MTL).
+* :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w.
 * :func:`conflict_averse_weights` -- CAGrad / IMGrad: argmin over the simplex of
-  ``alpha * w.b + beta * sqrt(w^T M w)`` (primal-dual interior point on the lifted, smooth,
-  jointly convex problem in (w, tau) with ``sqrt(q) = min_tau q/(2 tau) + tau/2``).
+  ``alpha * w.b + beta * sqrt(w^T M w)``.
+* :func:`project_simplex` -- Euclidean projection onto {w >= 0, sum w = 1}.
+
+:data:`HOST` counts the host crossings and the time spent in host solves, for ``mtrl bench``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
-# Primal-dual interior point: iteration budget and tolerances (normalised problems, see below).
-IPM_ITERS = 30  # measured: 10-20 iterations reach IPM_TOL on non-degenerate random inputs
-IPM_TOL = 1e-8  # on the relative dual residual and duality gap of the normalised problem
-IPM_TOL_F32 = 1e-5  # the same, where the solver has to run in float32 (MPS)
-FREEZE = 1e-3  # iterates are frozen once the KKT conditions hold to FREEZE * tolerance
+IPM_MAX_ITERS = 100  # a cap, never the stopping rule: typical solves stop after 8-25 iterations
+IPM_STOP = 1e-11  # the iteration stops once the relative dual residual, gap and equality residual are below
+IPM_TOL = 1e-8  # ... and the solve counts as converged (ok) when they are below this
 
 
-_early_exit = True
+@dataclass
+class HostAccounting:
+    """What ``mtrl bench`` reads: device-to-host crossings, seconds inside host solves, and
+    whether a host solve is running (the bench's operation counter skips torch operations on
+    host tensors made there: they are host work, not device kernels)."""
+
+    syncs: int = 0
+    solve_s: float = 0.0
+    depth: int = 0
 
 
-def frozen_on_cpu(done: Tensor) -> bool:
-    """Whether a solver may leave its loop: its iterate is frozen (``done``), so every further
-    iteration would leave it unchanged and the result is the same to the bit. Only on the CPU,
-    where reading a flag costs nothing; on an accelerator the loop runs its fixed count and
-    never waits for the device."""
-    return _early_exit and done.device.type == "cpu" and bool(done)
+HOST = HostAccounting()
 
 
 @contextlib.contextmanager
-def fixed_iterations():
-    """Inside, the solvers run their full iteration count on the CPU too, as on an accelerator:
-    for counting the operations a GPU would launch, and for checking that leaving early changes
-    nothing."""
-    global _early_exit
-    previous, _early_exit = _early_exit, False
+def _on_host():
+    HOST.depth += 1
     try:
         yield
     finally:
-        _early_exit = previous
+        HOST.depth -= 1
 
 
-def solver_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """float64 for the K x K solves, except on devices that have no float64 (MPS)."""
-    if device.type == "mps":
-        return torch.float32
-    return torch.float64
+@contextlib.contextmanager
+def host_solve():
+    """Marks host-side solver work (numpy, or torch on host copies) for the accounting."""
+    start = time.perf_counter()
+    with _on_host():
+        yield
+    HOST.solve_s += time.perf_counter() - start
+
+
+def host_gram(grads: Tensor) -> tuple[Tensor, np.ndarray]:
+    """``(G64, M)``: the gradients in float64 on their device, and ``M = G64 G64^T`` on the host
+    as a symmetric float64 numpy array. The copy to the host is the call's one synchronisation."""
+    g64 = grads.to(torch.float64)
+    m = g64 @ g64.T
+    with _on_host():
+        m = m.cpu().numpy()
+    HOST.syncs += 1
+    return g64, 0.5 * (m + m.T)
 
 
 def gram(grads: Tensor) -> Tensor:
-    """``G G^T`` (one [K, P] x [P, K] product), returned in the solver dtype.
-
-    Computed in the gradients' dtype when that is float32 or float64 (no [K, P] copy), in float32
-    for half-precision gradients (whose squared norms can overflow float16). Note that a float32
-    product runs in TF32 if ``torch.backends.cuda.matmul.allow_tf32`` is enabled, which costs the
-    Gram matrix about three decimal digits.
-    """
+    """``G G^T`` on the device, in float64, for methods whose K x K work stays there (PCGrad's
+    projections, Aligned-MTL's eigendecomposition). Computed in the gradients' dtype when that
+    is float32 or float64 (no [K, P] copy), in float32 for half-precision gradients."""
     if grads.dtype not in (torch.float32, torch.float64):
         grads = grads.float()
     m = grads @ grads.T
-    m = 0.5 * (m + m.T)  # exact symmetry, whatever the matmul kernel did
-    return m.to(solver_dtype(grads.dtype, grads.device))
+    return (0.5 * (m + m.T)).to(torch.float64)
 
 
-def gram_scale(m: Tensor) -> Tensor:
-    """tr(M)/K (the mean squared task-gradient norm), replaced by 1 where it is 0 or not finite,
-    so that ``M / gram_scale(M)`` is always a valid, scale-free matrix."""
-    s = torch.diagonal(m).mean()
-    return torch.where(torch.isfinite(s) & (s > 0), s, torch.ones_like(s))
+def device_direction(g64: Tensor, weights: np.ndarray, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(G^T w, w)`` on the gradients' device, in ``dtype``; the product is taken in float64 so
+    that weights of very different sizes (tasks whose norms differ by 1e4 and more) do not
+    cancel in low precision."""
+    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64)).to(g64.device, non_blocking=True)
+    return (w @ g64).to(dtype), w.to(dtype)
 
 
-def project_simplex(v: Tensor) -> Tensor:
-    """Euclidean projection of ``v[..., K]`` onto the probability simplex (along the last dim).
+def gram_scale(m: np.ndarray) -> float:
+    """tr(M)/K (the mean squared task-gradient norm), 1 where it is 0 or not finite, so that
+    ``M / gram_scale(M)`` is always a valid, scale-free matrix."""
+    s = float(np.trace(m)) / m.shape[0]
+    return s if np.isfinite(s) and s > 0 else 1.0
+
+
+def project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``v`` [K] onto the probability simplex.
 
     Sort-based (Held, Wolfe & Crowder 1974; Duchi et al. 2008): with u = sort(v, descending),
     rho = max{j : u_j - (sum_{i<=j} u_i - 1)/j > 0}, theta = (sum_{i<=rho} u_i - 1)/rho,
-    w = max(v - theta, 0). rho is found as a count (the condition holds on a prefix), so the
-    shapes never depend on the data.
+    w = max(v - theta, 0).
     """
-    k = v.shape[-1]
-    u, _ = torch.sort(v, dim=-1, descending=True)
-    css = torch.cumsum(u, dim=-1) - 1.0
-    ks = torch.arange(1, k + 1, dtype=v.dtype, device=v.device)
-    cond = (u - css / ks) > 0
-    rho = cond.sum(dim=-1, keepdim=True).clamp(min=1)  # >= 1 always holds mathematically
-    theta = torch.gather(css, -1, rho - 1) / rho.to(v.dtype)
-    return torch.clamp(v - theta, min=0.0)
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    rho = max(int(np.count_nonzero(u - css / np.arange(1, len(v) + 1) > 0)), 1)
+    return np.maximum(v - css[rho - 1] / rho, 0.0)
 
 
 def _pdipm(
-    grad: Callable[[Tensor], Tensor],
-    hess: Callable[[Tensor], Tensor],
-    x0: Tensor,
-    a: Tensor,
-    iters: int,
-    tol: float,
-) -> tuple[Tensor, Tensor]:
+    grad: Callable[[np.ndarray], np.ndarray],
+    hess: Callable[[np.ndarray], np.ndarray],
+    x0: np.ndarray,
+    a: np.ndarray,
+    max_iters: int = IPM_MAX_ITERS,
+) -> tuple[np.ndarray, bool]:
     """Primal-dual interior-point method for  min f(x)  s.t.  x >= 0,  a.x = 1,  f convex.
 
     Boyd & Vandenberghe, *Convex Optimization*, sec. 11.7: Newton steps on the perturbed KKT
     system ``grad f(x) - lam + a nu = 0,  lam_i x_i = 1/t,  a.x = 1`` with ``t = 10 n / (x.lam)``,
     and the fraction-to-boundary step ``min(1, 0.99 * max{s : x + s dx >= 0, lam + s dlam >= 0})``.
-    There is no merit line search: on 300 random CAGrad problems (K = 2..50, norm spreads up to
-    1e4, strongly conflicting gradients) the textbook's residual-norm backtracking left a third of
-    the runs short of the tolerance after 40 iterations, against 1% (all with zero in the convex
-    hull) without it; the final KKT check below is the safeguard. Once the KKT conditions hold
-    to FREEZE * ``tol`` the iterate is frozen, and a step that would produce a non-finite value
-    is not taken.
-
-    ``grad(x)`` and ``hess(x)`` give the gradient [n] and Hessian [n, n] of f; ``x0`` must be
-    strictly positive with ``a.x0 = 1``. Returns (x, ok): ok says that the dual residual
-    |grad f - lam + a nu|_inf and the duality gap x.lam are <= tol * (1 + |grad f|_inf), the
-    equality holds to tol, and x is finite and positive.
+    It stops as soon as the dual residual |grad f - lam + a nu|_inf and the duality gap x.lam
+    are <= IPM_STOP * (1 + |grad f|_inf) and |a.x - 1| <= IPM_STOP (the last interior-point
+    iterations converge fast, so the extra digits cost one or two iterations); ``max_iters`` is
+    a cap that a convergent solve does not reach (low-rank Gram matrices, whose optimum has many
+    coordinates at zero, take the longest). Returns (x, ok): ok says the same three quantities
+    are below IPM_TOL and x is finite and positive.
     """
-    n = x0.shape[-1]
-    x = x0
-    lam = torch.ones_like(x0)
-    nu = torch.zeros((), dtype=x0.dtype, device=x0.device)
-    eye = torch.eye(n, dtype=x0.dtype, device=x0.device)
-    inf = torch.full((), float("inf"), dtype=x0.dtype, device=x0.device)
+    n = x0.shape[0]
+    x, lam, nu = x0.copy(), np.ones(n), 0.0
 
-    def kkt(x: Tensor, lam: Tensor, nu: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def kkt() -> tuple[np.ndarray, float, float, float]:
         g = grad(x)
         r_dual = g - lam + a * nu
-        r_pri = (x * a).sum() - 1.0
-        gap = (x * lam).sum()
-        scale = 1.0 + g.abs().max()
-        return g, r_dual, r_pri, gap / scale, r_dual.abs().max() / scale
+        r_pri = float(a @ x) - 1.0
+        scale = 1.0 + float(np.abs(g).max())
+        return r_dual, r_pri, max(float(np.abs(r_dual).max()), float(x @ lam)) / scale, abs(r_pri)
 
-    for _ in range(iters):
-        g, r_dual, r_pri, rel_gap, rel_dual = kkt(x, lam, nu)
-        done = (rel_dual <= FREEZE * tol) & (rel_gap <= FREEZE * tol) & (r_pri.abs() <= FREEZE * tol)
-        if frozen_on_cpu(done):
+    def converged(tol: float) -> bool:
+        _, _, rel, pri = kkt()
+        return rel <= tol and pri <= tol and bool(np.isfinite(x).all() and (x > 0).all())
+
+    for _ in range(max_iters):
+        r_dual, r_pri, rel, pri = kkt()
+        if rel <= IPM_STOP and pri <= IPM_STOP:
             break
-        inv_t = (x * lam).sum() / (10.0 * n)
+        gap = float(x @ lam)
+        inv_t = gap / (10.0 * n)
         r_cent = lam * x - inv_t
         # eliminate dlam = (-r_cent - lam dx) / x:
         #   (H + diag(lam / x)) dx + a dnu = -r_dual - r_cent / x,   a.dx = -r_pri
-        hh = hess(x) + eye * (lam / x)
-        rhs = torch.stack([-r_dual - r_cent / x, a], dim=-1)
-        y, _ = torch.linalg.solve_ex(hh, rhs)  # no singularity check, hence no host sync
-        y1, y2 = y[:, 0], y[:, 1]
-        dnu = ((a * y1).sum() + r_pri) / (a * y2).sum()
-        dx = y1 - dnu * y2
+        hh = hess(x) + np.diag(lam / x)
+        try:
+            y = np.linalg.solve(hh, np.stack([-r_dual - r_cent / x, a], axis=1))
+        except np.linalg.LinAlgError:
+            break
+        dnu = (float(a @ y[:, 0]) + r_pri) / float(a @ y[:, 1])
+        dx = y[:, 0] - dnu * y[:, 1]
         dlam = (-r_cent - lam * dx) / x
-        to_boundary = torch.minimum(
-            torch.where(dx < 0, -x / dx, inf).min(), torch.where(dlam < 0, -lam / dlam, inf).min()
+        neg_x, neg_l = dx < 0, dlam < 0
+        to_boundary = min(
+            (-x[neg_x] / dx[neg_x]).min(initial=np.inf), (-lam[neg_l] / dlam[neg_l]).min(initial=np.inf)
         )
-        s = torch.clamp(0.99 * to_boundary, max=1.0)
-        x_new, lam_new, nu_new = x + s * dx, lam + s * dlam, nu + s * dnu
-        take = (
-            ~done
-            & torch.isfinite(x_new).all()
-            & torch.isfinite(lam_new).all()
-            & torch.isfinite(nu_new)
-            & (x_new > 0).all()
-            & (lam_new > 0).all()
-        )
-        x = torch.where(take, x_new, x)
-        lam = torch.where(take, lam_new, lam)
-        nu = torch.where(take, nu_new, nu)
-
-    _, _, r_pri, rel_gap, rel_dual = kkt(x, lam, nu)
-    ok = (
-        (rel_dual <= tol)
-        & (rel_gap <= tol)
-        & (r_pri.abs() <= tol)
-        & torch.isfinite(x).all()
-        & (x > 0).all()
-    )
-    return x, ok
+        s = min(1.0, 0.99 * to_boundary)
+        x_new, lam_new = x + s * dx, lam + s * dlam
+        if not (np.isfinite(x_new).all() and np.isfinite(lam_new).all() and (x_new > 0).all() and (lam_new > 0).all()):
+            break
+        x, lam, nu = x_new, lam_new, nu + s * dnu
+    return x, converged(IPM_TOL)
 
 
-def _tol(dtype: torch.dtype) -> float:
-    return IPM_TOL if dtype == torch.float64 else IPM_TOL_F32
-
-
-def min_norm_weights(m: Tensor, iters: int = IPM_ITERS) -> tuple[Tensor, Tensor]:
+def min_norm_weights(m: np.ndarray) -> tuple[np.ndarray, bool]:
     """MGDA: ``w* = argmin_{w in simplex} w^T M w`` (the min-norm point of the convex hull of
     the task gradients is ``G^T w*``).
 
     K = 1: w = [1]. K = 2: closed form ``w_1 = clip((M22 - M12) / (M11 + M22 - 2 M12), 0, 1)``,
-    1/2 when the two gradients are equal. K >= 3: primal-dual interior point on M / (tr(M)/K),
-    fixed ``iters``. Returns (w [K] in M's dtype, ok 0-dim bool); w is exactly on the simplex
-    (clamped at 0 and renormalised).
+    1/2 when the two gradients are equal. K >= 3: primal-dual interior point on M / (tr(M)/K).
+    Returns (w [K] float64, exactly on the simplex, ok).
     """
     k = m.shape[0]
-    dtype, device = m.dtype, m.device
     if k == 1:
-        return torch.ones(1, dtype=dtype, device=device), torch.ones((), dtype=torch.bool, device=device)
+        return np.ones(1), True
     mh = m / gram_scale(m)
     if k == 2:
         den = mh[0, 0] + mh[1, 1] - 2.0 * mh[0, 1]  # |g1 - g2|^2 / s >= 0
-        num = mh[1, 1] - mh[0, 1]
-        distinct = den > 1e-12
-        w1 = torch.where(distinct, num / torch.where(distinct, den, torch.ones_like(den)), torch.full_like(den, 0.5))
-        w1 = w1.clamp(0.0, 1.0)
-        w = torch.stack([w1, 1.0 - w1])
-        return w, torch.isfinite(w).all()
-    a = torch.ones(k, dtype=dtype, device=device)
-    x, ok = _pdipm(lambda w: w @ mh, lambda w: mh, a / k, a, iters, _tol(dtype))
-    w = x.clamp(min=0.0)
-    w = w / w.sum()
-    return w, ok & torch.isfinite(w).all()
+        w1 = float(np.clip((mh[1, 1] - mh[0, 1]) / den, 0.0, 1.0)) if den > 1e-12 else 0.5
+        w = np.array([w1, 1.0 - w1])
+        return w, bool(np.isfinite(w).all())
+    ones = np.ones(k)
+    x, ok = _pdipm(lambda w: mh @ w, lambda w: mh, ones / k, ones)
+    w = np.maximum(x, 0.0)
+    return w / w.sum(), ok and bool(np.isfinite(w).all())
 
 
-def conflict_averse_weights(
-    m: Tensor, b: Tensor, alpha: Tensor | float, beta: Tensor | float, iters: int = IPM_ITERS
-) -> tuple[Tensor, Tensor]:
+def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, bool]:
     """``w* = argmin_{w in simplex} alpha * w.b + beta * sqrt(w^T M w)`` with alpha, beta >= 0.
 
     CAGrad: b = G g0, alpha = 1, beta = c |g0|. IMGrad: alpha = 1.5 - cos, beta = cos c |g0|.
@@ -234,69 +222,54 @@ def conflict_averse_weights(
     convex: a quadratic-over-linear term; minimising over tau gives back beta sqrt(w^T M w), with
     tau* = |G^T w*|), by the primal-dual interior point method, after scaling M and b by tr(M)/K.
     A floor of 1e-12 on the scaled beta keeps tau bounded when beta = 0 (a pure linear program).
-    Returns (w [K] in M's dtype, ok 0-dim bool).
+    Returns (w [K] float64, ok).
     """
     k = m.shape[0]
-    dtype, device = m.dtype, m.device
     s = gram_scale(m)
-    mh = m / s
-    bh = b / s
-    if isinstance(alpha, Tensor):
-        alpha = alpha.to(dtype)
-    if not isinstance(beta, Tensor):  # built on the device: no host-to-device copy
-        beta = torch.full((), float(beta), dtype=dtype, device=device)
-    # beta multiplies a norm (units sqrt(s)); the scaled problem is the original one divided by s
-    beta = torch.clamp(beta.to(dtype) / torch.sqrt(s), min=1e-12)
+    mh, bh = m / s, b / s
+    beta = max(beta / np.sqrt(s), 1e-12)  # beta multiplies a norm (units sqrt(s))
 
-    def grad(x: Tensor) -> Tensor:
-        w, tau = x[..., :k], x[..., k:]
-        mw = w @ mh
-        q = (mw * w).sum(-1, keepdim=True)
-        gw = alpha * bh + beta * mw / tau
-        gt = beta * (0.5 - q / (2.0 * tau**2))
-        return torch.cat([gw, gt], dim=-1)
-
-    def hess(x: Tensor) -> Tensor:
+    def grad(x: np.ndarray) -> np.ndarray:
         w, tau = x[:k], x[k]
         mw = mh @ w
-        q = w @ mw
-        h = torch.empty(k + 1, k + 1, dtype=dtype, device=device)
-        h[:k, :k] = beta * mh / tau
-        h[:k, k] = -beta * mw / tau**2
-        h[k, :k] = -beta * mw / tau**2
-        h[k, k] = beta * q / tau**3
+        q = float(w @ mw)
+        return np.append(alpha * bh + (beta / tau) * mw, beta * (0.5 - q / (2.0 * tau * tau)))
+
+    def hess(x: np.ndarray) -> np.ndarray:
+        w, tau = x[:k], x[k]
+        mw = mh @ w
+        h = np.empty((k + 1, k + 1))
+        h[:k, :k] = (beta / tau) * mh
+        h[:k, k] = h[k, :k] = (-beta / tau**2) * mw
+        h[k, k] = beta * float(w @ mw) / tau**3
         return h
 
-    a = torch.cat([torch.ones(k, dtype=dtype, device=device), torch.zeros(1, dtype=dtype, device=device)])
-    w0 = torch.full((k,), 1.0 / k, dtype=dtype, device=device)
-    tau0 = torch.sqrt(w0 @ mh @ w0) + 1.0
-    x0 = torch.cat([w0, tau0.reshape(1)])
-    x, ok = _pdipm(grad, hess, x0, a, iters, _tol(dtype))
-    w = x[:k].clamp(min=0.0)
-    w = w / w.sum()
-    return w, ok & torch.isfinite(w).all()
+    w0 = np.full(k, 1.0 / k)
+    x0 = np.append(w0, np.sqrt(max(float(w0 @ mh @ w0), 0.0)) + 1.0)
+    x, ok = _pdipm(grad, hess, x0, np.append(np.ones(k), 0.0))
+    w = np.maximum(x[:k], 0.0)
+    return w / w.sum(), ok and bool(np.isfinite(w).all())
 
 
-def conflict_averse_direction(grads: Tensor, w: Tensor, c: float, scale: Tensor) -> tuple[Tensor, Tensor]:
+# |g_w| below this fraction of the rms task-gradient norm is treated as zero: the float64 Gram
+# matrix gives |g_w|^2 = w^T M w to about 1e-15 of tr(M)/K, i.e. |g_w| to ~3e-8 rms.
+GW_FLOOR = 1e-7
+
+
+def conflict_averse_combination(m: np.ndarray, w: np.ndarray, c: float) -> np.ndarray:
     """CAGrad's update from the inner solution w*: ``d = (g0 + c |g0| / |g_w| g_w) / (1 + c^2)``
-    with ``g_w = G^T w*``; returns (direction [P], weights [K]) in the gradients' dtype, with
-    ``weights = (1/K + c |g0| / |g_w| w*) / (1 + c^2)`` so that ``d = G^T weights``.
+    with ``g_w = G^T w*``, as weights: ``d = G^T weights`` with
+    ``weights = (1/K + c |g0| / |g_w| w*) / (1 + c^2)``.
 
-    |g_w| is taken from the vector g_w itself (accurate also when it is small, unlike
-    sqrt(w^T M w)), and floored at ``sqrt(eps_dtype) * sqrt(scale)`` (scale = tr(M)/K): when the
-    inner optimum is (numerically) at g_w = 0 -- zero in the convex hull of the gradients, where
-    CAGrad's direction is not defined -- the correction term ``c |g0| g_w / |g_w|`` fades out
-    continuously (its length is ``c |g0| min(1, |g_w| / floor)``) instead of amplifying rounding
-    noise into a unit vector. d is computed from g0 and g_w, not as G^T weights, so large
-    weights (small |g_w|) cannot cancel catastrophically in low precision.
+    |g0| and |g_w| come from the float64 Gram matrix, |g_w| floored at ``GW_FLOOR`` times the
+    rms task-gradient norm: when the inner optimum is (numerically) at g_w = 0 -- zero in the
+    convex hull of the gradients, where CAGrad's direction is not defined -- the correction term
+    ``c |g0| g_w / |g_w|`` fades out continuously (its length is ``c |g0| min(1, |g_w| / floor)``)
+    instead of amplifying rounding noise into a unit vector.
     """
-    k = grads.shape[0]
-    dtype = grads.dtype
-    wd = w.to(dtype)
-    g0 = grads.mean(dim=0)
-    gw = wd @ grads
-    floor = (torch.finfo(dtype).eps ** 0.5) * torch.sqrt(scale).to(dtype)
-    coef = c * torch.linalg.vector_norm(g0) / torch.maximum(torch.linalg.vector_norm(gw), floor)
-    direction = (g0 + coef * gw) / (1.0 + c**2)
-    weights = (1.0 / k + coef * wd) / (1.0 + c**2)
-    return direction, weights
+    k = m.shape[0]
+    ones = np.full(k, 1.0 / k)
+    g0_norm = np.sqrt(max(float(ones @ m @ ones), 0.0))
+    gw_norm = np.sqrt(max(float(w @ m @ w), 0.0))
+    coef = c * g0_norm / max(gw_norm, GW_FLOOR * np.sqrt(gram_scale(m)))
+    return (ones + coef * w) / (1.0 + c * c)

@@ -2,8 +2,9 @@
 
 A balancer turns the per-task gradients of the shared parameters, ``grads[K, P]``, and the
 per-task losses, ``losses[K]`` (detached), into one update direction ``[P]`` and the per-task
-weights ``[K]`` that produced it. Everything stays on the input's device and dtype; solvers
-avoid host synchronisation (no ``.item()``), so a balancer never stalls a CUDA stream.
+weights ``[K]`` that produced it. Everything stays on the input's device and dtype. A method
+with a K x K solve brings the Gram matrix to the host once per call and solves there
+(``mtrl.balancers._simplex``); every other method runs on the device without reading it.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ class Balancer:
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         raise NotImplementedError
 
-    def _count_failure(self, failed: Tensor) -> None:
-        """Add a (0-dim bool) failure flag to the counter without reading it on the host."""
-        self.solver_failures += failed.to(torch.long)
+    def _count_failure(self, failed: Tensor | bool) -> None:
+        """Add a failure flag (a host bool, or a 0-dim bool tensor that is not read) to the counter."""
+        self.solver_failures += failed.to(torch.long) if isinstance(failed, Tensor) else int(failed)
 
     # --- state, for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -9,11 +9,11 @@ gradient g0 (c = 0 gives plain averaging).
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import conflict_averse_direction, conflict_averse_weights, gram, gram_scale
+from mtrl.balancers._simplex import conflict_averse_combination, conflict_averse_weights, device_direction, host_gram, host_solve
 from mtrl.balancers.base import BalanceResult, Balancer
 
 
@@ -33,11 +33,11 @@ class CAGrad(Balancer):
     Solver (``mtrl.balancers._simplex.conflict_averse_weights``): the inner problem is convex but
     not differentiable where G^T w = 0; it is solved exactly in the lifted form
     ``min_{w, tau > 0} w.(G g0) + c |g0| (w^T M w / (2 tau) + tau / 2)`` by a primal-dual
-    interior-point method on the K x K Gram matrix M (fixed 30 iterations; 10-20 reach a
-    relative KKT residual of 1e-8 on non-degenerate inputs), no host synchronisation. When the
-    optimum is at G^T w* = 0 (zero in the convex hull of the gradients, c large enough), CAGrad's
-    direction is undefined: the correction term fades out (see ``conflict_averse_direction``)
-    and d tends to g0 / (1 + c^2).
+    interior-point method on the float64 K x K Gram matrix M, on the host, to a relative KKT
+    residual of 1e-9 (one host synchronisation per call: the copy of M). When the optimum is at
+    G^T w* = 0 (zero in the convex hull of the gradients, c large enough), CAGrad's direction is
+    undefined: the correction term fades out (see ``conflict_averse_combination``) and d tends
+    to g0 / (1 + c^2).
 
     Failure and fallback: when the interior-point KKT residual or duality gap is above its
     tolerance (in practice only when the optimum sits at G^T w* = 0, where the interior-point
@@ -51,8 +51,9 @@ class CAGrad(Balancer):
     added inside the square roots, keeping the best of 21 iterates, and reads the objective on
     the host every step. Its "cagrad_exact" variant uses scipy SLSQP on the host with default
     tolerances and divides by (1 + lambda) instead of (1 + c^2). mtrl solves the problem to
-    optimality on the device and uses the paper's (1 + c^2) rescale, as the official supervised
-    code (rescale=1) does. torchjd's CAGrad omits the (1 + c^2) rescale.
+    optimality and uses the paper's (1 + c^2) rescale, as the official supervised
+    code (rescale=1) does. torchjd's CAGrad omits the (1 + c^2) rescale. Like the official code,
+    mtrl solves on the host; unlike it, to the problem's optimum.
     """
 
     name = "cagrad"
@@ -65,13 +66,13 @@ class CAGrad(Balancer):
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
-        m = gram(grads)
-        b = m.mean(dim=1)  # G g0
-        g0_norm = torch.sqrt(torch.clamp(m.sum(), min=0.0)) / k
-        w, ok = conflict_averse_weights(m, b, 1.0, self.c * g0_norm)
-        direction, weights = conflict_averse_direction(grads, w, self.c, gram_scale(m))
-        ok = ok & torch.isfinite(direction).all() & torch.isfinite(weights).all()
-        self._count_failure(~ok)
-        direction = torch.where(ok, direction, grads.mean(dim=0))
-        weights = torch.where(ok, weights, torch.full_like(weights, 1.0 / k))
+        g64, m = host_gram(grads)
+        with host_solve():
+            b = m.mean(axis=1)  # G g0
+            g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k
+            w, ok = conflict_averse_weights(m, b, 1.0, self.c * g0_norm)
+            weights = conflict_averse_combination(m, w, self.c)
+            ok = ok and bool(np.isfinite(weights).all())
+        self._count_failure(not ok)
+        direction, weights = device_direction(g64, weights if ok else np.full(k, 1.0 / k), grads.dtype)
         return BalanceResult(direction=direction, weights=weights)

@@ -8,21 +8,23 @@
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import (
-    conflict_averse_direction,
+    conflict_averse_combination,
     conflict_averse_weights,
-    gram,
+    device_direction,
     gram_scale,
+    host_gram,
+    host_solve,
     min_norm_weights,
 )
 from mtrl.balancers.base import BalanceResult, Balancer
 
 # |g_m| below this fraction of the rms task-gradient norm is treated as the numerical zero it is:
-# the interior-point MGDA solve is accurate to a duality gap of ~1e-8 in |g_m|^2 / rms^2, so the
+# the interior-point MGDA solve is accurate to a duality gap of ~1e-9 in |g_m|^2 / rms^2, so the
 # *direction* of a g_m shorter than ~1e-4 rms is noise.
 GM_FLOOR = 1e-4
 
@@ -49,7 +51,8 @@ class IMGrad(Balancer):
 
     Solvers: MGDA by ``min_norm_weights`` (closed form for K = 2, interior point otherwise) and
     the inner problem by ``conflict_averse_weights`` (interior point on the lifted problem, see
-    CAGrad), both on the K x K Gram matrix, fixed iteration counts, no host synchronisation.
+    CAGrad), both on the float64 K x K Gram matrix on the host, each to its tolerance (one host
+    synchronisation per call: the copy of the Gram matrix).
 
     Failure and fallback: when either solve misses its tolerance or anything is not finite,
     ``solver_failures`` is incremented (once per call) and the update is the equal-weights one
@@ -57,8 +60,7 @@ class IMGrad(Balancer):
 
     Differences from the official code: it solves MGDA with the host-side ``MinNormSolver``
     (see MGDA) and the inner problem with scipy SLSQP on the host at default tolerances, with
-    1e-8 added inside the square root and to the denominators; mtrl solves both exactly on the
-    device. The paper's Nash-MTL-based form (its Eq. 13) is the separate balancer ``imgrad_nash``.
+    1e-8 added inside the square root and to the denominators; mtrl solves both exactly. The paper's Nash-MTL-based form (its Eq. 13) is the separate balancer ``imgrad_nash``.
     """
 
     name = "imgrad"
@@ -68,25 +70,22 @@ class IMGrad(Balancer):
         if c < 0:
             raise ValueError(f"c must be >= 0, got {c}")
         self.c = float(c)
-        self.last_cos: Tensor | None = None
+        self.last_cos: float | None = None
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
-        m = gram(grads)
-        b = m.mean(dim=1)  # G g0
-        g0_sq = torch.clamp(m.sum(), min=0.0) / k**2  # |g0|^2
-        w_m, ok_m = min_norm_weights(m)
-        gm_sq = torch.clamp(w_m @ m @ w_m, min=0.0)  # |g_m|^2
-        # cos(g0, g_m) with |g_m| floored at GM_FLOOR * rms task-gradient norm (see docstring)
-        gm_norm = torch.maximum(torch.sqrt(gm_sq), GM_FLOOR * torch.sqrt(gram_scale(m)))
-        den = torch.sqrt(g0_sq) * gm_norm
-        cos = torch.where(den > 0, (w_m @ b) / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
-        cos = cos.clamp(0.0, 1.0)
-        self.last_cos = cos  # diagnostic (0-dim tensor, never read on the host here)
-        w, ok = conflict_averse_weights(m, b, 1.5 - cos, cos * self.c * torch.sqrt(g0_sq))
-        direction, weights = conflict_averse_direction(grads, w, self.c, gram_scale(m))
-        ok = ok & ok_m & torch.isfinite(direction).all() & torch.isfinite(weights).all()
-        self._count_failure(~ok)
-        direction = torch.where(ok, direction, grads.mean(dim=0))
-        weights = torch.where(ok, weights, torch.full_like(weights, 1.0 / k))
+        g64, m = host_gram(grads)
+        with host_solve():
+            b = m.mean(axis=1)  # G g0
+            g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k
+            w_m, ok_m = min_norm_weights(m)
+            # cos(g0, g_m) with |g_m| floored at GM_FLOOR * rms task-gradient norm (see docstring)
+            gm_norm = max(np.sqrt(max(float(w_m @ m @ w_m), 0.0)), GM_FLOOR * np.sqrt(gram_scale(m)))
+            cos = float(np.clip(float(w_m @ b) / (g0_norm * gm_norm), 0.0, 1.0)) if g0_norm > 0 else 0.0
+            self.last_cos = cos  # diagnostic
+            w, ok = conflict_averse_weights(m, b, 1.5 - cos, cos * self.c * g0_norm)
+            weights = conflict_averse_combination(m, w, self.c)
+            ok = ok and ok_m and bool(np.isfinite(weights).all())
+        self._count_failure(not ok)
+        direction, weights = device_direction(g64, weights if ok else np.full(k, 1.0 / k), grads.dtype)
         return BalanceResult(direction=direction, weights=weights)

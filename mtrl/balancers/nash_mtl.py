@@ -10,36 +10,31 @@ inner product with every task gradient and |d|^2 = alpha^T G G^T alpha = K.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import frozen_on_cpu, gram, gram_scale
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
+from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve
+from mtrl.balancers.base import BalanceResult, Balancer
 
-NEWTON_ITERS = 30  # measured: <= 20 reach the tolerance, including zero and exactly opposite rows
+NEWTON_MAX_ITERS = 50  # a cap, never the stopping rule: measured <= 20, zero and opposite rows included
 NASH_TOL = 1e-6  # max_i |a_i (M_reg a)_i - 1|: the relative residual of M_reg a = 1/a
-NASH_TOL_F32 = 1e-4  # the same, where the solver has to run in float32 (MPS)
+RIDGE = 1e-8  # relative ridge eps of M_reg = M + eps * diag(M) (see NashMTL's docstring)
 
 
-def _ridge(dtype: torch.dtype) -> float:
-    """Relative ridge eps of ``M_reg = M + eps * diag(M)`` (see NashMTL's docstring)."""
-    return 1e-8 if dtype == torch.float64 else 1e-5
-
-
-def nash_regularised(m: Tensor) -> Tensor:
+def nash_regularised(m: np.ndarray) -> np.ndarray:
     """``M_reg = M + eps * D^2`` with ``D^2_ii = M_ii`` (``tr(M)/K`` for a zero row, 1 if M = 0):
-    the matrix whose equation :func:`solve_nash` solves. For tests and diagnostics."""
-    d2 = _jacobi(m) ** 2
-    return m + _ridge(m.dtype) * torch.diag(d2)
+    the matrix whose equation :func:`solve_nash` solves."""
+    return m + RIDGE * np.diag(_jacobi(m) ** 2)
 
 
-def _jacobi(m: Tensor) -> Tensor:
-    diag = torch.diagonal(m)
-    return torch.sqrt(torch.where(diag > 0, diag, gram_scale(m)))
+def _jacobi(m: np.ndarray) -> np.ndarray:
+    diag = np.diagonal(m)
+    return np.sqrt(np.where(diag > 0, diag, gram_scale(m)))
 
 
-def solve_nash(m: Tensor, iters: int = NEWTON_ITERS) -> tuple[Tensor, Tensor, Tensor]:
+def solve_nash(m: np.ndarray, max_iters: int = NEWTON_MAX_ITERS) -> tuple[np.ndarray, bool, float]:
     """Solve ``M_reg a = 1/a`` (elementwise, a > 0) with ``M_reg = M + eps * D^2`` (see
     :func:`nash_regularised`) by safeguarded Newton on the convex function
     ``f(c) = 1/2 c^T C c - sum log c`` of the Jacobi-scaled problem: the equation is invariant
@@ -51,38 +46,36 @@ def solve_nash(m: Tensor, iters: int = NEWTON_ITERS) -> tuple[Tensor, Tensor, Te
     and t minimising f along that ray. Each iteration takes the full Newton step
     ``-(C + diag(1/c^2))^-1 (C c - 1/c)`` when it stays positive and decreases f, otherwise the
     damped step ``1/(1 + lambda)`` of it (lambda = Newton decrement), which for this
-    self-concordant f always stays positive and decreases f (Nesterov & Nemirovski); once the
-    residual is below 1/100 of the tolerance the iterate is frozen. Returns (a, ok, residual):
-    a in M's dtype, residual = max_i |a_i (M_reg a)_i - 1| = max_i |c_i (C c)_i - 1|, ok a 0-dim
-    bool (residual <= tolerance, a finite and positive).
+    self-concordant f always stays positive and decreases f (Nesterov & Nemirovski). It stops
+    once the residual is below 1/100 of the tolerance. Returns (a, ok, residual): a float64,
+    residual = max_i |a_i (M_reg a)_i - 1| = max_i |c_i (C c)_i - 1|, ok = residual <= tolerance
+    and a finite and positive.
     """
     k = m.shape[0]
-    dtype, device = m.dtype, m.device
-    tol = NASH_TOL if dtype == torch.float64 else NASH_TOL_F32
     d = _jacobi(m)
-    cm = m / (d[:, None] * d[None, :]) + _ridge(dtype) * torch.eye(k, dtype=dtype, device=device)
+    cm = m / np.outer(d, d) + RIDGE * np.eye(k)
 
-    def f(c: Tensor) -> Tensor:
-        val = 0.5 * (c * (cm @ c)).sum() - torch.log(torch.clamp(c, min=torch.finfo(dtype).tiny)).sum()
-        return torch.where((c > 0).all(), val, torch.full_like(val, float("inf")))
+    def f(c: np.ndarray) -> float:
+        return 0.5 * float(c @ cm @ c) - float(np.log(c).sum()) if (c > 0).all() else np.inf
 
-    u = torch.rsqrt(torch.diagonal(cm))
-    c = u * torch.sqrt(k / (u @ cm @ u))
-    for _ in range(iters):
+    u = 1.0 / np.sqrt(np.diagonal(cm))
+    c = u * np.sqrt(k / float(u @ cm @ u))
+    for _ in range(max_iters):
         cc = cm @ c
-        done = (c * cc - 1.0).abs().max() <= 0.01 * tol
-        if frozen_on_cpu(done):
+        if np.abs(c * cc - 1.0).max() <= 0.01 * NASH_TOL:
             break
         r = cc - 1.0 / c
-        step, _ = torch.linalg.solve_ex(cm + torch.diag(1.0 / c**2), -r)  # no singularity check: no sync
-        decrement = torch.sqrt(torch.clamp(-(r * step).sum(), min=0.0))
-        full, damped = c + step, c + step / (1.0 + decrement)
-        f_full = f(full)
-        c_new = torch.where((f_full < f(c)) & torch.isfinite(f_full), full, damped)
-        take = ~done & torch.isfinite(c_new).all() & (c_new > 0).all()
-        c = torch.where(take, c_new, c)
-    residual = (c * (cm @ c) - 1.0).abs().max()
-    ok = (residual <= tol) & torch.isfinite(c).all() & (c > 0).all()
+        try:
+            step = np.linalg.solve(cm + np.diag(1.0 / c**2), -r)
+        except np.linalg.LinAlgError:
+            break
+        full = c + step
+        c_new = full if f(full) < f(c) else c + step / (1.0 + np.sqrt(max(-float(r @ step), 0.0)))
+        if not (np.isfinite(c_new).all() and (c_new > 0).all()):
+            break
+        c = c_new
+    residual = float(np.abs(c * (cm @ c) - 1.0).max())
+    ok = residual <= NASH_TOL and bool(np.isfinite(c).all() and (c > 0).all())
     return c / d, ok, residual
 
 
@@ -105,7 +98,8 @@ class NashMTL(Balancer):
     speed.
 
     Solver: safeguarded Newton on the K-dimensional problem (:func:`solve_nash`) to a relative
-    residual ``max_i |alpha_i (M_reg alpha)_i - 1| <= 1e-6``, fixed 30 iterations, no host sync.
+    residual ``max_i |alpha_i (M_reg alpha)_i - 1| <= 1e-6``, on the float64 Gram matrix on the
+    host (one host synchronisation per call that solves: the copy of the Gram matrix).
 
     Singular Gram matrices. Duplicate rows make G G^T singular but the solution still exists
     (the duplicates share their weight equally). When 0 lies in the convex hull of the task
@@ -113,8 +107,9 @@ class NashMTL(Balancer):
     the objective is unbounded below and no solution exists: the weights of the tasks that
     cancel grow without bound. mtrl therefore solves the ridge-regularised equation
     ``(G G^T + eps * D^2) alpha = 1/alpha`` with ``D^2 = diag(|g_1|^2, ..., |g_K|^2)`` (a zero row
-    uses the mean squared norm tr(G G^T)/K instead, an all-zero G uses 1) and eps = 1e-8 (1e-5 where
-    the solver must run in float32, i.e. on MPS). The ridge is relative to each task's own
+    uses the mean squared norm tr(G G^T)/K instead, an all-zero G uses 1) and eps = 1e-8. The Gram
+    matrix is formed in float64 also from float32 gradients, so the ridge stays far above its
+    rounding (a float32 Gram matrix would need a ridge above 1e-7). The ridge is relative to each task's own
     squared norm, so it is invariant to rescaling any task's loss (as Nash-MTL itself is) and
     makes the problem strongly convex; in the Jacobi-scaled variables ``c_i = |g_i| alpha_i`` it
     bounds ``|c|^2 <= K / eps``. On a well-posed problem it changes the solution only by a
@@ -134,7 +129,7 @@ class NashMTL(Balancer):
     bargaining equation is generally left unsolved; when cvxpy lacks ECOS (recent cvxpy releases
     no longer install it) every solve raises, the exception is swallowed and the previous alpha
     (initially all ones, i.e. equal weights) is used silently. mtrl solves the equation itself to
-    1e-6 on the device and counts failures. The clipping is the official one (clip_grad_norm_ of
+    1e-6 and counts failures. The clipping is the official one (clip_grad_norm_ of
     the shared parameters' gradient, which is d).
     """
 
@@ -149,46 +144,44 @@ class NashMTL(Balancer):
         self.max_norm = float(max_norm)
         self.update_weights_every = int(update_weights_every)
         self.step = 0  # calls so far (host-side counter, no tensor read)
-        self.alpha: Tensor | None = None  # last alpha used, solver dtype
-        self.alpha_converged: Tensor | None = None  # 0-dim bool: some solve has converged so far
-        self.last_residual: Tensor | None = None  # relative residual of the last solve (diagnostic)
+        self.alpha: np.ndarray | None = None  # last alpha used (float64, host)
+        self.alpha_converged = False  # some solve has converged so far
+        self.last_residual: float | None = None  # relative residual of the last solve (diagnostic)
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
         if self.alpha is None or self.step % self.update_weights_every == 0:
-            m = gram(grads)
-            alpha, ok, residual = solve_nash(m)
-            self._count_failure(~ok)
-            ones = torch.ones(k, dtype=m.dtype, device=m.device)
-            equal = ones * torch.sqrt(k / (ones @ nash_regularised(m) @ ones))
-            if self.alpha is None:
-                prev, prev_ok = equal, torch.zeros((), dtype=torch.bool, device=m.device)
-            else:
-                prev = self.alpha.to(m.device)
-                prev_ok = self.alpha_converged.to(m.device)
-            fallback = torch.where(prev_ok, prev, equal)
-            self.alpha = torch.where(ok, alpha, fallback)
-            self.alpha_converged = prev_ok | ok
-            self.last_residual = residual
+            g64, m = host_gram(grads)
+            with host_solve():
+                alpha, ok, self.last_residual = solve_nash(m)
+                if ok:
+                    self.alpha, self.alpha_converged = alpha, True
+                elif not self.alpha_converged:
+                    ones = np.ones(k)
+                    self.alpha = ones * np.sqrt(k / float(ones @ nash_regularised(m) @ ones))
+            self._count_failure(not ok)
+        else:
+            g64, m = grads.to(torch.float64), None
         self.step += 1
-        weights = self.alpha.to(device=grads.device, dtype=grads.dtype)
-        direction = weights @ grads
-        if self.max_norm > 0:
-            norm = torch.linalg.vector_norm(direction)
-            factor = torch.clamp(self.max_norm / torch.clamp(norm, min=self.max_norm), max=1.0)
-            direction = direction * factor
-            weights = weights * factor
-        return BalanceResult(direction=direction, weights=weights)
+        weights = self.alpha
+        if self.max_norm > 0 and m is not None:  # |d|^2 = alpha^T M alpha, exact in float64
+            norm = np.sqrt(max(float(weights @ m @ weights), 0.0))
+            weights = weights * min(1.0, self.max_norm / norm) if norm > 0 else weights
+        direction, weights_t = device_direction(g64, weights, grads.dtype)
+        if self.max_norm > 0 and m is None:  # alpha reused with new gradients: clip on the device
+            factor = torch.clamp(self.max_norm / torch.linalg.vector_norm(direction).clamp(min=self.max_norm), max=1.0)
+            direction, weights_t = direction * factor, weights_t * factor
+        return BalanceResult(direction=direction, weights=weights_t)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["step"] = self.step
-        state["alpha"] = clone_or_none(self.alpha)
-        state["alpha_converged"] = clone_or_none(self.alpha_converged)
+        state["alpha"] = None if self.alpha is None else self.alpha.copy()
+        state["alpha_converged"] = self.alpha_converged
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.step = int(state["step"])
-        self.alpha = clone_or_none(state["alpha"])
-        self.alpha_converged = clone_or_none(state["alpha_converged"])
+        self.alpha = None if state["alpha"] is None else np.array(state["alpha"], dtype=np.float64)
+        self.alpha_converged = bool(state["alpha_converged"])

@@ -157,7 +157,7 @@ def test_failure_falls_back_to_previous_alpha_then_counts(monkeypatch):
 
     def failing(m):
         a, ok, r = real(m)
-        return a * float("nan"), torch.zeros_like(ok), r
+        return a * float("nan"), False, r
 
     monkeypatch.setattr(nash_module, "solve_nash", failing)
     out = b.balance(g2, ones)
@@ -170,7 +170,7 @@ def test_failure_on_first_call_uses_equal_ray_alpha(monkeypatch):
     real = nash_module.solve_nash
     def unconverged(m):
         a, ok, r = real(m)
-        return a, torch.zeros_like(ok), r
+        return a, False, r
 
     monkeypatch.setattr(nash_module, "solve_nash", unconverged)
     g = spread_grads(4, seed=32)
