@@ -138,8 +138,11 @@ def _pdipm(
     """Primal-dual interior-point method for  min f(x)  s.t.  x >= 0,  a.x = 1,  f convex.
 
     Boyd & Vandenberghe, *Convex Optimization*, sec. 11.7: Newton steps on the perturbed KKT
-    system ``grad f(x) - lam + a nu = 0,  lam_i x_i = 1/t,  a.x = 1`` with ``t = 10 n / (x.lam)``,
-    and the fraction-to-boundary step ``min(1, 0.99 * max{s : x + s dx >= 0, lam + s dlam >= 0})``.
+    system ``grad f(x) - lam + a nu = 0,  lam_i x_i = sigma mu,  a.x = 1`` (mu = x.lam / n), with
+    Mehrotra's predictor-corrector choice of sigma and the fraction-to-boundary step
+    ``0.99 * max{s <= 1 : x + s dx >= 0, lam + s dlam >= 0}``. (The textbook's fixed
+    ``sigma = 0.1`` needed 10-20 iterations on most problems but 200-300 on some K = 50 low-rank
+    ones; predictor-corrector takes 8-30 on all of those measured.)
     It stops as soon as the dual residual |grad f - lam + a nu|_inf and the duality gap x.lam
     are <= IPM_STOP * (1 + |grad f|_inf) and |a.x - 1| <= IPM_STOP (the last interior-point
     iterations converge fast, so the extra digits cost one or two iterations); ``max_iters`` is
@@ -161,28 +164,45 @@ def _pdipm(
         _, _, rel, pri = kkt()
         return rel <= tol and pri <= tol and bool(np.isfinite(x).all() and (x > 0).all())
 
+    def boundary_step(dx: np.ndarray, dlam: np.ndarray) -> float:
+        """The largest s <= 1 with x + s dx >= 0 and lam + s dlam >= 0."""
+        neg_x, neg_l = dx < 0, dlam < 0
+        return min(1.0, (-x[neg_x] / dx[neg_x]).min(initial=np.inf), (-lam[neg_l] / dlam[neg_l]).min(initial=np.inf))
+
     for _ in range(max_iters):
         r_dual, r_pri, rel, pri = kkt()
         if rel <= IPM_STOP and pri <= IPM_STOP:
             break
-        gap = float(x @ lam)
-        inv_t = gap / (10.0 * n)
-        r_cent = lam * x - inv_t
-        # eliminate dlam = (-r_cent - lam dx) / x:
-        #   (H + diag(lam / x)) dx + a dnu = -r_dual - r_cent / x,   a.dx = -r_pri
+        # Newton on the KKT system with the complementarity target lam_i x_i = sigma mu; after
+        # eliminating dlam = (-r_cent - lam dx) / x it is the saddle-point system
+        #   [[H + diag(lam / x), a], [a^T, 0]] [dx; dnu] = [-r_dual - r_cent / x; -r_pri],
+        # solved whole: H alone is singular in the lifted CAGrad problem (its perspective term
+        # is flat along (w, tau)), and lam_i / x_i grows without bound for coordinates going to
+        # 0, hence the Jacobi scaling of the H block
         hh = hess(x) + np.diag(lam / x)
+        d = np.append(1.0 / np.sqrt(np.diagonal(hh)), 1.0)
+        kkt_matrix = np.zeros((n + 1, n + 1))
+        kkt_matrix[:n, :n] = hh
+        kkt_matrix[:n, n] = kkt_matrix[n, :n] = a
         try:
-            y = np.linalg.solve(hh, np.stack([-r_dual - r_cent / x, a], axis=1))
+            inverse = d[:, None] * np.linalg.inv(kkt_matrix * np.outer(d, d)) * d[None, :]
         except np.linalg.LinAlgError:
             break
-        dnu = (float(a @ y[:, 0]) + r_pri) / float(a @ y[:, 1])
-        dx = y[:, 0] - dnu * y[:, 1]
-        dlam = (-r_cent - lam * dx) / x
-        neg_x, neg_l = dx < 0, dlam < 0
-        to_boundary = min(
-            (-x[neg_x] / dx[neg_x]).min(initial=np.inf), (-lam[neg_l] / dlam[neg_l]).min(initial=np.inf)
-        )
-        s = min(1.0, 0.99 * to_boundary)
+
+        def newton(r_cent: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+            y = inverse @ np.append(-r_dual - r_cent / x, -r_pri)
+            dx, dnu = y[:n], float(y[n])
+            return dx, (-r_cent - lam * dx) / x, dnu
+
+        # Mehrotra's predictor-corrector: the affine step (target 0) predicts how far the
+        # complementarity can fall, which sets the centring sigma = (mu_aff / mu)^3, and its
+        # second-order term corrects the step
+        mu = float(x @ lam) / n
+        dx_aff, dlam_aff, _ = newton(lam * x)
+        s_aff = boundary_step(dx_aff, dlam_aff)
+        sigma = (float((x + s_aff * dx_aff) @ (lam + s_aff * dlam_aff)) / n / mu) ** 3
+        dx, dlam, dnu = newton(lam * x + dx_aff * dlam_aff - sigma * mu)
+        s = 0.99 * boundary_step(dx, dlam)
         x_new, lam_new = x + s * dx, lam + s * dlam
         if not (np.isfinite(x_new).all() and np.isfinite(lam_new).all() and (x_new > 0).all() and (lam_new > 0).all()):
             break
