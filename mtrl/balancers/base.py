@@ -39,12 +39,16 @@ class Balancer:
 
     name: str = ""
     needs_grads: bool = True
+    # Methods defined on log losses (DB-MTL, FAMO, UW) have the log_losses transform built in:
+    # for them the option is accepted (so balancer.kwargs.log_losses can reach every instance)
+    # and does nothing, instead of taking the log a second time.
+    logs_losses_itself: bool = False
 
     def __init__(self, num_tasks: int, log_losses: bool = False):
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = num_tasks
-        self.log_losses = log_losses
+        self.log_losses = log_losses and not self.logs_losses_itself
         # a 0-dim tensor, moved to the input's device on first use; incremented without a sync
         self.solver_failures = torch.zeros((), dtype=torch.long)
 

@@ -49,12 +49,10 @@ class DBMTL(Balancer):
     """
 
     name = "db_mtl"
+    logs_losses_itself = True
 
     def __init__(self, num_tasks: int, beta: float = 0.9, beta_sigma: float = 0.0, **kwargs):
         super().__init__(num_tasks, **kwargs)
-        # Log-loss gradients are built into the method; the base class's log_losses option would
-        # apply the transform (and rescale the reported weights) a second time.
-        self.log_losses = False
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         if beta_sigma < 0:

@@ -63,6 +63,9 @@ class FAMO(Balancer):
         delta > 0 (``log|D|`` would call it a regression). A loss crossing 0 gives a large
         delta (~ 2 log(|D|/eps)); Adam bounds the resulting logit step by ~lr.
 
+    ``log_losses``: the method is defined on log losses already, so the base option is accepted
+    and has no effect (``Balancer.logs_losses_itself``; the same rule as DB-MTL).
+
     ``needs_grads = False``: with ``grads=None`` the returned direction is ``torch.empty(0)``
     and the trainer backpropagates ``sum_t weights_t L_t`` (see :func:`loss_only_result`).
     State (checkpointed): logits, Adam moments and step, previous losses.
@@ -70,6 +73,7 @@ class FAMO(Balancer):
 
     name = "famo"
     needs_grads = False
+    logs_losses_itself = True
 
     def __init__(
         self,

@@ -45,6 +45,9 @@ class UncertaintyWeighting(Balancer):
     losses -- and the weight stays positive, so no task's gradient is flipped. For L = 0 the
     stationary point log(eps) is cut off by ``log_var_bound``.
 
+    ``log_losses``: the method is defined on log losses already, so the base option is accepted
+    and has no effect (``Balancer.logs_losses_itself``; the same rule as DB-MTL).
+
     ``needs_grads = False``: with ``grads=None`` the direction is ``torch.empty(0)`` and the
     trainer backpropagates ``sum_t weights_t L_t`` (see :func:`mtrl.balancers.famo.loss_only_result`).
     State (checkpointed): s and its Adam moments and step.
@@ -52,6 +55,7 @@ class UncertaintyWeighting(Balancer):
 
     name = "uw"
     needs_grads = False
+    logs_losses_itself = True
 
     def __init__(self, num_tasks: int, lr: float = 0.01, log_var_bound: float = 10.0, eps: float = 1e-8, **kwargs):
         super().__init__(num_tasks, **kwargs)

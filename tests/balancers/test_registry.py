@@ -203,3 +203,16 @@ def test_cuda_no_sync_and_same_result(name):
     assert out.direction.dtype == torch.float32 and out.weights.dtype == torch.float32
     scale = float(ref_out.direction.abs().max())
     torch.testing.assert_close(out.direction.cpu().double(), ref_out.direction, rtol=1e-3, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("name", ["db_mtl", "famo", "uw"])
+def test_log_losses_is_not_applied_twice(name):
+    """DB-MTL, FAMO and UW take logs of losses by definition: log_losses=true changes nothing
+    (issue 11: FAMO's weights went from [0.76, 0.19, 0.05] to [1.52, 0.10, 0.006] with it)."""
+    g = spread_grads(3, dim=8, seed=21)
+    plain, with_option = make_balancer(name, num_tasks=3), make_balancer(name, num_tasks=3, log_losses=True)
+    for losses in ([0.5, 2.0, 8.0], [0.4, 2.5, 6.0]):  # two calls: FAMO's update needs a previous loss
+        losses = torch.tensor(losses, dtype=DTYPE)
+        a, b = plain.balance(g, losses), with_option.balance(g, losses)
+        torch.testing.assert_close(a.weights, b.weights, rtol=0, atol=0)
+    assert not with_option.log_losses
