@@ -9,10 +9,17 @@ current device, with the real trainer code (``Trainer._vector_step`` and ``Train
         reference codebases' K backward passes over the whole batch;
     (d) peak memory (device memory on CUDA, the process's peak RSS on CPU);
     (e) per balancer, the ``balance()`` call alone on the critic's real [K, P] gradients: its
-        time and the number of tensor operations it dispatches with the solvers' full iteration
-        counts (on the CPU they stop once converged; on an accelerator they never read back).
-        On a GPU at MT10 sizes every operation is a kernel launch of a few microseconds, so the
-        count predicts the GPU cost of a solver where no GPU is at hand.
+        time, the aten operations it dispatches on the training device's tensors, its host
+        synchronisations, and the host-side time of its K x K solve; and the operations and
+        synchronisations of a whole update. On a GPU at MT10 sizes every operation is a kernel
+        launch of a few microseconds and every synchronisation drains the queue, so these counts
+        predict the GPU cost where no GPU is at hand.
+
+Where the line between device and host runs, also on a CPU-only machine (where the training
+device is the host): operations count what runs on the training device's tensors; a solve
+that has crossed to the host (``mtrl.balancers._simplex.host_solve``: numpy, or torch on host
+copies) is measured by its time, and each crossing counts as a synchronisation, as do
+``.item()``-style reads (``aten._local_scalar_dense``) and device-to-host copies.
 
 Comparisons are ratios taken in the same run, so they survive a busy machine better than
 absolute rates do. A unit test never asserts a time; these figures go to docs/benchmarks.md.
@@ -37,7 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from envs.vector import reset_done
 from mtrl.balancers import available_balancers
-from mtrl.balancers._simplex import fixed_iterations
+from mtrl.balancers._simplex import HOST
 from mtrl.config import BalancerConfig, Config, make_loss_balancers
 from mtrl.gradients import per_task_grads
 from mtrl.logger import RunLogger
@@ -150,33 +157,82 @@ def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -
 
 
 class CountOps(TorchDispatchMode):
-    """Counts the aten operations dispatched inside the ``with`` block (one per kernel launch)."""
+    """Counts, inside the ``with`` block, the aten operations dispatched on the training device's
+    tensors (one per kernel launch) and the host synchronisations: reads of a tensor value
+    (``aten._local_scalar_dense``), device-to-host copies, and the explicit crossings of the
+    host solvers (``HOST.syncs``). Operations inside a host solve are host work and not counted."""
 
     def __init__(self):
         super().__init__()
         self.count = 0
+        self.syncs = 0
+
+    def __enter__(self):
+        self._host_syncs = HOST.syncs
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self.syncs += HOST.syncs - self._host_syncs
+        return super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if HOST.depth == 0:
+            self.count += 1
+            if func is torch.ops.aten._local_scalar_dense.default or _device_to_host(func, args, kwargs):
+                self.syncs += 1
+        return func(*args, **kwargs)
+
+
+def _device_to_host(func, args, kwargs) -> bool:
+    if func is torch.ops.aten._to_copy.default:
+        target = kwargs.get("device")
+        return target is not None and torch.device(target).type == "cpu" and args[0].device.type != "cpu"
+    if func is torch.ops.aten.copy_.default:
+        return args[0].device.type == "cpu" and args[1].device.type != "cpu"
+    return False
 
 
 def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> dict[str, dict[str, float]]:
     """The balance() call alone on the critic's per-task gradients of one batch: seconds per call
-    (median) and operations dispatched per call."""
+    (median), operations and host synchronisations per call, and the host-side solve time (median);
+    then the operations and synchronisations of one whole update (critic and actor, no gradient
+    statistics) with that balancer on both losses."""
     agent, K = trainer.agent, trainer.num_tasks
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
     loss_fn = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
     grads, losses, _ = per_task_grads(loss_fn, trainer.params["critic"], batch.obs, batch.actions, agent.critic_targets(batch))
+    start_state = copy.deepcopy(
+        {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
+    )
     costs = {}
     for name in balancers:
         balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)["critic"]
         g = grads if balancer.needs_grads else None
-        balancer.balance(g, losses)  # first call: warm starts, allocations
-        with fixed_iterations(), CountOps() as ops:  # the count an accelerator would launch
+        balancer.balance(g, losses)  # first call: lazy state, allocations
+        with CountOps() as ops:
             balancer.balance(g, losses)
-        seconds = np.median([_timed(lambda: balancer.balance(g, losses), 1, trainer.device) for _ in range(plan.rounds * plan.updates)])  # noqa: B023
-        costs[name] = {"seconds": float(seconds), "ops": ops.count}
+        seconds, host = [], []
+        for _ in range(plan.rounds * plan.updates):
+            solve_before = HOST.solve_s
+            seconds.append(_timed(lambda: balancer.balance(g, losses), 1, trainer.device))  # noqa: B023
+            host.append(HOST.solve_s - solve_before)
+        trainer.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)
+        trainer.counters.updates = 1  # not a gradient-statistics update
+        trainer._update()  # first update: lazy state
+        with CountOps() as update_ops:
+            trainer._update()
+        trainer.agent.load_state_dict(start_state["agent"])
+        for k, opt in trainer.optimizers.items():
+            opt.load_state_dict(start_state["optimizers"][k])
+        costs[name] = {
+            "seconds": float(np.median(seconds)),
+            "ops": ops.count,
+            "host_syncs": ops.syncs,
+            "host_s": float(np.median(host)),
+            "update_ops": update_ops.count,
+            "update_host_syncs": update_ops.syncs,
+        }
     return costs
 
 
@@ -266,6 +322,10 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             "update_ratio_vs_ew": {name: updates["ew"] / rate for name, rate in updates.items()},
             "balance_s": {name: c["seconds"] for name, c in balance.items()},
             "balance_ops": {name: c["ops"] for name, c in balance.items()},
+            "balance_host_syncs": {name: c["host_syncs"] for name, c in balance.items()},
+            "balance_host_s": {name: c["host_s"] for name, c in balance.items()},
+            "update_ops": {name: c["update_ops"] for name, c in balance.items()},
+            "update_host_syncs": {name: c["update_host_syncs"] for name, c in balance.items()},
             "pertask_grad_s": {"batched": grads["batched_s"], "loop": grads["loop_s"]},
             "pertask_grad_max_abs_diff": grads["max_abs_diff"],
             "pertask_grad_speedup": grads["loop_s"] / grads["batched_s"],
@@ -291,11 +351,16 @@ def format_table(f: dict) -> str:
             f"{s:<22}{f['env_steps_per_s_raw'][s]:>10.0f}{f['env_steps_per_s_collect'][s]:>10.0f}"
             f"{f['collect_vs_raw'][s]:>13.2f}{f['env_steps_per_s_train'][s]:>12.0f}"
         )
-    lines += ["", f"{'balancer':<20}{'updates/s':>10}{'x EW time':>11}{'full run (h)':>14}{'balance ms':>12}{'ops':>7}"]
+    lines += [
+        "",
+        f"{'balancer':<20}{'updates/s':>10}{'x EW time':>11}{'full run (h)':>14}{'balance ms':>12}{'ops':>7}"
+        f"{'syncs':>7}{'host ms':>9}{'update ops':>12}{'upd syncs':>11}",
+    ]
     for name, rate in f["updates_per_s"].items():
         lines.append(
             f"{name:<20}{rate:>10.2f}{f['update_ratio_vs_ew'][name]:>11.2f}{f['projected_full_run_hours'][name]:>14.1f}"
-            f"{f['balance_s'][name] * 1e3:>12.2f}{f['balance_ops'][name]:>7d}"
+            f"{f['balance_s'][name] * 1e3:>12.2f}{f['balance_ops'][name]:>7d}{f['balance_host_syncs'][name]:>7d}"
+            f"{f['balance_host_s'][name] * 1e3:>9.3f}{f['update_ops'][name]:>12d}{f['update_host_syncs'][name]:>11d}"
         )
     g = f["pertask_grad_s"]
     lines += [
