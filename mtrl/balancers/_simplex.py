@@ -104,7 +104,9 @@ def device_direction(g64: Tensor, weights: np.ndarray, dtype: torch.dtype) -> tu
     """``(G^T w, w)`` on the gradients' device, in ``dtype``; the product is taken in float64 so
     that weights of very different sizes (tasks whose norms differ by 1e4 and more) do not
     cancel in low precision."""
-    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64)).to(g64.device, non_blocking=True)
+    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))
+    # pinned and asynchronous on CUDA: the host goes on queueing work instead of waiting for the copy
+    w = w.pin_memory().to(g64.device, non_blocking=True) if g64.device.type == "cuda" else w.to(g64.device)
     return (w @ g64).to(dtype), w.to(dtype)
 
 
