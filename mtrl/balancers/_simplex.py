@@ -79,14 +79,22 @@ def host_solve():
     HOST.solve_s += time.perf_counter() - start
 
 
-def host_gram(grads: Tensor) -> tuple[Tensor, np.ndarray]:
+def host_gram(grads: Tensor, losses: Tensor, finite: Tensor | None = None) -> tuple[Tensor, np.ndarray | None]:
     """``(G64, M)``: the gradients in float64 on their device, and ``M = G64 G64^T`` on the host
-    as a symmetric float64 numpy array. The copy to the host is the call's one synchronisation."""
+    as a symmetric float64 numpy array, or None when the call is to be skipped: the trainer's
+    ``finite`` flag is False, or the losses or gradients are not finite (M's diagonal is finite
+    exactly when every gradient entry is). The flag and the losses travel in the same copy,
+    which is the call's one synchronisation."""
     g64 = grads.to(torch.float64)
-    m = g64 @ g64.T
+    k = grads.shape[0]
+    flag = torch.ones(1, dtype=torch.float64, device=grads.device) if finite is None else finite.to(torch.float64).reshape(1)
+    block = torch.cat([(g64 @ g64.T).reshape(-1), losses.detach().to(torch.float64), flag])
     with _on_host():
-        m = m.cpu().numpy()
+        block = block.cpu().numpy()
     HOST.syncs += 1
+    if block[-1] != 1.0 or not np.isfinite(block).all():
+        return g64, None
+    m = block[: k * k].reshape(k, k)
     return g64, 0.5 * (m + m.T)
 
 

@@ -51,10 +51,19 @@ class Balancer:
         self.log_losses = log_losses and not self.logs_losses_itself
         # a 0-dim tensor, moved to the input's device on first use; incremented without a sync
         self.solver_failures = torch.zeros((), dtype=torch.long)
+        self.finite: Tensor | None = None  # the trainer's flag for the current call (see balance)
 
-    def balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+    def balance(self, grads: Tensor | None, losses: Tensor, finite: Tensor | None = None) -> BalanceResult:
+        """``finite`` (from the trainer): a 0-dim bool on the device, False when this call's
+        inputs, or anything earlier in the same update, are not finite. The update is then
+        skipped on the device, so the result is not used and the method's state must stay as it
+        was. Methods keep it so without a host read where they can: stateless ones need nothing,
+        DB-MTL selects its buffer with ``torch.where``, and the host solvers get the flag with
+        their Gram matrix (:func:`mtrl.balancers._simplex.host_gram`); the other stateful methods
+        read it once (:meth:`_skip_call`)."""
         if self.solver_failures.device != losses.device:
             self.solver_failures = self.solver_failures.to(losses.device)
+        self.finite = finite
         if not self.log_losses:
             return self._balance(grads, losses)
         # Balance the gradients of log L_t = grad L_t / scale_t; the weights are reported on
@@ -68,8 +77,17 @@ class Balancer:
         raise NotImplementedError
 
     def _count_failure(self, failed: Tensor | bool) -> None:
-        """Add a failure flag (a host bool, or a 0-dim bool tensor that is not read) to the counter."""
-        self.solver_failures += failed.to(torch.long) if isinstance(failed, Tensor) else int(failed)
+        """Add a failure flag (a host bool, or a 0-dim bool tensor that is not read) to the counter;
+        a call whose inputs are not finite is not a solver failure."""
+        if isinstance(failed, Tensor):
+            self.solver_failures += (failed if self.finite is None else failed & self.finite).to(torch.long)
+        else:
+            self.solver_failures += int(failed)
+
+    def _skip_call(self) -> bool:
+        """For stateful methods that cannot select their state on the device: whether this call
+        is to be skipped (the trainer's flag read on the host: one synchronisation)."""
+        return self.finite is not None and not bool(self.finite)
 
     # --- state, for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -78,6 +96,13 @@ class Balancer:
 
     def load_state_dict(self, state: dict) -> None:
         self.solver_failures = state["solver_failures"].clone()
+
+
+def skipped_result(grads: Tensor | None, losses: Tensor) -> BalanceResult:
+    """The result of a skipped call: NaN, so that nothing downstream can take it for an update."""
+    ref = losses if grads is None else grads
+    direction = torch.full((0 if grads is None else grads.shape[1],), float("nan"), dtype=ref.dtype, device=ref.device)
+    return BalanceResult(direction=direction, weights=torch.full_like(losses, float("nan"), dtype=ref.dtype))
 
 
 def log_loss_scale(losses: Tensor, eps: float = 1e-8) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import conflict_averse_combination, conflict_averse_weights, device_direction, host_gram, host_solve
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 
 @register
@@ -66,7 +66,9 @@ class CAGrad(Balancer):
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
-        g64, m = host_gram(grads)
+        g64, m = host_gram(grads, losses, self.finite)
+        if m is None:  # not finite: the trainer skips this update; the state stays as it was
+            return skipped_result(grads, losses)
         with host_solve():
             b = m.mean(axis=1)  # G g0
             g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k

@@ -73,8 +73,11 @@ class DBMTL(Balancer):
         self.step += 1
         beta_k = self.beta / self.step**self.beta_sigma
         buf = self.buffer.to(device=grads.device, dtype=grads.dtype)
-        buf = beta_k * buf + (1.0 - beta_k) * grads
-        self.buffer = buf
+        new = beta_k * buf + (1.0 - beta_k) * grads
+        # a call the trainer skips (non-finite inputs) leaves the buffer as it was: selected on
+        # the device, no host read (the call counter, used only when beta_sigma > 0, counts it)
+        self.buffer = new if self.finite is None else torch.where(self.finite, new, buf)
+        buf = new
         norms = torch.linalg.vector_norm(buf, dim=1)
         alpha = norms.max() / (norms + 1e-8)
         return BalanceResult(direction=alpha @ buf, weights=alpha)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 NEWTON_ITERS = 30  # a cap: measured <= 14 iterations to a relative residual of 1e-10 (K <= 50, alpha 0.5..5)
 LINE_SEARCH = 30  # backtracking candidates 0.5^j, evaluated at once
@@ -113,7 +113,9 @@ class FairGrad(Balancer):
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = grads.shape[0]
-        g64, m = host_gram(grads)
+        g64, m = host_gram(grads, losses, self.finite)
+        if m is None:  # not finite: the trainer skips this update; the state stays as it was
+            return skipped_result(grads, losses)
         uniform = np.full(k, 1.0 / k)
         if self.alpha == 0.0:
             w = uniform

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._loss_weighting import TensorAdam, loss_only_result, state_dtype
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, skipped_result
 
 
 def signed_log(x: Tensor, eps: float) -> Tensor:
@@ -107,6 +107,8 @@ class FAMO(Balancer):
         return torch.softmax(self.logits, dim=0)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+        if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
+            return skipped_result(grads, losses)
         self._ensure_state(losses.device)
         d = losses.detach().to(self.logits.dtype) - self.min_loss
         if self.prev is not None:  # host-side flag: no tensor is read

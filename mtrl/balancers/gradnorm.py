@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale, skipped_result
 from mtrl.balancers._loss_weighting import TensorAdam, state_dtype
 
 
@@ -56,6 +56,8 @@ class GradNorm(Balancer):
         self.adam = TensorAdam(lr=lr)
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+        if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
+            return skipped_result(grads, losses)
         device = grads.device
         dtype = state_dtype(device)
         k = self.num_tasks

@@ -21,7 +21,7 @@ from mtrl.balancers._simplex import (
     host_solve,
     min_norm_weights,
 )
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 # |g_m| below this fraction of the rms task-gradient norm is treated as the numerical zero it is:
 # the interior-point MGDA solve is accurate to a duality gap of ~1e-9 in |g_m|^2 / rms^2, so the
@@ -74,7 +74,9 @@ class IMGrad(Balancer):
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
-        g64, m = host_gram(grads)
+        g64, m = host_gram(grads, losses, self.finite)
+        if m is None:  # not finite: the trainer skips this update; the state stays as it was
+            return skipped_result(grads, losses)
         with host_solve():
             b = m.mean(axis=1)  # G g0
             g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve, min_norm_weights
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 from mtrl.balancers.nash_mtl import solve_nash
 
 OUTER_ITERS = 100  # a cap on projected-Newton iterations on q: they stop once stationary
@@ -226,7 +226,9 @@ class IMGradNash(Balancer):
             self.alpha = np.full(k, 1.0 / k)
         g64, m = grads.to(torch.float64), None
         if self.step % self.update_weights_every == 0:
-            g64, m = host_gram(grads)
+            g64, m = host_gram(grads, losses, self.finite)
+            if m is None:  # not finite: the trainer skips this update; the state stays as it was
+                return skipped_result(grads, losses)
             with host_solve():
                 alpha, cos, ok = imgrad_nash_weights(torch.from_numpy(m), self.iters)
                 ok = bool(ok)

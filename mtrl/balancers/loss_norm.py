@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, skipped_result
 from mtrl.balancers._loss_weighting import loss_only_result, state_dtype
 
 
@@ -56,6 +56,8 @@ class LossNorm(Balancer):
         return self.abs_sum / max(self.count, 1)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+        if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
+            return skipped_result(grads, losses)
         device = losses.device
         if self.abs_sum is None:
             self.abs_sum = torch.zeros(self.num_tasks, dtype=state_dtype(device), device=device)

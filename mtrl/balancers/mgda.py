@@ -12,7 +12,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import device_direction, host_gram, host_solve, min_norm_weights
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 
 @register
@@ -47,7 +47,9 @@ class MGDA(Balancer):
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
-        g64, m = host_gram(grads)
+        g64, m = host_gram(grads, losses, self.finite)
+        if m is None:  # not finite: the trainer skips this update; the state stays as it was
+            return skipped_result(grads, losses)
         with host_solve():
             w, ok = min_norm_weights(m)
         self._count_failure(not ok)

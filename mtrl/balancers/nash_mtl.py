@@ -16,7 +16,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 NEWTON_MAX_ITERS = 50  # a cap, never the stopping rule: measured <= 20, zero and opposite rows included
 NASH_TOL = 1e-6  # max_i |a_i (M_reg a)_i - 1|: the relative residual of M_reg a = 1/a
@@ -151,7 +151,9 @@ class NashMTL(Balancer):
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
         if self.alpha is None or self.step % self.update_weights_every == 0:
-            g64, m = host_gram(grads)
+            g64, m = host_gram(grads, losses, self.finite)
+            if m is None:  # not finite: the trainer skips this update; the state stays as it was
+                return skipped_result(grads, losses)
             with host_solve():
                 alpha, ok, self.last_residual = solve_nash(m)
                 if ok:

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import gram
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 
 def to_device(t: Tensor, device: torch.device) -> Tensor:
@@ -63,6 +63,8 @@ class PCGrad(Balancer):
         return torch.argsort(torch.rand(k, k, generator=self.generator), dim=1)
 
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+        if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
+            return skipped_result(grads, losses)
         k = grads.shape[0]
         m = gram(grads)
         orders = to_device(self.draw_orders(k), grads.device)

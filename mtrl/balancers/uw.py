@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale
+from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale, skipped_result
 from mtrl.balancers._loss_weighting import TensorAdam, loss_only_result, state_dtype
 
 
@@ -67,6 +67,8 @@ class UncertaintyWeighting(Balancer):
         self.adam = TensorAdam(lr=lr)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+        if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
+            return skipped_result(grads, losses)
         device = losses.device
         if self.log_vars is None:
             self.log_vars = torch.zeros(self.num_tasks, dtype=state_dtype(device), device=device)

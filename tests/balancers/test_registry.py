@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -226,3 +227,56 @@ def test_log_losses_is_not_applied_twice(name):
         a, b = plain.balance(g, losses), with_option.balance(g, losses)
         torch.testing.assert_close(a.weights, b.weights, rtol=0, atol=0)
     assert not with_option.log_losses
+
+
+def _same_state(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+# the call counter of these counts skipped calls too; it changes no number (see their docstrings)
+COUNTS_SKIPPED_CALLS = {"db_mtl": "step"}
+# the methods that read the trainer's flag on the host (one synchronisation) instead of keeping
+# their state on the device
+READS_FLAG = {"famo", "uw", "loss_norm", "gradnorm", "pcgrad"}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_skipped_call_leaves_the_state_as_it_was(name):
+    """finite=False (the trainer skips the update, whatever the output): state untouched, no
+    failure counted; the next call continues exactly as if the skipped one had not happened."""
+    seq = [(spread_grads(4, dim=12, seed=70 + t), positive_losses(4, seed=t)) for t in range(4)]
+    a, b = make_balancer(name, num_tasks=4), make_balancer(name, num_tasks=4)
+    yes, no = torch.tensor(True), torch.tensor(False)
+    for g, losses in seq[:2]:
+        a.balance(g, losses, finite=yes)
+        b.balance(g, losses)
+    before = copy.deepcopy(a.state_dict())
+    a.balance(seq[2][0] * float("nan"), seq[2][1], finite=no)
+    after = a.state_dict()
+    for key in ({COUNTS_SKIPPED_CALLS[name]} if name in COUNTS_SKIPPED_CALLS else set()):
+        before.pop(key), after.pop(key)
+    assert _same_state(before, after)
+    oa, ob = a.balance(*seq[3], finite=yes), b.balance(*seq[3])
+    torch.testing.assert_close(oa.direction, ob.direction, rtol=0, atol=0)
+    assert int(a.solver_failures) == int(b.solver_failures)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_host_reads_with_the_trainer_flag(name):
+    """With the trainer's flag given: EW, DB-MTL and the other device-side methods read nothing,
+    the host solvers bring the flag along with their Gram matrix (one crossing), and the listed
+    stateful methods read the flag once."""
+    g, losses = spread_grads(10, dim=30, seed=13), positive_losses(10)
+    b = make_balancer(name, num_tasks=10)
+    before = HOST.syncs
+    with _SyncSpy() as spy:
+        b.balance(g, losses, finite=torch.tensor(True))
+    calls = spy.calls - KNOWN_SYNCS.get(name, set())
+    assert calls == ({"__bool__"} if name in READS_FLAG else set())
+    assert HOST.syncs - before == (1 if name in HOST_SOLVERS else 0)
