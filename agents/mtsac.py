@@ -109,9 +109,12 @@ class MTSAC(nn.Module):
         return -(self.log_alpha.unsqueeze(1) * (log_prob.detach() + self.target_entropy)).mean(dim=-1)
 
     @torch.no_grad()
-    def update_targets(self) -> None:
-        """Polyak averaging: target <- (1 - tau) target + tau online."""
-        torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.cfg.tau)
+    def update_targets(self, ok: torch.Tensor) -> None:
+        """Polyak averaging: target <- (1 - tau) target + tau online; with ``ok`` (a 0-dim bool
+        on the device) False, the targets stay (tau becomes 0 on the device: no host read)."""
+        targets, online = list(self.critic_target.parameters()), list(self.critic.parameters())
+        tau = ok.to(targets[0].dtype) * self.cfg.tau
+        torch._foreach_lerp_(targets, online, [tau] * len(targets))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:

@@ -43,9 +43,10 @@ class NonFiniteError(RuntimeError):
     """Too many updates in a row had non-finite values; the run stops, its checkpoints intact."""
 
 
-def _finite(*tensors: torch.Tensor) -> bool:
-    """One host read for all: the sum of norms is finite only if every entry is."""
-    return bool(torch.isfinite(torch.stack(torch._foreach_norm(list(tensors))).sum()))
+def _finite(*tensors: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool on the device, read by nobody on the host: the sum of norms is finite only
+    if every entry of every tensor is."""
+    return torch.isfinite(torch.stack(torch._foreach_norm(list(tensors))).sum())
 
 
 def _catch_stop_signals(trainer: "Trainer") -> dict:
@@ -86,7 +87,7 @@ class Counters:
     best_success_mean: float = -1.0
     last_eval_step: int = -1
     nonfinite_skipped: int = 0  # updates skipped for a non-finite loss, gradient or direction
-    nonfinite_in_row: int = 0
+    nonfinite_in_row: int = 0  # (both as of the last read of the device-side counts)
 
 
 class Trainer:
@@ -130,6 +131,12 @@ class Trainer:
         self.resumed = resume_state is not None
         if resume_state is not None:
             self._load_state(resume_state)
+        # [skipped, in a row, longest run in a row since the last read], counted on the device:
+        # deciding to skip an update needs no host read (see _update)
+        c = self.counters
+        self.nonfinite = torch.tensor([c.nonfinite_skipped, c.nonfinite_in_row, c.nonfinite_in_row], device=self.device)
+        self._nonfinite_keep = torch.tensor([1, 0, 1], device=self.device)  # after a good update
+        self._nonfinite_add = torch.tensor([1, 1, 0], device=self.device)  # after a skipped one
 
     # --- the loop -------------------------------------------------------------------------------
     def train(self) -> dict:
@@ -249,37 +256,50 @@ class Trainer:
 
     # --- one update -----------------------------------------------------------------------------
     def _update(self) -> None:
+        """One SAC update, decided on the device: when a loss, gradient or direction is not
+        finite, the fused optimizers skip their step (``found_inf``), the balancers keep their
+        state, the target networks stay, and the count goes up, all without a host read.
+        The counts are read at log and checkpoint time (:meth:`_read_nonfinite`)."""
         agent, c = self.agent, self.counters
         batch = self.buffer.sample(self.cfg.batch_size)
         stats = c.updates % self.cfg.grad_stats_every == 0
         target = agent.critic_targets(batch)
-        critic = self._optimizer_step(
+        critic_losses, _, ok = self._optimizer_step(
             "critic", lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), (batch.obs, batch.actions, target), stats
         )
-        actor = critic and self._optimizer_step(
-            "actor", agent.actor_loss, (batch.obs, agent.noise(batch.obs), agent.alpha()), stats
+        # a non-finite critic step skips the rest of the update too
+        actor_losses, log_prob, ok = self._optimizer_step(
+            "actor", agent.actor_loss, (batch.obs, agent.noise(batch.obs), agent.alpha()), stats, ok
         )
-        if not actor:  # a non-finite loss, gradient or direction: the rest of this update is skipped
-            c.nonfinite_skipped += 1
-            c.nonfinite_in_row += 1
-            if c.nonfinite_in_row >= self.cfg.max_nonfinite_in_row:
-                raise NonFiniteError(
-                    f"{c.nonfinite_in_row} updates in a row had non-finite losses or gradients (last at env step "
-                    f"{c.env_steps}); stopped. The last checkpoint in {self.run_dir / 'checkpoints'} is intact"
-                )
-            return
-        c.nonfinite_in_row = 0
-        (critic_losses, _), (actor_losses, log_prob) = critic, actor
         # each task's temperature has its own loss and receives only its gradient: no balancing
         alpha_losses = agent.alpha_losses(log_prob)
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_losses.sum().backward()
+        self.alpha_opt.found_inf = (~ok).float()
         self.alpha_opt.step()
-        agent.update_targets()
+        agent.update_targets(ok)
+        counted = torch.where(ok, self.nonfinite * self._nonfinite_keep, self.nonfinite + self._nonfinite_add)
+        counted[2] = torch.maximum(counted[2], counted[1])
+        self.nonfinite = counted
         c.updates += 1
         self.last_losses = {"critic": critic_losses, "actor": actor_losses}
 
-    def _optimizer_step(self, loss: str, loss_fn, task_args: tuple, stats: bool) -> tuple | None:
+    def _read_nonfinite(self) -> None:
+        """Bring the device-side counts of skipped updates to the host (one read, at log and
+        checkpoint time) and stop the run if ``max_nonfinite_in_row`` updates in a row were
+        skipped since the last read: up to ``log_every`` env steps after the limit was reached."""
+        c = self.counters
+        skipped, in_row, longest = (int(x) for x in self.nonfinite.tolist())
+        c.nonfinite_skipped, c.nonfinite_in_row = skipped, in_row
+        self.nonfinite[2] = in_row
+        if longest >= self.cfg.max_nonfinite_in_row:
+            raise NonFiniteError(
+                f"{longest} updates in a row had non-finite losses or gradients (limit "
+                f"max_nonfinite_in_row={self.cfg.max_nonfinite_in_row}, seen at env step {c.env_steps}); stopped. "
+                f"The last checkpoint in {self.run_dir / 'checkpoints'} is intact"
+            )
+
+    def _optimizer_step(self, loss: str, loss_fn, task_args: tuple, stats: bool, ok: torch.Tensor | None = None) -> tuple:
         """The one place where per-task losses become a parameter update.
 
         ``loss_fn(params, *task_args) -> ([K] losses, aux)`` on the stratified [K, n, ...] batch.
@@ -293,40 +313,41 @@ class Trainer:
         balancing: head t gets the gradient of L_t alone, with weight 1 whatever the balancer
         (the gradient single-task SAC would give it; its scale only matters to Adam through eps).
 
-        Returns (losses, aux), or None when a loss, gradient or direction is not finite: then
-        nothing is stepped and the balancer never sees the bad values (its state stays clean).
+        Returns (losses, aux, ok): ``ok`` is a 0-dim bool on the device, False when a loss,
+        gradient or direction is not finite or ``ok`` came in False. Then the fused optimizer
+        skips its step (``found_inf``: parameters and moments untouched) and the balancer,
+        told through ``finite``, keeps its state. Nothing is read on the host.
         """
         params, optimizer, balancer = self.params[loss], self.optimizers[loss], self.balancers[loss]
         heads = self.head_params[loss]
         if balancer.needs_grads or stats:
             grads, losses, aux = per_task_grads(loss_fn, {**params, **heads}, *task_args)
             grads, head_grads = split_task_specific(grads, params)
-            if not _finite(losses, grads, head_grads):
-                return None
+            finite = _finite(losses, grads, head_grads)
+            ok = finite if ok is None else ok & finite
             write_grads(list(heads.values()), head_grads)
-            out = balancer.balance(grads if balancer.needs_grads else None, losses)
+            out = balancer.balance(grads if balancer.needs_grads else None, losses, finite=ok)
             direction = out.direction if balancer.needs_grads else grads.T @ out.weights
-            if not _finite(direction):
-                return None
+            ok = ok & _finite(direction)
             write_grads(list(params.values()), direction)
             if stats:
                 self._log_grad_stats(loss, grads, out.weights)
         else:
             losses, aux = loss_fn({**params, **heads}, *task_args)
-            if not _finite(losses.detach()):
-                return None
-            out = balancer.balance(None, losses.detach())
+            finite = _finite(losses.detach())
+            ok = finite if ok is None else ok & finite
+            out = balancer.balance(None, losses.detach(), finite=ok)
             grads = torch.autograd.grad((out.weights * losses).sum(), list(params.values()), retain_graph=bool(heads))
             if heads:
                 for p, g in zip(heads.values(), torch.autograd.grad(losses.sum(), list(heads.values()))):
                     p.grad = g
-            if not _finite(*grads, *(p.grad for p in heads.values())):
-                return None
+            ok = ok & _finite(*grads, *(p.grad for p in heads.values()))
             for p, g in zip(params.values(), grads):
                 p.grad = g
             losses = losses.detach()
+        optimizer.found_inf = (~ok).float()
         optimizer.step()
-        return losses, aux
+        return losses, aux, ok
 
     # --- evaluation, logging, checkpoints ---------------------------------------------------------
     def _evaluate(self) -> None:
@@ -350,6 +371,7 @@ class Trainer:
         self.logger.per_task("alpha", self.agent.log_alpha.detach().exp().cpu().tolist(), step)
         for loss, b in self.balancers.items():
             self.logger.scalar(f"balancer/{loss}/solver_failures", int(b.solver_failures), step)
+        self._read_nonfinite()
         self.logger.scalar("train/nonfinite_skipped", self.counters.nonfinite_skipped, step)
         self.logger.scalar("perf/env_steps_per_s", env_rate, step)
         self.logger.scalar("perf/updates_per_s", update_rate, step)
@@ -371,6 +393,7 @@ class Trainer:
         return as_t(obs), as_t(actions), as_t(reward), as_t(terminated), as_t(next_obs)
 
     def _checkpoint(self, wall_since_start: float) -> None:
+        self._read_nonfinite()
         self.counters.wall_time_s += wall_since_start
         self.logger.flush()
         save_checkpoint(self.run_dir, self.counters.env_steps, self._state(), keep=self.cfg.keep_checkpoints)

@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from mtrl.checkpoint import list_checkpoints
 from mtrl.cli import main
 from tests.conftest import REPO, SMOKE
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from tests.test_train_smoke import _scalars
 
 
@@ -114,28 +117,35 @@ def _poison_critic(trainer, bad_calls):
     trainer.agent.critic_loss = poisoned
 
 
-def test_non_finite_updates_are_skipped_leaving_parameters_and_optimizers_untouched(tmp_path):
-    trainer = _trainer(tmp_path / "run")
+@pytest.mark.parametrize("balancer", ["ew", "nash_mtl", "famo"])
+def test_non_finite_updates_are_skipped_leaving_parameters_and_optimizers_untouched(tmp_path, balancer):
+    """Decided on the device (no host read): parameters, optimizer states, targets, temperatures
+    and balancer states stay as they were; the count is read at log and checkpoint time."""
+    trainer = _trainer(tmp_path / "run", balancer=balancer)
     _poison_critic(trainer, bad_calls={10, 11, 12})
     update, seen = trainer._update, []
 
     def watched_update():
         before = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
-        opt_before = [json.dumps(str(o.state_dict()["state"])) for o in trainer.optimizers.values()]
-        updates_before = trainer.counters.updates
+        opt_before = [json.dumps(str(o.state_dict()["state"])) for o in [*trainer.optimizers.values(), trainer.alpha_opt]]
+        balancers_before = json.dumps(str([b.state_dict() for b in trainer.balancers.values()]))
+        skipped_before = int(trainer.nonfinite[0])
         update()
-        if trainer.counters.updates == updates_before:  # skipped
+        if int(trainer.nonfinite[0]) > skipped_before:
             assert all(torch.equal(before[k], v) for k, v in trainer.agent.state_dict().items())
-            assert opt_before == [json.dumps(str(o.state_dict()["state"])) for o in trainer.optimizers.values()]
-            seen.append(updates_before)
+            assert opt_before == [json.dumps(str(o.state_dict()["state"])) for o in [*trainer.optimizers.values(), trainer.alpha_opt]]
+            assert balancers_before == json.dumps(str([b.state_dict() for b in trainer.balancers.values()]))
+            seen.append(trainer.counters.updates - 1)
 
     trainer._update = watched_update
     trainer.train()
-    assert seen == [10, 10, 10]
+    assert seen == [10, 11, 12]
     assert trainer.counters.nonfinite_skipped == 3 and trainer.counters.nonfinite_in_row == 0
-    assert trainer.counters.updates == 50 - 3  # 50 vector steps after the warm-up, 3 skipped
+    assert trainer.counters.updates == 50  # 50 vector steps after the warm-up: 50 updates tried, 3 skipped
     assert all(torch.isfinite(v).all() for v in trainer.agent.state_dict().values())
-    assert max(_scalars(tmp_path / "run")["train/nonfinite_skipped"]) > 0
+    ea = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert [e.value for e in ea.Scalars("train/nonfinite_skipped")][-1] == 3
 
 
 def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_intact(tmp_path, monkeypatch, capsys):
@@ -148,7 +158,8 @@ def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_inta
     assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("mtrl: error")]
-    assert len(errors) == 1 and "5 updates in a row had non-finite" in errors[0] and "Traceback" not in err
+    assert len(errors) == 1 and "updates in a row had non-finite" in errors[0] and "Traceback" not in err
+    assert "max_nonfinite_in_row=5" in errors[0]
     last = torch.load(list_checkpoints(run)[-1], weights_only=False)
     assert all(torch.isfinite(v).all() for v in last["agent"].values())
     assert not (run / "summary.json").exists()
