@@ -281,6 +281,9 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
             ax.errorbar(e["value"], y, xerr=err, fmt=markers[outcome], color=f"C{j}", ms=5, capsize=2,
                         label=NAMES[outcome] if outcome not in labels else None)  # fmt: skip
             labels.append(outcome)
+    for i, key in enumerate(keys):
+        if all(data["correlations"][f"{key}|{w}|{x}"]["value"] is None for x in data["outcomes"]):
+            ax.text(-1.0, i, "not logged, or no run with differing outcomes", fontsize=7, color="grey", va="center")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(keys)), [_label(k) for k in keys], fontsize=8)
     ax.invert_yaxis()
