@@ -313,7 +313,9 @@ def write_imbalance(data: dict, out: Path) -> str:
     md = [
         "## Imbalance or conflict: what predicts the lagging tasks?\n",
         (
-            f"{len(data['runs'])} runs (single-task runs serve only as the reference). Per run and task, from the "
+            f"{len(data['runs'])} multi-task runs"
+            + (f" ({len(data['stl_runs'])} single-task runs serve as the reference)" if data["stl_runs"] else "")
+            + ". Per run and task, from the "
             "TensorBoard statistics of the applied update d: *norm share* |g_t| / sum_j |g_j|; *projection share* "
             "proj_t / sum_j |proj_j| with proj_t = g_t.d/|d|; *cos with update* cos(g_t, d), each averaged over the "
             "logged steps of the whole run (*training*) or its last third. Outcomes: *success AUC* (area under the "
