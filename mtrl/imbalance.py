@@ -292,7 +292,7 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     ax.set_title("Correlation with the task's outcome", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     if labels:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
