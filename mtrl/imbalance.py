@@ -196,6 +196,7 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
             "stl_runs": [str(r.path) for r in stl], "rows": rows, "correlations": correlations,
             "comparisons": comparisons, "missing": missing, "derived": derived,
             "outcome_equal_on_every_task": flat_outcome}  # fmt: skip
+    data["tasks_above_zero"] = [int((d["outcomes"][PRIMARY[0]] > 0).sum()) for d in per_run]
     data["verdict"] = verdict(data)
     return data
 
@@ -345,6 +346,11 @@ def write_imbalance(data: dict, out: Path) -> str:
     if flat:
         notes.append("runs whose outcome is equal on every task (no correlation): "
                      + ", ".join(f"{NAMES[x]} {n}" for x, n in flat.items()))  # fmt: skip
+    few = [n for n in data["tasks_above_zero"] if n <= 2]
+    if few:
+        notes.append(f"in {len(few)} of {len(data['runs'])} runs at most 2 tasks have a {NAMES[o]} above 0 (per run: "
+                     f"{', '.join(map(str, data['tasks_above_zero']))}): such a run's rho only says where those tasks "
+                     "rank on the predictor")  # fmt: skip
     for key, paths in data["missing"].items():
         loss, p = key.split("/")
         tag = {"norm_share": f"grad/{loss}/norm_share or grad/{loss}/norm", "proj_share": f"grad/{loss}/proj",
@@ -357,7 +363,7 @@ def write_imbalance(data: dict, out: Path) -> str:
     if not logged:
         notes.append("no run logged per-task gradient statistics, so there is no figure")
     if notes:
-        md += ["Missing or derived:\n", "".join(f"- {n}\n" for n in notes)]
+        md += ["Notes:\n", "".join(f"- {n}\n" for n in notes)]
     return "\n".join(md)
 
 

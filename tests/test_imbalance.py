@@ -189,7 +189,7 @@ def test_report_writes_the_section_csv_and_figure(tmp_path):
     assert "](imbalance.png)" in section and data["verdict"] in section
     assert data["verdict"].startswith("Imbalance explains")
     assert "| critic norm share | training | +1.00 [+1.00, +1.00] |" in section and "final success - STL" in section
-    assert "Missing or derived" not in section  # every run logged every statistic
+    assert "Notes:" not in section  # every run logged every statistic, 7 of 8 tasks above 0
     rows = (out / "imbalance.csv").read_text().splitlines()
     assert len(rows) == 1 + RUNS * len(TASKS)
     assert rows[0].startswith("run,method,seed,task,auc,final,vs_stl,critic_norm_share,critic_norm_share_last3")
@@ -222,6 +222,7 @@ def test_runs_without_the_new_statistics_still_report(tmp_path):
     assert "1 of 4 runs did not log `grad/critic/norm_share or grad/critic/norm`" in section
     assert "norm share derived from the per-task norms" in section
     assert "No verdict: an interval needs correlations from at least 2 runs" in section
+    assert "at most 2 tasks" not in section  # uniform random successes: every task above 0
     rows = (out / "imbalance.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * len(TASKS)
     check_png(out / "imbalance.png")  # the derived norm shares are still plotted
@@ -234,6 +235,8 @@ def test_no_statistics_at_all_reports_without_a_figure(tmp_path):
     assert main(["report", str(tmp_path), "--out", str(out), "--reps", "200"]) == 0
     section = (out / "report.md").read_text().split("## Imbalance or conflict")[1]
     assert "no run logged per-task gradient statistics, so there is no figure" in section
+    # linspace(0, 1): one task at 0, seven above (AUC of a rising curve)
+    assert "at most 2 tasks" not in section
     assert "No verdict" in section and not (out / "imbalance.png").exists()
 
 
@@ -248,3 +251,15 @@ def test_smoke_run_statistics_reach_the_report(smoke_run, tmp_path):
             for name in ("norm_share", "proj_share", "cos_update"):
                 assert row[f"{loss}_{name}"] is not None and np.isfinite(row[f"{loss}_{name}"])
     assert sum(r["critic_norm_share"] for r in data["rows"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_runs_with_one_successful_task_are_flagged(tmp_path):
+    """Early in MT10 training one task succeeds and the rest sit at 0: the rho is then only that
+    task's rank on the predictor, and the section says so."""
+    rng = np.random.default_rng(5)
+    for k in range(2):
+        write_run(tmp_path / f"r{k}", "ew", k, np.eye(len(TASKS))[k], make_stats(rng))
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path), "--out", str(out), "--reps", "200"]) == 0
+    section = (out / "report.md").read_text().split("## Imbalance or conflict")[1]
+    assert "in 2 of 2 runs at most 2 tasks have a success AUC above 0 (per run: 1, 1)" in section
