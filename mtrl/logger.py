@@ -20,6 +20,8 @@ _LAYOUT_GROUPS = {
     "return": ["eval/return", "train/return"],
     "losses": ["loss/critic", "loss/actor", "alpha"],
     "gradients": ["grad/critic/norm", "grad/actor/norm"],
+    "share of the update": ["grad/critic/norm_share", "grad/actor/norm_share", "grad/critic/proj",
+                            "grad/actor/proj", "grad/critic/cos_update", "grad/actor/cos_update"],
     "balancer weights": ["balancer/critic/weight", "balancer/actor/weight"],
 }
 

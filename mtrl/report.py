@@ -416,5 +416,9 @@ def report(paths: list[str], out: str | Path, reps: int = 2000) -> int:
     for line in warnings(data):
         print(f"mtrl: warning: {line}", file=sys.stderr)
     write(data, Path(out))
+    from mtrl.imbalance import imbalance_section
+
+    with open(Path(out) / "report.md", "a") as f:
+        f.write("\n" + imbalance_section(runs, data["tasks"], Path(out), reps))
     print(f"mtrl: report of {len(runs)} runs ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}", file=sys.stderr)
     return 0

@@ -331,7 +331,7 @@ class Trainer:
             ok = ok & _finite(direction)
             write_grads(list(params.values()), direction)
             if stats:
-                self._log_grad_stats(loss, grads, out.weights)
+                self._log_grad_stats(loss, grads, out.weights, direction)
         else:
             losses, aux = loss_fn({**params, **heads}, *task_args)
             finite = _finite(losses.detach())
@@ -376,13 +376,16 @@ class Trainer:
         self.logger.scalar("perf/env_steps_per_s", env_rate, step)
         self.logger.scalar("perf/updates_per_s", update_rate, step)
 
-    def _log_grad_stats(self, loss: str, grads: torch.Tensor, weights: torch.Tensor) -> None:
-        """Per-task gradient norms, mean pairwise cosine, conflict fraction (pairs with negative
-        cosine), max/min norm ratio, and the balancer's weights. Read on the host here, once
-        every ``grad_stats_every`` updates."""
+    def _log_grad_stats(self, loss: str, grads: torch.Tensor, weights: torch.Tensor, direction: torch.Tensor) -> None:
+        """Per-task gradient norms, norm shares, projections on and cosines with the applied
+        update, mean pairwise cosine, conflict fraction (pairs with negative cosine), max/min
+        norm ratio, and the balancer's weights. Read on the host here, once every
+        ``grad_stats_every`` updates."""
         step, K = self.counters.env_steps, self.num_tasks
-        stats = gradient_statistics(grads)
+        stats = gradient_statistics(grads, direction)
         self.logger.per_task(f"grad/{loss}/norm", stats["norms"].cpu().tolist(), step)
+        for key in ("norm_share", "proj", "cos_update"):
+            self.logger.per_task(f"grad/{loss}/{key}", stats[key].cpu().tolist(), step)
         self.logger.per_task(f"balancer/{loss}/weight", weights.detach().cpu().tolist(), step)
         if K > 1:
             for key in ("cos_mean", "conflict_frac", "norm_ratio"):

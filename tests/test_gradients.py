@@ -92,3 +92,31 @@ def test_gradient_statistics_finite_with_a_zero_row():
     g = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
     s = gradient_statistics(g)
     assert all(torch.isfinite(v).all() for v in s.values())
+
+
+def test_update_statistics_match_definitions():
+    """proj_t = g_t.d/|d|, cos_update_t = cos(g_t, d), norm_share_t = |g_t| / sum_j |g_j|, each
+    against a plain loop over hand-made rows."""
+    g = torch.tensor([[3.0, 4.0, 0.0], [0.0, 1.0, 0.0], [-3.0, -4.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    d = torch.tensor([1.0, 2.0, 2.0], dtype=torch.float64)  # |d| = 3
+    s = gradient_statistics(g, d)
+    proj = [float(torch.dot(row, d)) / 3.0 for row in g]
+    assert proj == pytest.approx([11 / 3, 2 / 3, -11 / 3, 4 / 3])
+    torch.testing.assert_close(s["proj"], torch.tensor(proj, dtype=torch.float64))
+    cos = [float(torch.dot(row, d) / (row.norm() * d.norm())) for row in g]
+    torch.testing.assert_close(s["cos_update"], torch.tensor(cos, dtype=torch.float64))
+    assert float(s["cos_update"][3]) == pytest.approx(2 / 3)
+    torch.testing.assert_close(s["norm_share"], torch.tensor([5.0, 1.0, 5.0, 2.0], dtype=torch.float64) / 13)
+    # for the direction EW applies, d = mean row, the projections sum to K |d| (= K d.d/|d|)
+    mean = g.mean(0)
+    assert float(gradient_statistics(g, mean)["proj"].sum()) == pytest.approx(4 * float(mean.norm()))
+    assert "proj" not in gradient_statistics(g)  # no direction, no update statistics
+
+
+def test_update_statistics_zero_direction_and_zero_rows_give_zero():
+    g = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    s = gradient_statistics(g, torch.zeros(2))
+    assert torch.equal(s["proj"], torch.zeros(2)) and torch.equal(s["cos_update"], torch.zeros(2))
+    s = gradient_statistics(torch.zeros(3, 2), torch.tensor([1.0, 1.0]))
+    assert torch.equal(s["norm_share"], torch.zeros(3)) and torch.equal(s["cos_update"], torch.zeros(3))
+    assert all(torch.isfinite(v).all() for v in s.values())

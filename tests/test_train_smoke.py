@@ -4,6 +4,7 @@ and resuming from a checkpoint continues the run exactly."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -22,9 +23,14 @@ SUMMARY_KEYS = {
 }  # fmt: skip
 
 
-def _scalars(run_dir) -> dict[str, list[int]]:
+def _events(run_dir) -> EventAccumulator:
     ea = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     ea.Reload()
+    return ea
+
+
+def _scalars(run_dir) -> dict[str, list[int]]:
+    ea = _events(run_dir)
     return {tag: [e.step for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
@@ -60,6 +66,28 @@ def test_tensorboard_tags(smoke_run):
         assert tag in tags
     # one training episode per task every 50 vector steps (500 env steps)
     assert tags["train/success_rate/reach-v3"] == list(range(500, 3001, 500))
+
+
+def test_update_statistics_in_tensorboard(smoke_run):
+    """The per-task statistics of the applied update, at the grad_stats_every cadence, for both
+    losses; consistent with the logged norms (shares sum to 1) and, for EW's d = mean gradient,
+    the projections sum to K |d| > 0."""
+    ea = _events(smoke_run)
+    values = {tag: [e.value for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+    steps = _scalars(smoke_run)
+    for loss in ("critic", "actor"):
+        for key in ("norm", "norm_share", "proj", "cos_update"):
+            for task in TASKS:
+                assert steps[f"grad/{loss}/{key}/{task}"] == steps[f"grad/{loss}/norm/{TASKS[0]}"], (loss, key, task)
+        expected = steps[f"grad/{loss}/norm/{TASKS[0]}"]
+        assert len(expected) == 4  # updates 0, 50, 100, 150 of 200
+        keys = ("norm", "norm_share", "proj", "cos_update")
+        per = {key: np.array([values[f"grad/{loss}/{key}/{t}"] for t in TASKS]) for key in keys}
+        np.testing.assert_allclose(per["norm_share"], per["norm"] / per["norm"].sum(axis=0), rtol=1e-5)
+        assert np.all(np.abs(per["cos_update"]) <= 1 + 1e-6)
+        # proj_t = |g_t| cos(g_t, d)
+        np.testing.assert_allclose(per["proj"], per["norm"] * per["cos_update"], rtol=1e-4, atol=1e-7)
+        assert np.all(per["proj"].sum(axis=0) > 0)
 
 
 def test_resume_after_a_crash_continues_exactly(smoke_run, tmp_path):
