@@ -118,6 +118,23 @@ def device_direction(g64: Tensor, weights: np.ndarray, dtype: torch.dtype) -> tu
     return (w @ g64).to(dtype), w.to(dtype)
 
 
+def clipped_direction(
+    g64: Tensor, m: np.ndarray | None, alpha: np.ndarray, max_norm: float, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Nash-MTL's update ``d = G^T alpha``, scaled down to norm ``max_norm`` when longer (0
+    disables), and the weights that give it. With this call's Gram matrix ``m`` the norm is
+    exact on the host (|d|^2 = alpha^T M alpha); without it (alpha reused from an earlier call,
+    ``update_weights_every`` > 1) it is taken on the device, without a host read."""
+    if max_norm > 0 and m is not None:
+        norm = np.sqrt(max(float(alpha @ m @ alpha), 0.0))
+        alpha = alpha * min(1.0, max_norm / norm) if norm > 0 else alpha
+    direction, weights = device_direction(g64, alpha, dtype)
+    if max_norm > 0 and m is None:
+        factor = torch.clamp(max_norm / torch.linalg.vector_norm(direction).clamp(min=max_norm), max=1.0)
+        direction, weights = direction * factor, weights * factor
+    return direction, weights
+
+
 def gram_scale(m: np.ndarray) -> float:
     """tr(M)/K (the mean squared task-gradient norm), 1 where it is 0 or not finite, so that
     ``M / gram_scale(M)`` is always a valid, scale-free matrix."""

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve, min_norm_weights
+from mtrl.balancers._simplex import clipped_direction, gram_scale, host_gram, host_solve, min_norm_weights
 from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 from mtrl.balancers.nash_mtl import solve_nash
 
@@ -236,15 +236,8 @@ class IMGradNash(Balancer):
                 self.last_cos = float(cos)
             self._count_failure(not ok)
         self.step += 1
-        weights = self.alpha
-        if self.max_norm > 0 and m is not None:  # |d|^2 = alpha^T M alpha, exact in float64
-            norm = np.sqrt(max(float(weights @ m @ weights), 0.0))
-            weights = weights * min(1.0, self.max_norm / norm) if norm > 0 else weights
-        direction, weights_t = device_direction(g64, weights, grads.dtype)
-        if self.max_norm > 0 and m is None:  # alpha reused with new gradients: clip on the device
-            factor = torch.clamp(self.max_norm / torch.linalg.vector_norm(direction).clamp(min=self.max_norm), max=1.0)
-            direction, weights_t = direction * factor, weights_t * factor
-        return BalanceResult(direction=direction, weights=weights_t)
+        direction, weights = clipped_direction(g64, m, self.alpha, self.max_norm, grads.dtype)
+        return BalanceResult(direction=direction, weights=weights)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve
+from mtrl.balancers._simplex import clipped_direction, gram_scale, host_gram, host_solve
 from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 NEWTON_MAX_ITERS = 50  # a cap, never the stopping rule: measured <= 20, zero and opposite rows included
@@ -165,15 +165,8 @@ class NashMTL(Balancer):
         else:
             g64, m = grads.to(torch.float64), None
         self.step += 1
-        weights = self.alpha
-        if self.max_norm > 0 and m is not None:  # |d|^2 = alpha^T M alpha, exact in float64
-            norm = np.sqrt(max(float(weights @ m @ weights), 0.0))
-            weights = weights * min(1.0, self.max_norm / norm) if norm > 0 else weights
-        direction, weights_t = device_direction(g64, weights, grads.dtype)
-        if self.max_norm > 0 and m is None:  # alpha reused with new gradients: clip on the device
-            factor = torch.clamp(self.max_norm / torch.linalg.vector_norm(direction).clamp(min=self.max_norm), max=1.0)
-            direction, weights_t = direction * factor, weights_t * factor
-        return BalanceResult(direction=direction, weights=weights_t)
+        direction, weights = clipped_direction(g64, m, self.alpha, self.max_norm, grads.dtype)
+        return BalanceResult(direction=direction, weights=weights)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
