@@ -292,7 +292,8 @@ class Trainer:
 
         Task-specific parameters (multi-head SAC's per-task output layers) are left out of
         balancing: head t gets the gradient of L_t alone, with weight 1 whatever the balancer
-        (the gradient single-task SAC would give it; its scale only matters to Adam through eps).
+        (the gradient single-task SAC would give it; its scale matters to Adam through eps and to the
+        clip of sac.max_grad_norm, which bounds the heads together with the shared direction).
 
         Returns (losses, aux), or None when a loss, gradient or direction is not finite: then
         nothing is stepped and the balancer never sees the bad values (its state stays clean).
