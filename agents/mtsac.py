@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from agents.networks import Actor, TaskHeads, TwinCritic
+from agents.networks import Actor, TaskHeads, TwinCritic, init_network
 from mtrl.replay import Batch
 
 
@@ -33,6 +33,10 @@ class SACConfig:
     log_std_min: float
     log_std_max: float
     multi_head: bool = False  # one output layer per task in the actor and both critics
+    # The reference MT-SAC code (metaworld-algorithms, config/optim.py and rl/networks.py):
+    max_grad_norm: float = 1.0  # global norm of what reaches Adam, per network; 0 disables
+    adam_eps: float = 1e-5  # every optimizer of the agent (actor, critic, temperatures)
+    init: str = "he_uniform"  # he_uniform | torch_default (agents.networks.INITS)
 
 
 class MTSAC(nn.Module):
@@ -47,6 +51,8 @@ class MTSAC(nn.Module):
         heads = num_tasks if cfg.multi_head else 0
         self.actor = Actor(obs_dim, action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max, heads)
         self.critic = TwinCritic(obs_dim, action_dim, cfg.hidden_sizes, heads)
+        init_network(self.actor, cfg.init, output_bound=1e-3)
+        init_network(self.critic, cfg.init, output_bound=3e-3)
         self.critic_target = TwinCritic(obs_dim, action_dim, cfg.hidden_sizes, heads)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)

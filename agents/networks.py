@@ -110,3 +110,36 @@ class TwinCritic(nn.Module):
             one_hot = obs[..., -self.heads :]
             return torch.stack([self.q1(x, one_hot).squeeze(-1), self.q2(x, one_hot).squeeze(-1)])
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
+
+
+INITS = ("he_uniform", "torch_default")
+
+
+def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:
+    if isinstance(net, MultiHeadMLP):
+        return [m for m in net.trunk if isinstance(m, nn.Linear)], net.heads
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    return linears[:-1], linears[-1]
+
+
+@torch.no_grad()
+def init_network(module: Actor | TwinCritic, scheme: str, output_bound: float) -> None:
+    """Re-initialise an actor or twin critic in place.
+
+    ``he_uniform`` is the reference MT-SAC init (metaworld-algorithms: config/nn.py and
+    rl/networks.py): hidden weights U(+-sqrt(6 / fan_in)) (He uniform for ReLU), hidden biases 0,
+    and output-layer weights and biases, every head of a multi-head net included, U(+-output_bound)
+    (1e-3 for the actor, 3e-3 for the critic), so that initial actions and Q-values are near zero.
+    ``torch_default`` keeps nn.Linear's own init (mtrl before the reference settings).
+    """
+    if scheme not in INITS:
+        raise ValueError(f"unknown init {scheme!r}; valid: {', '.join(INITS)}")
+    if scheme == "torch_default":
+        return
+    for net in [module.net] if isinstance(module, Actor) else [module.q1, module.q2]:
+        hidden, output = _hidden_and_output(net)
+        for layer in hidden:
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        nn.init.uniform_(output.weight, -output_bound, output_bound)
+        nn.init.uniform_(output.bias, -output_bound, output_bound)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from agents.mtsac import SACConfig
+from agents.networks import INITS
 
 
 class ConfigError(ValueError):
@@ -155,6 +156,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
         if key == "balancer" and not isinstance(value, dict):  # the shorthand: one method for both losses
             cfg.balancer.critic = cfg.balancer.actor = _coerce(key, value, str)
             continue
+        if key == "sac.max_grad_norm" and (value is None or str(value).lower() in ("none", "null")):
+            value = 0.0  # "none" reads as "no clipping", the same as 0
         obj, parts = cfg, key.split(".")
         for i, part in enumerate(parts):
             fields = _fields(type(obj))
@@ -257,6 +260,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"sac.gamma and sac.tau must lie in (0, 1], got {sac.gamma} and {sac.tau}")
     if sac.log_std_min >= sac.log_std_max:
         raise ConfigError(f"sac.log_std_min {sac.log_std_min} must be below sac.log_std_max {sac.log_std_max}")
+    if sac.max_grad_norm < 0:
+        raise ConfigError(f"config key 'sac.max_grad_norm' must be >= 0 (0 or none: no clipping), got {sac.max_grad_norm}")
+    if sac.adam_eps <= 0:
+        raise ConfigError(f"config key 'sac.adam_eps' must be > 0, got {sac.adam_eps}")
+    if sac.init not in INITS:
+        raise ConfigError(f"config key 'sac.init' is {sac.init!r}; valid: {', '.join(INITS)}")
 
 
 AGENTS = ("mtsac", "stl_sac")

@@ -117,12 +117,13 @@ class Trainer:
         for loss in ("critic", "actor"):
             self.params[loss], self.head_params[loss] = self.agent.split_params(getattr(self.agent, loss))
         # fused Adam: one kernel over all parameters instead of several per tensor (CPU and CUDA)
+        eps = cfg.sac.adam_eps
         self.optimizers = {
-            loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr, fused=True)
+            loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr, eps=eps, fused=True)
             for loss, lr in (("critic", cfg.sac.critic_lr), ("actor", cfg.sac.actor_lr))
         }
         self.balancers = make_loss_balancers(cfg.balancer, self.num_tasks)
-        self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr, fused=True)
+        self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr, eps=eps, fused=True)
         self.buffer = ReplayBuffer(self.num_tasks, cfg.buffer_size, obs_dim, self.action_dim, self.device, cfg.seed)
 
         self.counters = Counters(next_eval=cfg.eval_every, next_checkpoint=cfg.checkpoint_every, next_log=cfg.log_every)
@@ -311,7 +312,8 @@ class Trainer:
 
         Task-specific parameters (multi-head SAC's per-task output layers) are left out of
         balancing: head t gets the gradient of L_t alone, with weight 1 whatever the balancer
-        (the gradient single-task SAC would give it; its scale only matters to Adam through eps).
+        (the gradient single-task SAC would give it; its scale matters to Adam through eps and to the
+        clip of sac.max_grad_norm, which bounds the heads together with the shared direction).
 
         Returns (losses, aux, ok): ``ok`` is a 0-dim bool on the device, False when a loss,
         gradient or direction is not finite or ``ok`` came in False. Then the fused optimizer
@@ -345,6 +347,12 @@ class Trainer:
             for p, g in zip(params.values(), grads):
                 p.grad = g
             losses = losses.detach()
+        if self.cfg.sac.max_grad_norm:
+            # As the reference MT-SAC: the global norm of everything Adam is about to see (the
+            # balanced direction of the shared parameters plus the task heads' gradients), after
+            # balancing. Nash-MTL's own max_norm scales the shared direction first; this clip then
+            # bounds the whole vector. No host synchronisation: the scale is clamped on the device.
+            torch.nn.utils.clip_grad_norm_([*params.values(), *heads.values()], self.cfg.sac.max_grad_norm, foreach=True)
         optimizer.found_inf = (~ok).float()
         optimizer.step()
         return losses, aux, ok

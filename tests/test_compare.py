@@ -167,8 +167,11 @@ def test_report_of_the_compare(compared, tmp_path):
         check_png(out / name)
 
 
-def test_ray_backend_on_a_local_ray(tmp_path):
+def test_ray_backend_on_a_local_ray(tmp_path, monkeypatch):
     pytest.importorskip("ray")
+    # Ray starts its workers at niceness +15 by default: on a busy machine (CI shares ours) the
+    # one run then crawls (24 min measured for this test at load 18, against seconds when idle)
+    monkeypatch.setenv("RAY_worker_niceness", "0")
     out = tmp_path / "cmp"
     code, err = compare(out, "--backend", "ray", balancers="ew", seeds=1,
                         overrides=["total_env_steps=1000", "warmup_env_steps=500", "checkpoint_every=500"])  # fmt: skip
