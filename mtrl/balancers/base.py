@@ -38,6 +38,7 @@ class Balancer:
 
     name: str = ""
     needs_grads: bool = True
+    uses_success: bool = False  # True: _balance also takes the trainer's task_success
 
     def __init__(self, num_tasks: int, log_losses: bool = False):
         if num_tasks < 1:
@@ -47,20 +48,27 @@ class Balancer:
         # a 0-dim tensor, moved to the input's device on first use; incremented without a sync
         self.solver_failures = torch.zeros((), dtype=torch.long)
 
-    def balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
+    def balance(self, grads: Tensor | None, losses: Tensor, task_success: Tensor | None = None) -> BalanceResult:
+        """``task_success`` [K]: each task's recent training success, from the trainer; only the
+        methods driven by task performance (``uses_success``) receive it, the others ignore it."""
         if self.solver_failures.device != losses.device:
             self.solver_failures = self.solver_failures.to(losses.device)
+        extra = {"task_success": task_success} if self.uses_success else {}
         if not self.log_losses:
-            return self._balance(grads, losses)
+            return self._balance(grads, losses, **extra)
         # Balance the gradients of log L_t = grad L_t / scale_t; the weights are reported on
         # the raw gradients (w_t / scale_t), so direction == grads.T @ weights still holds
         # and a loss-only caller can apply them to the raw losses.
         scale = log_loss_scale(losses)
-        out = self._balance(None if grads is None else grads / scale.unsqueeze(1), losses)
+        out = self._balance(None if grads is None else grads / scale.unsqueeze(1), losses, **extra)
         return BalanceResult(direction=out.direction, weights=out.weights / scale)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         raise NotImplementedError
+
+    def task_scalars(self) -> dict[str, Tensor]:
+        """Per-task [K] diagnostics the trainer logs as ``balancer/<loss>/<name>/<task>``."""
+        return {}
 
     def _count_failure(self, failed: Tensor) -> None:
         """Add a (0-dim bool) failure flag to the counter without reading it on the host."""
