@@ -125,6 +125,7 @@ class Trainer:
         # each stage's are built when it starts, so no state passes from one stage to the next
         self.stages = balancer_stages(cfg.balancer)
         self.stage = 0
+        self.stage_logged_at = -1
         self.balancers = make_loss_balancers(self.stages[0], self.num_tasks)
         # each task's recent training success, for the balancers driven by it (on the device,
         # so that passing it costs no transfer per update); updated at every episode end
@@ -265,7 +266,7 @@ class Trainer:
         while self.stages[self.stage].until is not None and c.env_steps >= self.stages[self.stage].until:
             self.stage += 1
             self.balancers = make_loss_balancers(self.stages[self.stage], self.num_tasks)
-            self.logger.scalar("balancer/stage", self.stage, c.env_steps)
+            self._log_stage()
             tqdm.write(f"mtrl: env step {c.env_steps}: balancer stage {self.stage + 1}/{len(self.stages)} "
                        f"({self.stages[self.stage].label})", file=sys.stderr)  # fmt: skip
 
@@ -382,11 +383,17 @@ class Trainer:
             self.logger.scalar(f"balancer/{loss}/solver_failures", int(b.solver_failures), step)
             for name, values in b.task_scalars().items():
                 self.logger.per_task(f"balancer/{loss}/{name}", values.cpu().tolist(), step)
-        if len(self.stages) > 1:
-            self.logger.scalar("balancer/stage", self.stage, step)
+        self._log_stage()
         self.logger.scalar("train/nonfinite_skipped", self.counters.nonfinite_skipped, step)
         self.logger.scalar("perf/env_steps_per_s", env_rate, step)
         self.logger.scalar("perf/updates_per_s", update_rate, step)
+
+    def _log_stage(self) -> None:
+        """``balancer/stage`` (the stage index) of a staged run: at each switch and at log time,
+        once per step."""
+        if len(self.stages) > 1 and self.stage_logged_at != self.counters.env_steps:
+            self.logger.scalar("balancer/stage", self.stage, self.counters.env_steps)
+            self.stage_logged_at = self.counters.env_steps
 
     def _log_grad_stats(self, loss: str, grads: torch.Tensor, weights: torch.Tensor) -> None:
         """Per-task gradient norms, mean pairwise cosine, conflict fraction (pairs with negative

@@ -103,10 +103,11 @@ class StallBoost(Balancer):
     def _observe(self, s: Tensor) -> None:
         if self.best is None:
             self.best, self.quiet = s.clone(), torch.zeros_like(s)
-        moved = s >= (self.best + self.min_gain).clamp(max=self.solved)
+        # the trainer's success is float32: a gain of exactly min_gain must not miss by a rounding
+        moved = s >= (self.best + self.min_gain).clamp(max=self.solved) - 1e-6
         self.best = torch.where(moved, s, self.best)
         self.quiet = torch.where(moved, torch.zeros_like(self.quiet), self.quiet + 1)
-        solved = s >= self.solved
+        solved = s >= self.solved - 1e-6
         stalled = (self.quiet >= self.patience) & ~solved
         step = self.log_cap / self.ramp
         grown = (self.log_boost + step).clamp(max=self.log_cap)
