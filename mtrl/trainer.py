@@ -262,13 +262,15 @@ class Trainer:
 
     def _enter_due_stage(self) -> None:
         """Switch to the stage that the env-step count has reached, with fresh balancers."""
-        c = self.counters
-        while self.stages[self.stage].until is not None and c.env_steps >= self.stages[self.stage].until:
-            self.stage += 1
-            self.balancers = make_loss_balancers(self.stages[self.stage], self.num_tasks)
+        c, stage = self.counters, self.stage
+        while self.stages[stage].until is not None and c.env_steps >= self.stages[stage].until:
+            stage += 1  # a stage that ended before any update (inside the warm-up) is skipped
+        if stage != self.stage:
+            self.stage = stage
+            self.balancers = make_loss_balancers(self.stages[stage], self.num_tasks)
             self._log_stage()
-            tqdm.write(f"mtrl: env step {c.env_steps}: balancer stage {self.stage + 1}/{len(self.stages)} "
-                       f"({self.stages[self.stage].label})", file=sys.stderr)  # fmt: skip
+            tqdm.write(f"mtrl: env step {c.env_steps}: balancer stage {stage + 1}/{len(self.stages)} "
+                       f"({self.stages[stage].label})", file=sys.stderr)  # fmt: skip
 
     def _record_success(self, ended: list[int], ep_success: np.ndarray) -> None:
         """task_success_t <- task_success_t + (x - task_success_t) / min(n_t, SUCCESS_MEMORY) for
