@@ -194,3 +194,10 @@ def test_bad_stage_list_in_a_config_file_is_a_config_error(tmp_path):
     path.write_text(SMOKE.read_text() + "balancer:\n  stages:\n    - {balancer: ew}\n    - {balancer: gradnorm}\n")
     with pytest.raises(ConfigError, match=re.escape("balancer.stages[0] has no 'until'")):
         load_config(path)
+
+
+def test_mtrl_list_balancers_shows_the_stall_boost(capsys):
+    assert main(["list", "balancers"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stall_boost "))
+    for hparam in ("patience=10000", "min_gain=0.1", "max_boost=3.0", "ramp=10000", "solved=0.9"):
+        assert hparam in line
