@@ -9,6 +9,7 @@ MT10 is 10 env steps).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ def default_sac() -> SACConfig:
 
 
 @dataclass
-class BalancerConfig:
+class BalancerChoice:
     """Which balancer serves each loss. ``balancer=NAME`` sets both. ``kwargs`` go to every
     instance whose method has that hyperparameter; ``critic_kwargs``/``actor_kwargs`` to one."""
 
@@ -55,6 +56,46 @@ class BalancerConfig:
         """The name used in run directories and summaries: ``cagrad``, or ``cagrad+nash_mtl``
         when the critic and the actor differ."""
         return self.critic if self.critic == self.actor else f"{self.critic}+{self.actor}"
+
+
+@dataclass
+class BalancerStage(BalancerChoice):
+    """One phase of staged balancing: its balancers make the updates while the run's env-step
+    count is below ``until``; the last stage has no ``until`` and runs to the end."""
+
+    until: int | None = None
+
+
+@dataclass
+class BalancerConfig(BalancerChoice):
+    """The run's balancers: the top-level choice, or ``stages`` (a balancer per phase of
+    training), never both."""
+
+    stages: list[BalancerStage] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """Staged: each stage's label, the later ones tagged with the env step they start at,
+        joined by ``-``: ``loss_norm-stall_boost@200k-gradnorm@1M`` (no character a shell or a
+        file system treats specially)."""
+        if not self.stages:
+            return super().label
+        starts = [f"@{_short_steps(prev.until)}" for prev in self.stages[:-1]]
+        return "-".join([self.stages[0].label] + [s.label + at for s, at in zip(self.stages[1:], starts)])
+
+
+def _short_steps(n: int) -> str:
+    for div, unit in ((1_000_000, "M"), (1000, "k")):
+        if n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
+def balancer_stages(bcfg: BalancerConfig) -> list[BalancerStage]:
+    """The stages of a run: ``bcfg.stages``, or one open-ended stage of the top-level choice."""
+    if bcfg.stages:
+        return bcfg.stages
+    return [BalancerStage(**{f.name: getattr(bcfg, f.name) for f in dataclasses.fields(BalancerChoice)})]
 
 
 @dataclass
@@ -113,9 +154,17 @@ def _coerce(key: str, value, tp):
     if typing.get_origin(tp) is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass  # stays a string: rejected below
+        if item_tp is BalancerStage and not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} expects a list of stages such as "
+                              f"[{{until: 200000, balancer: loss_norm}}, {{balancer: gradnorm}}], got {value!r}")  # fmt: skip
         if not isinstance(value, list):
             raise bad()
+        if item_tp is BalancerStage:
+            return [_stage(f"{key}[{i}]", v) for i, v in enumerate(value)]
         return [_coerce(key, v, item_tp) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -147,6 +196,30 @@ def _coerce(key: str, value, tp):
             raise bad()
         return str(value)
     raise bad()
+
+
+def _stage(key: str, value) -> BalancerStage:
+    """One entry of ``balancer.stages``: a mapping of ``until`` and the keys of the top-level
+    balancer config, with the same shorthand (``balancer: NAME`` sets the critic's and the actor's)."""
+    fields = _fields(BalancerStage)
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key {key!r} expects a mapping such as {{until: 200000, balancer: loss_norm}}, got {value!r}")
+    stage = BalancerStage()
+    for name, v in value.items():
+        sub = f"{key}.{name}"
+        if name == "balancer":
+            stage.critic = stage.actor = _coerce(sub, v, str)
+        elif name not in fields:
+            raise ConfigError(f"unknown config key {sub!r}; a stage has: balancer, {', '.join(fields)}")
+        elif name == "until":
+            stage.until = None if v is None else _coerce(sub, v, int)
+        elif typing.get_origin(fields[name][0]) is dict:
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {sub!r} expects a mapping of hyperparameters, got {v!r}")
+            setattr(stage, name, dict(v))
+        else:
+            setattr(stage, name, _coerce(sub, v, fields[name][0]))
+    return stage
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
@@ -244,10 +317,7 @@ def validate(cfg: Config) -> None:
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
-    try:
-        make_loss_balancers(cfg.balancer, num_tasks)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    _validate_balancers(cfg.balancer, num_tasks)
     if cfg.agent == "stl_sac":
         _validate_stl(cfg)
     sac = cfg.sac
@@ -271,10 +341,37 @@ def validate(cfg: Config) -> None:
 AGENTS = ("mtsac", "stl_sac")
 
 
+def _validate_balancers(b: BalancerConfig, num_tasks: int) -> None:
+    """Every stage's balancers can be built, and the stages partition training: increasing
+    ``until``, only the last one open-ended."""
+    if b.stages and b != BalancerConfig(stages=b.stages):
+        raise ConfigError("balancer.stages names every stage's balancers and hyperparameters; the top-level "
+                          "balancer, balancer.critic/actor and balancer.*kwargs cannot be set beside it: put them in a stage")  # fmt: skip
+    stages = balancer_stages(b)
+    for i, stage in enumerate(stages):
+        where = f"balancer.stages[{i}]" if b.stages else "balancer"
+        try:
+            make_loss_balancers(stage, num_tasks, where)
+        except ValueError as e:
+            raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+        last = i == len(stages) - 1
+        if stage.until is None and not last:
+            raise ConfigError(f"{where} has no 'until' but balancer.stages[{i + 1}] follows it; only the last stage "
+                              f"runs to the end of training, every other one needs until: <env step where it ends>")  # fmt: skip
+        if stage.until is not None and last:
+            raise ConfigError(f"{where} is the last stage and runs to the end of training; drop its until "
+                              f"({stage.until})")  # fmt: skip
+        if stage.until is not None and stage.until <= 0:
+            raise ConfigError(f"{where}.until must be > 0 (an env step), got {stage.until}")
+        if i and stage.until is not None and stage.until <= stages[i - 1].until:
+            raise ConfigError(f"{where}.until is {stage.until}, not after balancer.stages[{i - 1}].until "
+                              f"({stages[i - 1].until}); the stages must end in increasing order")  # fmt: skip
+
+
 def _validate_stl(cfg: Config) -> None:
     """stl_sac trains one independent SAC per task: there is nothing to balance or share."""
     b = cfg.balancer
-    if b.critic != "ew" or b.actor != "ew" or b.kwargs or b.critic_kwargs or b.actor_kwargs:
+    if b.critic != "ew" or b.actor != "ew" or b.kwargs or b.critic_kwargs or b.actor_kwargs or b.stages:
         raise ConfigError(f"agent 'stl_sac' trains one SAC per task and has no balancer; drop the balancer "
                           f"options (got {b.label!r})")  # fmt: skip
     if not cfg.sac.actor_lr == cfg.sac.critic_lr == cfg.sac.alpha_lr:
@@ -298,7 +395,8 @@ def method_label(cfg: Config) -> str:
 
 def _copy(cfg: Config) -> Config:
     b = cfg.balancer
-    balancer = dataclasses.replace(b, kwargs=dict(b.kwargs), critic_kwargs=dict(b.critic_kwargs), actor_kwargs=dict(b.actor_kwargs))
+    balancer = dataclasses.replace(b, kwargs=dict(b.kwargs), critic_kwargs=dict(b.critic_kwargs), actor_kwargs=dict(b.actor_kwargs),
+                                   stages=copy.deepcopy(b.stages))  # fmt: skip
     return dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)), balancer=balancer)
 
 
@@ -314,9 +412,10 @@ def _hparam(method: str, key: str, value, hparams: dict):
     raise ValueError(f"balancer {method!r} hyperparameter {key!r} expects {type(default).__name__}, got {value!r}")
 
 
-def make_loss_balancers(bcfg: BalancerConfig, num_tasks: int) -> dict:
+def make_loss_balancers(bcfg: BalancerChoice, num_tasks: int, where: str = "balancer") -> dict:
     """One balancer instance per loss ({"critic": ..., "actor": ...}), never shared. Raises
-    ValueError naming the valid choices for an unknown method or hyperparameter."""
+    ValueError naming the valid choices for an unknown method or hyperparameter (``where``: the
+    config key of ``bcfg``, for the message)."""
     from mtrl.balancers import balancer_hparams, make_balancer
 
     methods = {"critic": bcfg.critic, "actor": bcfg.actor}
@@ -325,7 +424,7 @@ def make_loss_balancers(bcfg: BalancerConfig, num_tasks: int) -> dict:
         if not any(key in hp for hp in hparams.values()):
             valid = sorted(set(hparams["critic"]) | set(hparams["actor"]))
             names = " or ".join(sorted({repr(n) for n in methods.values()}))
-            raise ValueError(f"balancer.kwargs.{key}: no hyperparameter of {names}; valid: {', '.join(valid)}")
+            raise ValueError(f"{where}.kwargs.{key}: no hyperparameter of {names}; valid: {', '.join(valid)}")
     own = {"critic": bcfg.critic_kwargs, "actor": bcfg.actor_kwargs}
     out = {}
     for loss, name in methods.items():

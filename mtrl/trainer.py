@@ -23,12 +23,13 @@ from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
-from mtrl.config import Config, make_loss_balancers, save_config, to_dict
+from mtrl.config import Config, balancer_stages, make_loss_balancers, save_config, to_dict
 from mtrl.gradients import gradient_statistics, per_task_grads, split_task_specific, write_grads
 from mtrl.logger import RunLogger, truncate_eval_log, write_summary
 from mtrl.replay import ReplayBuffer
 
 CHECKPOINT_VERSION = 1
+SUCCESS_MEMORY = 10  # training episodes behind each task's recent success (``task_success``)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -122,7 +123,17 @@ class Trainer:
             loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr, eps=eps, fused=True)
             for loss, lr in (("critic", cfg.sac.critic_lr), ("actor", cfg.sac.actor_lr))
         }
-        self.balancers = make_loss_balancers(cfg.balancer, self.num_tasks)
+        # staged balancing: stage i's balancers make the updates while env_steps < its until;
+        # each stage's are built when it starts, so no state passes from one stage to the next
+        self.stages = balancer_stages(cfg.balancer)
+        self.stage = 0
+        self.stage_logged_at = -1
+        self.balancers = make_loss_balancers(self.stages[0], self.num_tasks)
+        # each task's recent training success, for the balancers driven by it (on the device,
+        # so that passing it costs no transfer per update); updated at every episode end
+        self.episodes = np.zeros(self.num_tasks, dtype=np.int64)
+        self.success_avg = np.zeros(self.num_tasks)
+        self.task_success = torch.zeros(self.num_tasks, device=self.device)
         self.alpha_opt = torch.optim.Adam([self.agent.log_alpha], lr=cfg.sac.alpha_lr, eps=eps, fused=True)
         self.buffer = ReplayBuffer(self.num_tasks, cfg.buffer_size, obs_dim, self.action_dim, self.device, cfg.seed)
 
@@ -166,6 +177,7 @@ class Trainer:
                 if done.any():
                     ended = list(np.flatnonzero(done))
                     self.logger.per_task("train/success_rate", ep_success.astype(float), c.env_steps, ended)
+                    self._record_success(ended, ep_success)
                     self.logger.per_task("train/return", ep_return, c.env_steps, ended)
                     ep_return[done], ep_success[done] = 0.0, False
                 if c.env_steps >= c.next_eval:
@@ -252,8 +264,29 @@ class Trainer:
         return next_obs, reward, terminated, truncated, info
 
     def _updates(self) -> None:
+        self._enter_due_stage()
         for _ in range(self.cfg.updates_per_vector_step):
             self._update()
+
+    def _enter_due_stage(self) -> None:
+        """Switch to the stage that the env-step count has reached, with fresh balancers."""
+        c, stage = self.counters, self.stage
+        while self.stages[stage].until is not None and c.env_steps >= self.stages[stage].until:
+            stage += 1  # a stage that ended before any update (inside the warm-up) is skipped
+        if stage != self.stage:
+            self.stage = stage
+            self.balancers = make_loss_balancers(self.stages[stage], self.num_tasks)
+            self._log_stage()
+            tqdm.write(f"mtrl: env step {c.env_steps}: balancer stage {stage + 1}/{len(self.stages)} "
+                       f"({self.stages[stage].label})", file=sys.stderr)  # fmt: skip
+
+    def _record_success(self, ended: list[int], ep_success: np.ndarray) -> None:
+        """task_success_t <- task_success_t + (x - task_success_t) / min(n_t, SUCCESS_MEMORY) for
+        each task t whose episode ended with success x (0 or 1), its n_t-th."""
+        self.episodes[ended] += 1
+        step = 1.0 / np.minimum(self.episodes[ended], SUCCESS_MEMORY)
+        self.success_avg[ended] += (ep_success[ended].astype(float) - self.success_avg[ended]) * step
+        self.task_success = torch.as_tensor(self.success_avg, dtype=torch.float32).to(self.device)
 
     # --- one update -----------------------------------------------------------------------------
     def _update(self) -> None:
@@ -328,7 +361,7 @@ class Trainer:
             finite = _finite(losses, grads, head_grads)
             ok = finite if ok is None else ok & finite
             write_grads(list(heads.values()), head_grads)
-            out = balancer.balance(grads if balancer.needs_grads else None, losses, finite=ok)
+            out = balancer.balance(grads if balancer.needs_grads else None, losses, task_success=self.task_success, finite=ok)
             direction = out.direction if balancer.needs_grads else grads.T @ out.weights
             ok = ok & _finite(direction)
             write_grads(list(params.values()), direction)
@@ -338,7 +371,7 @@ class Trainer:
             losses, aux = loss_fn({**params, **heads}, *task_args)
             finite = _finite(losses.detach())
             ok = finite if ok is None else ok & finite
-            out = balancer.balance(None, losses.detach(), finite=ok)
+            out = balancer.balance(None, losses.detach(), task_success=self.task_success, finite=ok)
             grads = torch.autograd.grad((out.weights * losses).sum(), list(params.values()), retain_graph=bool(heads))
             if heads:
                 for p, g in zip(heads.values(), torch.autograd.grad(losses.sum(), list(heads.values()))):
@@ -379,10 +412,20 @@ class Trainer:
         self.logger.per_task("alpha", self.agent.log_alpha.detach().exp().cpu().tolist(), step)
         for loss, b in self.balancers.items():
             self.logger.scalar(f"balancer/{loss}/solver_failures", int(b.solver_failures), step)
+            for name, values in b.task_scalars().items():
+                self.logger.per_task(f"balancer/{loss}/{name}", values.cpu().tolist(), step)
+        self._log_stage()
         self._read_nonfinite()
         self.logger.scalar("train/nonfinite_skipped", self.counters.nonfinite_skipped, step)
         self.logger.scalar("perf/env_steps_per_s", env_rate, step)
         self.logger.scalar("perf/updates_per_s", update_rate, step)
+
+    def _log_stage(self) -> None:
+        """``balancer/stage`` (the stage index) of a staged run: at each switch and at log time,
+        once per step."""
+        if len(self.stages) > 1 and self.stage_logged_at != self.counters.env_steps:
+            self.logger.scalar("balancer/stage", self.stage, self.counters.env_steps)
+            self.stage_logged_at = self.counters.env_steps
 
     def _log_grad_stats(self, loss: str, grads: torch.Tensor, weights: torch.Tensor, direction: torch.Tensor) -> None:
         """Per-task gradient norms, norm shares, projections on and cosines with the applied
@@ -417,6 +460,8 @@ class Trainer:
             "agent": self.agent.state_dict(),
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "balancers": {k: b.state_dict() for k, b in self.balancers.items()},
+            "balancer_stage": self.stage,
+            "task_success": {"episodes": self.episodes.copy(), "average": self.success_avg.copy()},
             "alpha_opt": self.alpha_opt.state_dict(),
             "replay": self.buffer.state_dict(),
             "envs": env_rng_state(self.envs),
@@ -435,8 +480,15 @@ class Trainer:
         self.agent.load_state_dict(state["agent"])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
+        # checkpoints written before staged balancing and task_success have neither: stage 0, no episodes
+        self.stage = state.get("balancer_stage", 0)
+        self.balancers = make_loss_balancers(self.stages[self.stage], self.num_tasks)
         for k, b in self.balancers.items():
             b.load_state_dict(state["balancers"][k])
+        if "task_success" in state:
+            self.episodes = state["task_success"]["episodes"].copy()
+            self.success_avg = state["task_success"]["average"].copy()
+            self.task_success = torch.as_tensor(self.success_avg, dtype=torch.float32).to(self.device)
         self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.buffer.load_state_dict(state["replay"])
         load_env_rng_state(self.envs, state["envs"])

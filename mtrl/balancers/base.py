@@ -43,6 +43,7 @@ class Balancer:
     # for them the option is accepted (so balancer.kwargs.log_losses can reach every instance)
     # and does nothing, instead of taking the log a second time.
     logs_losses_itself: bool = False
+    uses_success: bool = False  # True: _balance also takes the trainer's task_success
 
     def __init__(self, num_tasks: int, log_losses: bool = False):
         if num_tasks < 1:
@@ -53,8 +54,13 @@ class Balancer:
         self.solver_failures = torch.zeros((), dtype=torch.long)
         self.finite: Tensor | None = None  # the trainer's flag for the current call (see balance)
 
-    def balance(self, grads: Tensor | None, losses: Tensor, finite: Tensor | None = None) -> BalanceResult:
-        """``finite`` (from the trainer): a 0-dim bool on the device, False when this call's
+    def balance(
+        self, grads: Tensor | None, losses: Tensor, task_success: Tensor | None = None, finite: Tensor | None = None
+    ) -> BalanceResult:
+        """``task_success`` [K]: each task's recent training success, from the trainer; only the
+        methods driven by task performance (``uses_success``) receive it, the others ignore it.
+
+        ``finite`` (from the trainer): a 0-dim bool on the device, False when this call's
         inputs, or anything earlier in the same update, are not finite. The update is then
         skipped on the device, so the result is not used and the method's state must stay as it
         was. Methods keep it so without a host read where they can: stateless ones need nothing,
@@ -64,17 +70,22 @@ class Balancer:
         if self.solver_failures.device != losses.device:
             self.solver_failures = self.solver_failures.to(losses.device)
         self.finite = finite
+        extra = {"task_success": task_success} if self.uses_success else {}
         if not self.log_losses:
-            return self._balance(grads, losses)
+            return self._balance(grads, losses, **extra)
         # Balance the gradients of log L_t = grad L_t / scale_t; the weights are reported on
         # the raw gradients (w_t / scale_t), so direction == grads.T @ weights still holds
         # and a loss-only caller can apply them to the raw losses.
         scale = log_loss_scale(losses)
-        out = self._balance(None if grads is None else grads / scale.unsqueeze(1), losses)
+        out = self._balance(None if grads is None else grads / scale.unsqueeze(1), losses, **extra)
         return BalanceResult(direction=out.direction, weights=out.weights / scale)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         raise NotImplementedError
+
+    def task_scalars(self) -> dict[str, Tensor]:
+        """Per-task [K] diagnostics the trainer logs as ``balancer/<loss>/<name>/<task>``."""
+        return {}
 
     def _count_failure(self, failed: Tensor | bool) -> None:
         """Add a failure flag (a host bool, or a 0-dim bool tensor that is not read) to the counter;
