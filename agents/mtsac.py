@@ -10,29 +10,14 @@ balancing, optimizer steps) is the trainer's job, in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from agents.networks import Actor, TaskHeads, TwinCritic
+from mtrl.config import SACConfig
 from mtrl.replay import Batch
-
-
-@dataclass
-class SACConfig:
-    hidden_sizes: list[int]
-    gamma: float
-    tau: float
-    actor_lr: float
-    critic_lr: float
-    alpha_lr: float
-    init_log_alpha: float
-    log_std_min: float
-    log_std_max: float
-    multi_head: bool = False  # one output layer per task in the actor and both critics
 
 
 class MTSAC(nn.Module):

@@ -10,6 +10,8 @@ MT10 is 10 env steps).
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +19,32 @@ from pathlib import Path
 
 import yaml
 
-from agents.mtsac import SACConfig
 
 
 class ConfigError(ValueError):
     """Bad configuration input; the message is one line meant for the user."""
+
+
+def did_you_mean(word: str, valid) -> str:
+    """``"did you mean 'x'? "`` for the closest valid spelling of a mistyped name, else ``""``."""
+    close = difflib.get_close_matches(word, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+@dataclass
+class SACConfig:
+    """Multi-task SAC's settings (agents/mtsac.py); here so that reading a config needs no torch."""
+
+    hidden_sizes: list[int]
+    gamma: float
+    tau: float
+    actor_lr: float
+    critic_lr: float
+    alpha_lr: float
+    init_log_alpha: float
+    log_std_min: float
+    log_std_max: float
+    multi_head: bool = False  # one output layer per task in the actor and both critics
 
 
 def default_sac() -> SACConfig:
@@ -159,7 +182,7 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
         for i, part in enumerate(parts):
             fields = _fields(type(obj))
             if part not in fields:
-                raise ConfigError(f"unknown config key {key!r}; valid: {', '.join(valid_keys())}")
+                raise ConfigError(f"unknown config key {key!r}; {did_you_mean(key, valid_keys())}valid: {', '.join(valid_keys())}")
             tp, nested = fields[part]
             last = i == len(parts) - 1
             if typing.get_origin(tp) is dict and i == len(parts) - 2:  # balancer.kwargs.<hparam>
@@ -241,6 +264,12 @@ def validate(cfg: Config) -> None:
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
+    from mtrl.balancers import available_balancers
+
+    for name in (cfg.balancer.critic, cfg.balancer.actor):
+        if name not in available_balancers():
+            raise ConfigError(f"unknown balancer {name!r}; {did_you_mean(name, available_balancers())}"
+                              f"valid: {', '.join(available_balancers())}")  # fmt: skip
     try:
         make_loss_balancers(cfg.balancer, num_tasks)
     except ValueError as e:
@@ -331,4 +360,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Written to a temporary file and renamed into place: a reader sees the old or the new config."""
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)
