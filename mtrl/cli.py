@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_COMPARE_DIR")
     r.add_argument("--out", required=True, help="where report.md, CSVs, PNGs and report.json go")
     r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    r.add_argument("--allow-mixed", action="store_true",
+                   help="put runs of different task sets or episode protocols (max_episode_steps, num_goals, "
+                        "eval_episodes) side by side")  # fmt: skip
 
     b = sub.add_parser("bench", help="throughput: env stepping, updates per balancer, per-task gradients, memory")
     b.add_argument("--config", help="YAML preset (default: the protocol defaults of configs/mt10.yaml)")
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from mtrl.report import report
 
-            return report(args.paths, args.out, reps=args.reps)
+            return report(args.paths, args.out, reps=args.reps, allow_mixed=args.allow_mixed)
         if args.command == "bench":
             return _bench(args)
         if args.command == "list":
