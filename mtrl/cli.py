@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from mtrl.config import Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args, validate, save_config
+from mtrl.config import (Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args,
+                         save_config, validate)  # fmt: skip
 
 
 class UsageError(Exception):
@@ -106,9 +107,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from mtrl.checkpoint import CheckpointError
-    from mtrl.trainer import NonFiniteError, resume_run, start_run
-
     overrides = parse_override_args(args.overrides)
     if args.resume:
         if args.config or args.balancer or args.agent or args.seed is not None or args.run_dir:
@@ -129,6 +127,9 @@ def _train(args) -> int:
                   file=sys.stderr)  # fmt: skip
             return 0
         validate(cfg)
+        from mtrl.checkpoint import CheckpointError
+        from mtrl.trainer import resume_run
+
         if cfg.agent == "stl_sac":
             from agents.stl_sac import resume_stl
 
@@ -158,6 +159,8 @@ def _train(args) -> int:
         taskset_label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in taskset_label)
         method = method_label(cfg)
         run_dir = Path(args.run_dir or f"runs/{taskset_label}_{method}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        from mtrl.trainer import start_run
+
         start = start_run
         if cfg.agent == "stl_sac":
             from agents.stl_sac import start_stl as start
@@ -166,6 +169,9 @@ def _train(args) -> int:
         except FileExistsError as e:
             raise UsageError(str(e)) from None
         print(f"mtrl: training {cfg.taskset} with {method}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
+    from mtrl.checkpoint import CheckpointError
+    from mtrl.trainer import NonFiniteError
+
     try:
         summary = trainer.train()
     except (CheckpointError, NonFiniteError) as e:

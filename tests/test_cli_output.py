@@ -94,10 +94,15 @@ def test_extending_a_run_records_the_new_total_in_config_yaml(piped_run, tmp_pat
 
 
 def test_cli_starts_without_torch_metaworld_or_gymnasium():
-    code = "import mtrl.cli, sys; heavy = [m for m in ('torch', 'metaworld', 'gymnasium') if m in sys.modules]; " \
-           "assert not heavy, heavy"  # fmt: skip
+    """``--help``, ``mtrl list`` and an unknown key answer at once: none of them waits for torch."""
+    heavy = "[m for m in ('torch', 'metaworld', 'gymnasium') if m in sys.modules]"
+    code = f"import mtrl.cli, sys; assert not {heavy}, {heavy}"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
+    code = f"import mtrl.cli, sys; assert mtrl.cli.main(['train', '--config', {str(SMOKE)!r}, 'bogus=1']) == 2; " \
+           f"assert not {heavy}, {heavy}"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and "unknown config key 'bogus'" in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize(
