@@ -61,6 +61,15 @@ def test_end_of_run_summary(piped_run):
     assert out.strip().splitlines()[-1] == f"tensorboard --logdir {run_dir / 'tb'}"
 
 
+def test_mtrl_eval_shows_its_progress(piped_run, capsys):
+    run_dir = piped_run[0]
+    code, out, err = _run(["eval", str(run_dir), "--episodes", "1"], capsys)
+    assert code == 0
+    assert f"evaluating {run_dir}: 10 episodes" in err  # said at the start, before any episode ends
+    assert re.search(rf"evaluating {re.escape(str(run_dir))}: mean success \d\.\d\d", err)
+    assert out.splitlines()[0].startswith("task")
+
+
 def _snapshot(run_dir) -> dict:
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run_dir.rglob("*")}
 
