@@ -40,9 +40,9 @@ def test_quick_preset_succeeds_on_mt10_early(tmp_path):
     assert max(evals.values()) >= 0.05, evals
 
 
-def test_cagrad_learns_mt1_reach_as_fast_as_the_floor(tmp_path):
+def test_cagrad_learns_mt1_reach(tmp_path):
     """A required balancer in the loop (per-task gradients, the solver, the direction written
     back): with one task CAGrad's direction is the task's gradient times (1 + c) / (1 + c^2),
-    so it must learn reach about as fast as EW does."""
-    evals = _train(tmp_path / "cagrad", [*REACH, "total_env_steps=20000", "checkpoint_every=20000", "balancer=cagrad"])
-    assert evals[20000] >= 0.4, evals
+    which Adam all but ignores, so it must learn reach as EW does, to the same floor."""
+    evals = _train(tmp_path / "cagrad", [*REACH, "total_env_steps=40000", "checkpoint_every=40000", "balancer=cagrad"])
+    assert max(evals[30000], evals[40000]) >= 0.6, evals
