@@ -121,7 +121,7 @@ class STLTrainer:
 
     def train(self) -> dict:
         cfg, c, K = self.cfg, self.counters, self.num_tasks
-        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps if self.resumed else None)
+        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps + 1 if self.resumed else None)
         callbacks = [_EpisodeLog(self.logger, task, K) for task in self.task_names]
         per_task_total = math.ceil(cfg.total_env_steps / K)
         wall_mark = last_time = time.time()

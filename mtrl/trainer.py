@@ -133,7 +133,8 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
     def train(self) -> dict:
         cfg, c, K = self.cfg, self.counters, self.num_tasks
-        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps if self.resumed else None)
+        # the events at the checkpoint's own step (its evaluation, its log) came before it: keep them
+        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps + 1 if self.resumed else None)
         obs, _ = self.envs.reset()  # on resume: the reset that the checkpoint stood before
         done = np.zeros(K, dtype=bool)
         ep_return = np.zeros(K)
