@@ -10,33 +10,14 @@ balancing, optimizer steps) is the trainer's job, in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from agents.networks import Actor, TaskHeads, TwinCritic, init_network
+from mtrl.config import SACConfig
 from mtrl.replay import Batch
-
-
-@dataclass
-class SACConfig:
-    hidden_sizes: list[int]
-    gamma: float
-    tau: float
-    actor_lr: float
-    critic_lr: float
-    alpha_lr: float
-    init_log_alpha: float
-    log_std_min: float
-    log_std_max: float
-    multi_head: bool = False  # one output layer per task in the actor and both critics
-    # The reference MT-SAC code (metaworld-algorithms, config/optim.py and rl/networks.py):
-    max_grad_norm: float = 1.0  # global norm of what reaches Adam, per network; 0 disables
-    adam_eps: float = 1e-5  # every optimizer of the agent (actor, critic, temperatures)
-    init: str = "he_uniform"  # he_uniform | torch_default (agents.networks.INITS)
 
 
 class MTSAC(nn.Module):

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mtrl.config import INITS
+
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -112,7 +114,6 @@ class TwinCritic(nn.Module):
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
 
 
-INITS = ("he_uniform", "torch_default")
 
 
 def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:

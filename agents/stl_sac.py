@@ -45,6 +45,7 @@ from envs.tasksets import get_taskset
 from envs.vector import make_vector_env
 from mtrl.config import Config
 from mtrl.logger import RunLogger, truncate_eval_log, write_summary
+from mtrl.progress import TrainProgress
 
 
 @dataclass
@@ -120,11 +121,12 @@ class STLTrainer:
 
     def train(self) -> dict:
         cfg, c, K = self.cfg, self.counters, self.num_tasks
-        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps if self.resumed else None)
+        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps + 1 if self.resumed else None)
         callbacks = [_EpisodeLog(self.logger, task, K) for task in self.task_names]
         per_task_total = math.ceil(cfg.total_env_steps / K)
         wall_mark = last_time = time.time()
         last_steps, last_updates = c.env_steps, self.updates()
+        self.progress = TrainProgress(cfg.total_env_steps, c.env_steps, cfg.warmup_env_steps)
         try:
             while c.env_steps < K * per_task_total:
                 mark = min(c.next_eval, c.next_checkpoint, c.next_log, cfg.total_env_steps)
@@ -132,12 +134,16 @@ class STLTrainer:
                 for model, callback in zip(self.models, callbacks):
                     model.learn(target - model.num_timesteps, callback=callback, log_interval=None,
                                 reset_num_timesteps=False)  # fmt: skip
+                self.progress.advance(K * target - c.env_steps)
                 c.env_steps = K * target
                 if c.env_steps >= c.next_log:
                     now = time.time()
                     seconds = max(now - last_time, 1e-9)
                     updates = self.updates()
-                    self._log_train((c.env_steps - last_steps) / seconds, (updates - last_updates) / seconds)
+                    env_rate, update_rate = (c.env_steps - last_steps) / seconds, (updates - last_updates) / seconds
+                    self._log_train(env_rate, update_rate)
+                    self.progress.interval(c.env_steps, env_rate, update_rate,
+                                           None if self.last_eval is None else self.last_eval.success_mean)  # fmt: skip
                     last_time, last_steps, last_updates = now, c.env_steps, updates
                     c.next_log = _next_mark(c.next_log, cfg.log_every, c.env_steps)
                 if c.env_steps >= c.next_eval:
@@ -152,6 +158,7 @@ class STLTrainer:
             self._checkpoint(time.time() - wall_mark)
             return self._write_summary()
         finally:
+            self.progress.close()
             self.logger.close()
             self.envs.close()
             if self.eval_envs is not None:
@@ -179,7 +186,9 @@ class STLTrainer:
         def policy(obs: np.ndarray) -> np.ndarray:
             return np.stack([model.predict(obs[t], deterministic=True)[0] for t, model in enumerate(self.models)])
 
-        result = evaluate(policy, self.eval_envs, self.task_names, cfg.eval_episodes, seed=cfg.seed)
+        shown = self.progress.evaluation(self.counters.env_steps)
+        result = evaluate(policy, self.eval_envs, self.task_names, cfg.eval_episodes, seed=cfg.seed, progress=shown)
+        shown.finish(result.success_mean)
         self.last_eval = result
         c = self.counters
         c.best_success_mean = max(c.best_success_mean, result.success_mean)

@@ -33,9 +33,11 @@ def evaluate(
     task_names: tuple[str, ...],
     num_episodes: int,
     seed: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Run ``num_episodes`` episodes on each sub-env (task). ``envs`` must terminate on success
-    (built with ``terminate_on_success=True``)."""
+    (built with ``terminate_on_success=True``). ``progress(done, total)``, if given, hears the
+    count of finished episodes at the start and whenever it grows."""
     num_envs = envs.num_envs
     reseed(envs, seed)
     obs, _ = envs.reset()
@@ -44,6 +46,9 @@ def evaluate(
     finished = np.zeros(num_envs, dtype=int)
     ep_return = np.zeros(num_envs)
     ep_success = np.zeros(num_envs, dtype=bool)
+    total = num_envs * num_episodes
+    if progress is not None:
+        progress(0, total)
     while (finished < num_episodes).any():
         obs, reward, terminated, truncated, info = envs.step(policy(obs))
         ep_return += reward
@@ -53,6 +58,8 @@ def evaluate(
         successes += counted * ep_success
         returns += counted * ep_return
         finished += counted
+        if progress is not None and counted.any():
+            progress(int(finished.sum()), total)
         ep_return[done] = 0.0
         ep_success[done] = False
         obs = reset_done(envs, obs, done)

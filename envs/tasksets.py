@@ -15,6 +15,7 @@ is one line naming what is valid; the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class TaskSet:
             if unknown:
                 raise TaskSetError(
                     f"unknown Meta-World task {unknown[0]!r} in task set {self.name!r}; "
-                    f"valid: {', '.join(sorted(_mw.ALL_V3_ENVIRONMENTS))}"
+                    f"{_did_you_mean(unknown[0], _mw.ALL_V3_ENVIRONMENTS)}valid: {', '.join(sorted(_mw.ALL_V3_ENVIRONMENTS))}"
                 )
 
     @property
@@ -124,6 +125,12 @@ def available_tasksets() -> list[str]:
     return lines
 
 
+def _did_you_mean(word: str, valid) -> str:
+    """As mtrl.config.did_you_mean; envs do not import mtrl."""
+    close = difflib.get_close_matches(word, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def _valid() -> str:
     return ", ".join([*_BENCHMARKS, "MT1:<env-name>", "a .yaml file", "gym:<id>,...", "module:attribute",
                       *sorted(_entry_points())])  # fmt: skip
@@ -138,7 +145,7 @@ def get_taskset(name: str) -> TaskSet:
         if env_name not in _mw.ALL_V3_ENVIRONMENTS:
             raise TaskSetError(
                 f"unknown Meta-World task {env_name!r} in {name!r}; "
-                f"valid: {', '.join(sorted(_mw.ALL_V3_ENVIRONMENTS))}"
+                f"{_did_you_mean(env_name, _mw.ALL_V3_ENVIRONMENTS)}valid: {', '.join(sorted(_mw.ALL_V3_ENVIRONMENTS))}"
             )
         return TaskSet(name, (env_name,))
     if name.startswith("gym:"):
@@ -151,7 +158,7 @@ def get_taskset(name: str) -> TaskSet:
     if ":" in name:
         module, _, attr = name.partition(":")
         return _from_object(name, lambda: getattr(importlib.import_module(module), attr))
-    raise TaskSetError(f"unknown taskset {name!r}; valid: {_valid()}")
+    raise TaskSetError(f"unknown taskset {name!r}; {_did_you_mean(name, [*_BENCHMARKS, *_entry_points()])}valid: {_valid()}")
 
 
 def _from_yaml(path: Path) -> TaskSet:

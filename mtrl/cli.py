@@ -1,4 +1,8 @@
-"""The ``mtrl`` command line. Bad input exits 2 with one line on stderr, never a traceback."""
+"""The ``mtrl`` command line. Bad input exits 2 with one line on stderr, never a traceback.
+
+torch, Meta-World and gymnasium are imported inside the commands that need them, so that
+``--help``, ``mtrl list`` and most bad input answer at once (a test keeps ``import mtrl.cli``
+free of them)."""
 
 from __future__ import annotations
 
@@ -8,14 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-
-from mtrl.checkpoint import CheckpointError
-from mtrl.config import Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args, validate
-from mtrl.trainer import NonFiniteError, resolve_device, resume_run, start_run
+from mtrl.config import (Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args,
+                         save_config, validate)  # fmt: skip
 
 
 class UsageError(Exception):
     """Bad input detected by a command; printed as one line, exit code 2."""
+
+
+class RunStopped(Exception):
+    """A run stopped on a checkpoint write or on non-finite updates; what it saved is intact (exit 1)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_COMPARE_DIR")
     r.add_argument("--out", required=True, help="where report.md, CSVs, PNGs and report.json go")
     r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    r.add_argument("--allow-mixed", action="store_true",
+                   help="put runs of different task sets or episode protocols (max_episode_steps, num_goals, "
+                        "eval_episodes) side by side")  # fmt: skip
 
     b = sub.add_parser("bench", help="throughput: env stepping, updates per balancer, per-task gradients, memory")
     b.add_argument("--config", help="YAML preset (default: the protocol defaults of configs/mt10.yaml)")
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from mtrl.report import report
 
-            return report(args.paths, args.out, reps=args.reps)
+            return report(args.paths, args.out, reps=args.reps, allow_mixed=args.allow_mixed)
         if args.command == "bench":
             return _bench(args)
         if args.command == "list":
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"mtrl: error: {e}", file=sys.stderr)
         return 2
-    except (CheckpointError, NonFiniteError) as e:  # the run stopped; what it saved is intact
+    except RunStopped as e:
         print(f"mtrl: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -103,12 +112,24 @@ def _train(args) -> int:
         if args.config or args.balancer or args.agent or args.seed is not None or args.run_dir:
             raise UsageError("--resume takes only the run directory (and total_env_steps=N to extend the run)")
         run_dir = Path(args.resume)
-        cfg = _load_run_config(run_dir)
+        saved = _load_run_config(run_dir)
         extra = set(overrides) - {"total_env_steps"}
         if extra:
             raise UsageError(f"cannot change {', '.join(sorted(extra))} when resuming; only total_env_steps=N")
-        cfg = apply_overrides(cfg, overrides)
+        cfg = apply_overrides(saved, overrides)
+        finished = _finished_env_steps(run_dir)
+        if finished is not None and cfg.total_env_steps <= finished:
+            extend = f"extend it with `mtrl train --resume {run_dir} total_env_steps=M` (M > {finished})"
+            if "total_env_steps" in overrides:  # asked for something that cannot be done: bad input
+                raise UsageError(f"total_env_steps={cfg.total_env_steps} is not beyond the {finished} env steps "
+                                 f"{run_dir} finished at; {extend}")  # fmt: skip
+            print(f"mtrl: {run_dir} finished at {finished} env steps; nothing to do. To train on, {extend}",
+                  file=sys.stderr)  # fmt: skip
+            return 0
         validate(cfg)
+        from mtrl.checkpoint import CheckpointError
+        from mtrl.trainer import resume_run
+
         if cfg.agent == "stl_sac":
             from agents.stl_sac import resume_stl
 
@@ -118,6 +139,11 @@ def _train(args) -> int:
                 trainer = resume_run(run_dir, cfg)
             except CheckpointError as e:
                 raise UsageError(str(e)) from None
+        if cfg.total_env_steps != saved.total_env_steps:
+            # an extension: config.yaml keeps saying what the run is, so rerunning it reproduces the run
+            save_config(cfg, run_dir / "config.yaml")
+            print(f"mtrl: total_env_steps {saved.total_env_steps} -> {cfg.total_env_steps}, recorded in "
+                  f"{run_dir / 'config.yaml'}", file=sys.stderr)  # fmt: skip
         print(f"mtrl: resuming {run_dir} at env step {trainer.counters.env_steps}", file=sys.stderr)
     else:
         if not args.config:
@@ -133,6 +159,8 @@ def _train(args) -> int:
         taskset_label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in taskset_label)
         method = method_label(cfg)
         run_dir = Path(args.run_dir or f"runs/{taskset_label}_{method}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+        from mtrl.trainer import start_run
+
         start = start_run
         if cfg.agent == "stl_sac":
             from agents.stl_sac import start_stl as start
@@ -141,13 +169,55 @@ def _train(args) -> int:
         except FileExistsError as e:
             raise UsageError(str(e)) from None
         print(f"mtrl: training {cfg.taskset} with {method}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
-    summary = trainer.train()
+    from mtrl.checkpoint import CheckpointError
+    from mtrl.trainer import NonFiniteError
+
+    try:
+        summary = trainer.train()
+    except (CheckpointError, NonFiniteError) as e:
+        raise RunStopped(str(e)) from None
     if "stopped_by" in summary:
         print(f"mtrl: stopped by {summary['stopped_by']} at env step {summary['env_steps']}, checkpoint written; "
               f"continue with: mtrl train --resume {trainer.run_dir}", file=sys.stderr)  # fmt: skip
         return 0
-    print(json.dumps({k: summary[k] for k in ("env_steps", "final_success_mean", "best_success_mean")}))
+    print(format_summary(summary, trainer.run_dir))
     return 0
+
+
+def _finished_env_steps(run_dir: Path) -> int | None:
+    """The env steps of a finished run (its summary.json), None for one still under way."""
+    try:
+        return int(json.loads((run_dir / "summary.json").read_text())["env_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def format_summary(summary: dict, run_dir: Path) -> str:
+    """The end of a run: where it is, final and best mean success, the per-task table (final
+    success and success at the best evaluation), wall time and the TensorBoard command."""
+    from mtrl.logger import read_eval_log
+    from mtrl.progress import format_duration
+
+    evals = read_eval_log(run_dir)
+    best = max(evals, key=lambda e: e["success_mean"]) if evals else None  # the first of ties
+    tasks = list(summary["final_success"])
+    width = max(len("mean"), *map(len, tasks))
+    best_at = f" (at {best['step']} env steps)" if best else ""
+    lines = [
+        f"run        {run_dir}",
+        f"trained    {summary['env_steps']} env steps, {summary['updates']} updates, wall time "
+        f"{format_duration(summary['wall_time_s'])} ({summary['env_steps_per_s']:.0f} env steps/s)",
+        f"success    final {summary['final_success_mean']:.2f}, best {summary['best_success_mean']:.2f}{best_at}",
+        "",
+        f"{'task':<{width}}  final  at best",
+    ]
+    for t in tasks:
+        at_best = f"{best['success'][t]:7.2f}" if best and t in best["success"] else ""
+        lines.append(f"{t:<{width}}  {summary['final_success'][t]:5.2f}  {at_best}")
+    at_best = f"{best['success_mean']:7.2f}" if best else ""
+    lines += [f"{'mean':<{width}}  {summary['final_success_mean']:5.2f}  {at_best}", "",
+              f"tensorboard --logdir {run_dir / 'tb'}"]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _compare(args) -> int:
@@ -161,18 +231,21 @@ def _compare(args) -> int:
 
 def _load_run_config(run_dir: Path) -> Config:
     path = run_dir / "config.yaml"
+    if not run_dir.exists():
+        raise UsageError(f"{run_dir} does not exist")
     if not path.is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.yaml)")
     return load_config(path)
 
 
 def _eval(args) -> int:
-
     from agents.mtsac import MTSAC
     from envs.evaluation import evaluate
     from envs.tasksets import get_taskset
     from envs.vector import make_vector_env
-    from mtrl.checkpoint import load_latest_checkpoint
+    from mtrl.checkpoint import CheckpointError, load_latest_checkpoint
+    from mtrl.progress import EvalProgress
+    from mtrl.trainer import resolve_device
 
     run_dir = Path(args.run_dir)
     cfg = _load_run_config(run_dir)
@@ -193,7 +266,10 @@ def _eval(args) -> int:
     agent = MTSAC(obs_dim, action_dim, taskset.num_tasks, cfg.sac).to(resolve_device(cfg.device))
     agent.load_state_dict(state["agent"])
     episodes = args.episodes or cfg.eval_episodes
-    result = evaluate(lambda o: agent.act(o, deterministic=True), envs, taskset.tasks, episodes, seed=cfg.seed)
+    shown = EvalProgress(f"evaluating {run_dir}")
+    result = evaluate(lambda o: agent.act(o, deterministic=True), envs, taskset.tasks, episodes, seed=cfg.seed,
+                      progress=shown)  # fmt: skip
+    shown.finish(result.success_mean)
     envs.close()
     width = max(len(t) for t in taskset.tasks)
     print(f"{'task':<{width}}  success  return   (checkpoint at env step {state['counters']['env_steps']}, {episodes} episodes per task)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +20,39 @@ from pathlib import Path
 
 import yaml
 
-from agents.mtsac import SACConfig
-from agents.networks import INITS
 
 
 class ConfigError(ValueError):
     """Bad configuration input; the message is one line meant for the user."""
+
+
+def did_you_mean(word: str, valid) -> str:
+    """``"did you mean 'x'? "`` for the closest valid spelling of a mistyped name, else ``""``."""
+    close = difflib.get_close_matches(word, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+@dataclass
+class SACConfig:
+    """Multi-task SAC's settings (agents/mtsac.py); here so that reading a config needs no torch."""
+
+    hidden_sizes: list[int]
+    gamma: float
+    tau: float
+    actor_lr: float
+    critic_lr: float
+    alpha_lr: float
+    init_log_alpha: float
+    log_std_min: float
+    log_std_max: float
+    multi_head: bool = False  # one output layer per task in the actor and both critics
+    # The reference MT-SAC code (metaworld-algorithms, config/optim.py and rl/networks.py):
+    max_grad_norm: float = 1.0  # global norm of what reaches Adam, per network; 0 disables
+    adam_eps: float = 1e-5  # every optimizer of the agent (actor, critic, temperatures)
+    init: str = "he_uniform"  # one of INITS (agents.networks.init_network)
+
+
+INITS = ("he_uniform", "torch_default")
 
 
 def default_sac() -> SACConfig:
@@ -235,7 +264,7 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
         for i, part in enumerate(parts):
             fields = _fields(type(obj))
             if part not in fields:
-                raise ConfigError(f"unknown config key {key!r}; valid: {', '.join(valid_keys())}")
+                raise ConfigError(f"unknown config key {key!r}; {did_you_mean(key, valid_keys())}valid: {', '.join(valid_keys())}")
             tp, nested = fields[part]
             last = i == len(parts) - 1
             if typing.get_origin(tp) is dict and i == len(parts) - 2:  # balancer.kwargs.<hparam>
@@ -347,9 +376,16 @@ def _validate_balancers(b: BalancerConfig, num_tasks: int) -> None:
     if b.stages and b != BalancerConfig(stages=b.stages):
         raise ConfigError("balancer.stages names every stage's balancers and hyperparameters; the top-level "
                           "balancer, balancer.critic/actor and balancer.*kwargs cannot be set beside it: put them in a stage")  # fmt: skip
+    from mtrl.balancers import available_balancers
+
+    valid = available_balancers()
     stages = balancer_stages(b)
     for i, stage in enumerate(stages):
         where = f"balancer.stages[{i}]" if b.stages else "balancer"
+        for name in (stage.critic, stage.actor):
+            if name not in valid:
+                prefix = f"{where}: " if b.stages else ""
+                raise ConfigError(f"{prefix}unknown balancer {name!r}; {did_you_mean(name, valid)}valid: {', '.join(valid)}")
         try:
             make_loss_balancers(stage, num_tasks, where)
         except ValueError as e:
@@ -439,4 +475,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Written to a temporary file and renamed into place: a reader sees the old or the new config."""
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)

@@ -34,7 +34,7 @@ from mtrl.config import ConfigError, _flatten
 
 # Config keys that say how or how long a run ran, not what was trained: they never split a group.
 _NOT_A_METHOD = {
-    "seed", "device", "torch_threads", "vector_strategy", "total_env_steps", "eval_every", "eval_episodes",
+    "seed", "device", "torch_threads", "vector_strategy", "total_env_steps", "eval_every",
     "checkpoint_every", "keep_checkpoints", "log_every", "grad_stats_every", "max_nonfinite_in_row",
     "balancer.critic", "balancer.actor",
 }  # fmt: skip
@@ -49,6 +49,7 @@ class Run:
     evals: list[dict]
     config: dict  # flattened config.yaml; {} when the run has none
     label: str = field(default="")
+    settings: str = field(default="")  # the hyperparameters in the label: "c=0.5, hidden_sizes=[8]"
 
 
 def _method(summary: dict) -> str:
@@ -97,7 +98,33 @@ def label_runs(runs: list[Run]) -> None:
         last = [k.rsplit(".", 1)[-1] for k in varying]
         short = {k: s if last.count(s) == 1 else k for k, s in zip(varying, last)}
         for r in group:
-            r.label = method + (f" ({', '.join(f'{short[k]}={r.config.get(k)}' for k in varying)})" if varying else "")
+            r.settings = ", ".join(f"{short[k]}={r.config.get(k)}" for k in varying)
+            r.label = method + (f" ({r.settings})" if varying else "")
+
+
+# What makes scores comparable at all: the same tasks, the same episodes, the same evaluation.
+PROTOCOL_KEYS = ("max_episode_steps", "num_goals", "eval_episodes")
+
+
+def _protocol(run: Run) -> dict:
+    return {"taskset": run.config.get("taskset", run.summary.get("taskset")), "tasks": len(run.summary["final_success"]),
+            **{k: run.config.get(k) for k in PROTOCOL_KEYS}}  # fmt: skip
+
+
+def check_protocols(runs: list[Run], allow_mixed: bool) -> None:
+    """Refuse (ConfigError, one line) runs of different task sets or episode protocols, unless
+    ``allow_mixed``; runs of different tasks never share a report (build says so)."""
+    found: dict[str, list[Run]] = {}
+    for r in runs:
+        found.setdefault(json.dumps(_protocol(r)), []).append(r)
+    if len(found) < 2 or allow_mixed:
+        return
+    protocols = [json.loads(p) for p in found]
+    differ = [k for k in protocols[0] if len({repr(p[k]) for p in protocols}) > 1]
+    parts = [" ".join(f"{k}={p[k]}" for k in differ) + f" ({len(rs)} run{'s' * (len(rs) > 1)}, e.g. {rs[0].path})"
+             for p, rs in zip(protocols, found.values())]  # fmt: skip
+    raise ConfigError(f"these runs differ in task set or episode protocol: {'; '.join(parts)}; report them "
+                      "separately, or pass --allow-mixed to put them side by side")  # fmt: skip
 
 
 def _best_eval(run: Run) -> dict | None:
@@ -207,6 +234,7 @@ def build(runs: list[Run], reps: int) -> dict:
             point, ci = interval_estimates(curve, _iqm_per_step, reps)
         grads = [grad_stats(r.path) for r in group]
         methods[label] = {
+            "settings": group[0].settings,
             "runs": [str(r.path) for r in group],
             "seeds": [r.summary.get("seed") for r in group],
             "env_steps": sorted({r.summary["env_steps"] for r in group}),
@@ -231,8 +259,62 @@ def build(runs: list[Run], reps: int) -> dict:
         # score distribution: fraction of run-task scores above tau, with its bootstrap CI
         point, ci = interval_estimates(s, lambda x: (x.reshape(-1, 1) > tau).mean(axis=0), reps)
         profiles[label] = {"tau": tau.tolist(), "fraction": point.tolist(), "ci_low": ci[0].tolist(), "ci_high": ci[1].tolist()}
-    return {"tasks": tasks, "reps": reps, "bootstrap_seed": BOOTSTRAP_SEED, "methods": methods,
+    for label, short in short_labels(groups).items():
+        methods[label]["short"] = short
+    data = {"tasks": tasks, "reps": reps, "bootstrap_seed": BOOTSTRAP_SEED, "methods": methods,
             "probability_of_improvement": poi, "performance_profile": profiles}  # fmt: skip
+    data["verdict"] = verdict(data)
+    return data
+
+
+SHORT_LABEL = 24  # longer group labels become "method (A)" in plots and tables, with a key
+
+
+def short_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
+    """Label -> what plots and tables show: the label itself when short, else its method and a
+    letter per group of that method (``ew (A)``, ``ew (B)``); report.md's key spells them out."""
+    out, letters = {}, {}
+    for label, group in groups.items():
+        method = _method(group[0].summary)
+        if len(label) <= SHORT_LABEL:
+            out[label] = label
+        else:
+            n = letters[method] = letters.get(method, -1) + 1
+            out[label] = f"{method} ({chr(ord('A') + n % 26)}{n // 26 or ''})"
+    return out
+
+
+def verdict(data: dict) -> str:
+    """One sentence: the pairs whose probability of improvement has a 95% CI that excludes 0.5,
+    or "no verdict at this budget" when none has."""
+    short = {m: d["short"] for m, d in data["methods"].items()}
+    labels = list(short)
+    if len(labels) < 2:
+        return "One group only: nothing to compare."
+    poi = data["probability_of_improvement"]
+    wins, open_pairs, no_ci = [], [], []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            p = poi[f"{a} > {b}"]
+            if p["ci"] is None:
+                no_ci.append(f"{short[a]} / {short[b]}")
+            elif p["ci"][0] > 0.5 or p["ci"][1] < 0.5:
+                x, y = (a, b) if p["ci"][0] > 0.5 else (b, a)
+                wins.append(f"{short[x]} beats {short[y]} with P({short[x]} > {short[y]}) = {_with_ci(poi[f'{x} > {y}'])}")
+            else:
+                open_pairs.append(f"P({short[a]} > {short[b]}) = {_with_ci(p)}")
+    seeds = sorted({len(d["runs"]) for d in data["methods"].values()})
+    budget = f"{'/'.join(map(str, seeds))} seeds per group"
+    if wins:
+        sentence = f"Verdict ({budget}, 95% CIs of the probability of improvement that exclude 0.5): {'; '.join(wins)}."
+        if open_pairs:
+            sentence += f" No verdict where the interval holds 0.5: {'; '.join(open_pairs)}."
+    else:
+        sentence = f"No verdict at this budget ({budget})"
+        sentence += f": every probability-of-improvement interval holds 0.5 ({'; '.join(open_pairs)})." if open_pairs else "."
+    if no_ci:
+        sentence += f" No interval, so no verdict, for {', '.join(no_ci)}: their groups have different numbers of runs."
+    return sentence
 
 
 def warnings(data: dict) -> list[str]:
@@ -273,24 +355,62 @@ def _colors(labels: list[str]) -> dict[str, tuple]:
     return {m: cmap(i % 10) for i, m in enumerate(labels)}
 
 
+# Each group also gets its own line style and marker, so curves that coincide stay visible.
+_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "P")]
+
+
+def _style(i: int) -> dict:
+    ls, marker = _STYLES[i % len(_STYLES)]
+    return {"linestyle": ls, "marker": marker, "alpha": 0.85, "lw": 1.6}
+
+
+def _steps_axis(ax) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    from mtrl.progress import format_steps
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_steps(x)))
+
+
+def _key_note(fig, data: dict) -> float:
+    """Below the axes, what each shortened label stands for; returns the height it needs (inches)."""
+    import textwrap
+
+    rows = [line for m, d in data["methods"].items() if d["short"] != m
+            for line in textwrap.wrap(f"{d['short']}: {m}", width=int(fig.get_figwidth() * 17), subsequent_indent="    ")]  # fmt: skip
+    if not rows:
+        return 0.0
+    fig.text(0.01, 0.01, "\n".join(rows), fontsize=7, va="bottom", ha="left", family="monospace")
+    return 0.16 * len(rows) + 0.1
+
+
+def _finish(fig, path: Path, note: float) -> None:
+    """Tight layout, leaving ``note`` inches at the bottom for the key."""
+    height = fig.get_figheight()
+    fig.set_figheight(height + note)
+    fig.tight_layout(rect=(0, note / (height + note), 1, 1))
+    fig.savefig(path)
+
+
 def plot_curves(data: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colors = _colors(list(data["methods"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for m, d in data["methods"].items():
+    for i, (m, d) in enumerate(data["methods"].items()):
         c = d["curve"]
         if c["steps"]:
-            ax.plot(c["steps"], c["iqm"], marker="o", ms=3, color=colors[m], label=f"{m} ({len(d['runs'])} runs)")
-            ax.fill_between(c["steps"], c["ci_low"], c["ci_high"], color=colors[m], alpha=0.2, lw=0)
+            ax.plot(c["steps"], c["iqm"], ms=4, color=colors[m], label=f"{d['short']} ({len(d['runs'])} runs)", **_style(i))
+            ax.fill_between(c["steps"], c["ci_low"], c["ci_high"], color=colors[m], alpha=0.15, lw=0)
     ax.set_xlabel("env steps (transitions over all tasks)")
     ax.set_ylabel("IQM success rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Mean evaluation success over tasks: IQM over seeds, 95% CI")
+    _steps_axis(ax)
+    ax.set_title("Mean evaluation success over tasks: IQM over seeds, 95% CI", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.8)
+    _finish(fig, path, _key_note(fig, data))
     plt.close(fig)
 
 
@@ -299,40 +419,44 @@ def plot_profile(data: dict, path: Path) -> None:
 
     colors = _colors(list(data["methods"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for m, p in data["performance_profile"].items():
-        ax.step(p["tau"], p["fraction"], where="post", color=colors[m], label=m)
-        ax.fill_between(p["tau"], p["ci_low"], p["ci_high"], step="post", color=colors[m], alpha=0.2, lw=0)
+    for i, (m, p) in enumerate(data["performance_profile"].items()):
+        style = {**_style(i), "marker": None}
+        ax.step(p["tau"], p["fraction"], where="post", color=colors[m], label=data["methods"][m]["short"], **style)
+        ax.fill_between(p["tau"], p["ci_low"], p["ci_high"], step="post", color=colors[m], alpha=0.15, lw=0)
     ax.set_xlabel(r"final success rate $\tau$")
     ax.set_ylabel(r"fraction of runs x tasks with success > $\tau$")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Performance profile (final), 95% CI")
+    ax.set_title("Performance profile (final), 95% CI", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    _finish(fig, path, _key_note(fig, data))
     plt.close(fig)
 
 
 def plot_aggregates(data: dict, path: Path) -> None:
-    """Point estimates and CIs of the four aggregates, one panel each (rliable's interval plot)."""
+    """Point estimates and CIs of the four aggregates, one panel each (rliable's interval plot),
+    with the point estimate written beside each interval."""
     import matplotlib.pyplot as plt
 
     labels = list(data["methods"])
     colors = _colors(labels)
     names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
-    fig, axes = plt.subplots(1, 4, figsize=(10, 0.5 + 0.45 * len(labels) + 0.6), dpi=100, sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(10, 1.2 + 0.45 * len(labels)), dpi=100, sharey=True)
     for ax, (key, title) in zip(axes, names):
         for i, m in enumerate(labels):
             e = data["methods"][m][key]
-            ax.barh(i, e["ci"][1] - e["ci"][0], left=e["ci"][0], height=0.6, color=colors[m], alpha=0.6)
+            ax.barh(i, max(e["ci"][1] - e["ci"][0], 0.004), left=e["ci"][0], height=0.6, color=colors[m], alpha=0.6)
             ax.plot([e["value"]] * 2, [i - 0.3, i + 0.3], color="k", lw=1.5)
+            right = e["ci"][1] < 0.75  # the number goes right of the interval, or left of it near 1
+            ax.text(e["ci"][1] + 0.03 if right else e["ci"][0] - 0.03, i, f"{e['value']:.2f}", va="center",
+                    ha="left" if right else "right", fontsize=8)  # fmt: skip
         ax.set_title(title, fontsize=9)
         ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel("success rate", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
+    axes[0].set_yticks(range(len(labels)), [data["methods"][m]["short"] for m in labels], fontsize=8)
     axes[0].invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path)
+    _finish(fig, path, _key_note(fig, data))
     plt.close(fig)
 
 
@@ -356,6 +480,8 @@ def write(data: dict, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
 
     poi = data["probability_of_improvement"]
+    sh = {m: d["short"] for m, d in methods.items()}
+    shorts = [sh[m] for m in labels]
     md = [
         "# Comparison report\n",
         (
@@ -364,10 +490,17 @@ def write(data: dict, out: Path) -> None:
             f"(rliable, {data['reps']} resamples). *final*: the last evaluation; *best*: the evaluation with the highest "
             "mean success (what the older MT10 papers report, an optimistic number).\n"
         ),
+        "## Verdict\n",
+        data["verdict"] + "\n",
+        "## Groups\n",
+        "Runs are grouped by method and by the settings that differ between runs of one method (seed and "
+        "schedule keys never split a group).\n",
+        _table(["group", "runs", "settings that differ"],
+               [[d["short"], str(len(d["runs"])), d["settings"] or "-"] for d in methods.values()]),  # fmt: skip
         "## Aggregates\n",
         _table(
             ["method", "runs", *(t for _, t in agg_names)],
-            [[m, str(len(d["runs"])), *(_with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()],
+            [[d["short"], str(len(d["runs"])), *(_with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()],
         ),
         "![aggregates](aggregates.png)\n",
         "## Learning curves\n",
@@ -380,13 +513,14 @@ def write(data: dict, out: Path) -> None:
             "method on a task, averaged over tasks.\n"
         ),
         _table(
-            ["P(row > col)", *labels], [[a, *("" if a == b else _with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels]
+            ["P(row > col)", *shorts],
+            [[sh[a], *("" if a == b else _with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels],
         ),
         "## Performance profile\n",
         "![performance profile](performance_profile.png)\n",
         "## Final success per task (mean over runs)\n",
         _table(
-            ["task", *labels],
+            ["task", *shorts],
             [[t, *map(_fmt, values)] for t, *values in per_task]
             + [["**mean**", *(_fmt(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]],
         ),
@@ -395,14 +529,14 @@ def write(data: dict, out: Path) -> None:
             "conflict_frac: fraction of task pairs whose gradients have a negative cosine; norm_ratio: largest over "
             "smallest per-task gradient norm. Blank: not logged.\n"
         ),
-        _table(["method", *GRAD_TAGS], [[m, *(_fmt(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
+        _table(["method", *GRAD_TAGS], [[d["short"], *(_fmt(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
         "## Runs\n",
-        "".join(f"- {m}: " + ", ".join(f"`{p}`" for p in d["runs"]) + "\n" for m, d in methods.items()),
+        "".join(f"- {d['short']}: " + ", ".join(f"`{p}`" for p in d["runs"]) + "\n" for m, d in methods.items()),
     ]
     (out / "report.md").write_text("\n".join(md))
 
 
-def report(paths: list[str], out: str | Path, reps: int = 2000) -> int:
+def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: bool = False) -> int:
     if reps < 100:
         raise ConfigError(f"--reps must be at least 100 for a 95% interval, got {reps}")
     try:
@@ -412,7 +546,9 @@ def report(paths: list[str], out: str | Path, reps: int = 2000) -> int:
         raise ConfigError(f"mtrl report needs {e.name}: pip install 'mtrl[analysis]'") from None
     matplotlib.use("Agg")
     runs = find_runs(paths)
+    check_protocols(runs, allow_mixed)
     data = build(runs, reps)
+    print(describe_groups(data, paths), file=sys.stderr)
     for line in warnings(data):
         print(f"mtrl: warning: {line}", file=sys.stderr)
     write(data, Path(out))
@@ -420,5 +556,27 @@ def report(paths: list[str], out: str | Path, reps: int = 2000) -> int:
 
     with open(Path(out) / "report.md", "a") as f:
         f.write("\n" + imbalance_section(runs, data["tasks"], Path(out), reps))
+    print(f"mtrl: {data['verdict']}", file=sys.stderr)
     print(f"mtrl: report of {len(runs)} runs ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}", file=sys.stderr)
     return 0
+
+
+def describe_groups(data: dict, paths: list[str]) -> str:
+    """Which runs were found and how they were grouped, one line per group (paths relative to
+    the folder given, when there is one)."""
+    roots = [Path(p).resolve() for p in paths]
+
+    def shown(run: str) -> str:
+        for root in roots:
+            if Path(run).is_relative_to(root) and Path(run) != root:
+                return str(Path(run).relative_to(root))
+        return run
+
+    methods = data["methods"]
+    n = sum(len(d["runs"]) for d in methods.values())
+    lines = [f"mtrl: found {n} run{'s' * (n > 1)} in {', '.join(map(str, paths))}, "
+             f"{len(methods)} group{'s' * (len(methods) > 1)} (by method and the settings that differ):"]  # fmt: skip
+    for m, d in methods.items():
+        name = d["short"] if d["short"] == m else f"{d['short']} = {m}"
+        lines.append(f"mtrl:   {name}: {len(d['runs'])} run(s): {', '.join(shown(r) for r in d['runs'])}")
+    return "\n".join(lines)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -16,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from agents.mtsac import MTSAC
 from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
-from mtrl.config import Config, balancer_stages, make_loss_balancers, save_config, to_dict
+from mtrl.config import Config, ConfigError, balancer_stages, make_loss_balancers, save_config, to_dict
 from mtrl.gradients import gradient_statistics, per_task_grads, split_task_specific, write_grads
 from mtrl.logger import RunLogger, truncate_eval_log, write_summary
+from mtrl.progress import TrainProgress
 from mtrl.replay import ReplayBuffer
 
 CHECKPOINT_VERSION = 1
@@ -36,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+        raise ConfigError("device=cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
     return torch.device(name)
 
 
@@ -153,7 +152,8 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
     def train(self) -> dict:
         cfg, c, K = self.cfg, self.counters, self.num_tasks
-        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps if self.resumed else None)
+        # the events at the checkpoint's own step (its evaluation, its log) came before it: keep them
+        self.logger = RunLogger(self.run_dir, self.task_names, purge_step=c.env_steps + 1 if self.resumed else None)
         obs, _ = self.envs.reset()  # on resume: the reset that the checkpoint stood before
         done = np.zeros(K, dtype=bool)
         ep_return = np.zeros(K)
@@ -162,16 +162,14 @@ class Trainer:
         last_log_time, last_log_steps, last_log_updates = wall_mark, c.env_steps, c.updates
         self.stop_signal = None
         handlers = _catch_stop_signals(self)
-        tty = sys.stderr.isatty()  # in a log file, a line every 30 s instead of a live bar
-        bar = tqdm(total=cfg.total_env_steps, initial=c.env_steps, unit="step", dynamic_ncols=tty,
-                   mininterval=2.0 if tty else 30.0, ascii=not tty)  # fmt: skip
+        self.progress = TrainProgress(cfg.total_env_steps, c.env_steps, cfg.warmup_env_steps)
 
         try:
             while c.env_steps < cfg.total_env_steps:
                 obs, reward, terminated, truncated, info = self._vector_step(obs, done)
                 ep_return += reward
                 ep_success |= np.asarray(info["success"], dtype=float) > 0
-                bar.update(K)
+                self.progress.advance(K)
 
                 done = terminated | truncated
                 if done.any():
@@ -188,8 +186,8 @@ class Trainer:
                     seconds = max(now - last_log_time, 1e-9)
                     env_rate, update_rate = (c.env_steps - last_log_steps) / seconds, (c.updates - last_log_updates) / seconds
                     self._log_train(env_rate, update_rate)
-                    success = "-" if self.last_eval is None else f"{self.last_eval.success_mean:.2f}"
-                    bar.set_postfix_str(f"env/s={env_rate:.0f} upd/s={update_rate:.1f} success={success}", refresh=False)
+                    success = None if self.last_eval is None else self.last_eval.success_mean
+                    self.progress.interval(c.env_steps, env_rate, update_rate, success)
                     last_log_time, last_log_steps, last_log_updates = now, c.env_steps, c.updates
                     c.next_log = next_mark(c.next_log, cfg.log_every, c.env_steps)
                 # Checkpoints stand between two episodes (every sub-env finished, none reset yet), so
@@ -207,7 +205,7 @@ class Trainer:
             self._close()  # TensorBoard events so far are flushed; the checkpoints stay as they are
             raise
         finally:
-            bar.close()
+            self.progress.close()
             _restore_signals(handlers)
         if self.stop_signal is not None:
             # mid-episode, possibly: a resume keeps the collected transitions and starts fresh episodes
@@ -277,8 +275,8 @@ class Trainer:
             self.stage = stage
             self.balancers = make_loss_balancers(self.stages[stage], self.num_tasks)
             self._log_stage()
-            tqdm.write(f"mtrl: env step {c.env_steps}: balancer stage {stage + 1}/{len(self.stages)} "
-                       f"({self.stages[stage].label})", file=sys.stderr)  # fmt: skip
+            self.progress.message(f"mtrl: env step {c.env_steps}: balancer stage {stage + 1}/{len(self.stages)} "
+                                  f"({self.stages[stage].label})")  # fmt: skip
 
     def _record_success(self, ended: list[int], ep_success: np.ndarray) -> None:
         """task_success_t <- task_success_t + (x - task_success_t) / min(n_t, SUCCESS_MEMORY) for
@@ -397,8 +395,10 @@ class Trainer:
                 self.taskset, self.cfg.seed, self.cfg.vector_strategy, self.cfg.max_episode_steps,
                 terminate_on_success=True, num_goals=self.cfg.num_goals,
             )  # fmt: skip
+        shown = self.progress.evaluation(self.counters.env_steps)
         result = evaluate(lambda o: self.agent.act(o, deterministic=True), self.eval_envs, self.task_names,
-                          self.cfg.eval_episodes, seed=self.cfg.seed)  # fmt: skip
+                          self.cfg.eval_episodes, seed=self.cfg.seed, progress=shown)  # fmt: skip
+        shown.finish(result.success_mean)
         self.last_eval = result
         self.counters.best_success_mean = max(self.counters.best_success_mean, result.success_mean)
         self.counters.last_eval_step = self.counters.env_steps

@@ -25,7 +25,7 @@ BAD_OVERRIDES = [
     (["batch_size=85"], "not divisible by the 10 tasks"),
     (["batch_size=0"], "must be > 0"),
     (["total_env_steps=-5"], "must be > 0"),
-    (["taskset=MT11"], "unknown taskset 'MT11'; valid: MT10"),
+    (["taskset=MT11"], "unknown taskset 'MT11'; did you mean 'MT10'? valid: MT10"),
     (["taskset=MT1:no-such-v3"], "unknown Meta-World task"),
     (["balancer=nope"], "unknown balancer 'nope'; valid:"),
     (["device=tpu"], "valid: auto, cpu, cuda"),
@@ -57,8 +57,8 @@ def test_bad_config_file_values_exit_2(tmp_path, capsys):
     [
         (["train", "--config", "no/such.yaml"], "not found"),
         (["train"], "needs --config"),
-        (["train", "--resume", "no/such/run"], "not a run directory"),
-        (["eval", "no/such/run"], "not a run directory"),
+        (["train", "--resume", "no/such/run"], "no/such/run does not exist"),
+        (["eval", "no/such/run"], "no/such/run does not exist"),
         (["list", "things"], "invalid choice"),
     ],
 )

@@ -149,12 +149,12 @@ def test_non_finite_updates_are_skipped_leaving_parameters_and_optimizers_untouc
 
 
 def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_intact(tmp_path, monkeypatch, capsys):
-    import mtrl.cli
+    import mtrl.trainer
 
     run = tmp_path / "run"
     trainer = _trainer(run, checkpoint_every=500, max_nonfinite_in_row=5)
     _poison_critic(trainer, bad_calls=set(range(20, 10**6)))
-    monkeypatch.setattr(mtrl.cli, "start_run", lambda cfg, run_dir: trainer)
+    monkeypatch.setattr(mtrl.trainer, "start_run", lambda cfg, run_dir: trainer)  # the CLI imports it when it trains
     assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("mtrl: error")]
@@ -167,7 +167,7 @@ def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_inta
 
 def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
     import mtrl.checkpoint
-    import mtrl.cli
+    import mtrl.trainer
 
     run = tmp_path / "run"
     trainer = _trainer(run, checkpoint_every=500)
@@ -180,7 +180,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_pat
         save(obj, f)
 
     monkeypatch.setattr(mtrl.checkpoint.torch, "save", save_until_full)
-    monkeypatch.setattr(mtrl.cli, "start_run", lambda cfg, run_dir: trainer)
+    monkeypatch.setattr(mtrl.trainer, "start_run", lambda cfg, run_dir: trainer)  # the CLI imports it when it trains
     assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mtrl: error")]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "ckpt_000000000500.pt is intact" in errors[0]
@@ -196,7 +196,8 @@ def test_corrupt_checkpoint_exits_2_naming_it(smoke_run, tmp_path, capsys):
     shutil.copytree(smoke_run, run)
     latest = list_checkpoints(run)[-1]
     latest.write_bytes(b"not a checkpoint")
-    for argv in (["train", "--resume", str(run)], ["eval", str(run)]):
+    # the run is finished: only an extension (or mtrl eval) reads its checkpoint
+    for argv in (["train", "--resume", str(run), "total_env_steps=3500"], ["eval", str(run)]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert latest.name in err and "delete it to resume from ckpt_000000002000.pt" in err

@@ -206,3 +206,85 @@ def test_missing_analysis_extra_exits_2_naming_it(synthetic, tmp_path, capsys, m
     assert main(["report", str(synthetic[0]), "--out", str(tmp_path / "rep")]) == 2
     assert "pip install 'mtrl[analysis]'" in capsys.readouterr().err
     assert not (tmp_path / "rep").exists()
+
+
+def _protocol_runs(root, **differ):
+    """Two methods x 3 seeds with one protocol; ``differ`` changes config keys of a third group."""
+    base = {"taskset": "MT10", "max_episode_steps": 500, "num_goals": 50, "eval_episodes": 10}
+    rng = np.random.default_rng(2)
+    for name, cfg in (("ew", base), ("cagrad", base), ("odd", {**base, **differ})):
+        for seed in range(3):
+            method = "ew" if name == "odd" else name
+            write_run(root / name / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2), {**cfg, "seed": seed})
+
+
+def test_report_says_which_runs_it_found_and_how_it_grouped_them(tmp_path, capsys):
+    _protocol_runs(tmp_path / "runs", batch_size=640)  # "odd": the same protocol, another batch size
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--reps", "200"]) == 0
+    err = capsys.readouterr().err
+    assert f"mtrl: found 9 runs in {tmp_path / 'runs'}, 3 groups" in err
+    assert "mtrl:   cagrad: 3 run(s): cagrad/seed0, cagrad/seed1, cagrad/seed2" in err
+    assert "mtrl:   ew (batch_size=640): 3 run(s): odd/seed0, odd/seed1, odd/seed2" in err
+    assert "mtrl:   ew (batch_size=None): 3 run(s): ew/seed0" in err
+
+
+@pytest.mark.parametrize("key,value", [("max_episode_steps", 50), ("num_goals", 1), ("eval_episodes", 1), ("taskset", "MT10b")])
+def test_runs_of_different_protocols_are_refused_unless_allowed(key, value, tmp_path, capsys):
+    _protocol_runs(tmp_path / "runs", **{key: value})
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--allow-mixed" in err
+    shown = value if key != "taskset" else "MT10b"
+    assert f"{key}={shown} (3 runs, e.g. {tmp_path / 'runs' / 'odd'}" in err
+    assert not out.exists()
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200", "--allow-mixed"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert f"ew ({key}={value})" in data["methods"]  # the differing setting splits the group
+
+
+def _verdict_runs(root, shift):
+    rng = np.random.default_rng(3)
+    for method, up in (("A", shift), ("B", 0.0)):
+        for seed in range(5):
+            write_run(root / method / f"seed{seed}", method, seed, np.clip(rng.uniform(0, 0.6, (3, 4)) + up, 0, 1).round(3))
+
+
+def test_verdict_names_the_better_method_when_the_interval_excludes_one_half(tmp_path):
+    from mtrl.report import verdict
+
+    _verdict_runs(tmp_path, shift=0.4)
+    data = build(find_runs([tmp_path]), reps=500)
+    lo, hi = data["probability_of_improvement"]["A > B"]["ci"]
+    assert lo > 0.5
+    assert data["verdict"] == verdict(data)
+    assert data["verdict"].startswith("Verdict (5 seeds per group")
+    assert f"A beats B with P(A > B) = {data['probability_of_improvement']['A > B']['value']:.2f} [{lo:.2f}, {hi:.2f}]" in data["verdict"]
+
+
+def test_no_verdict_at_this_budget_when_every_interval_holds_one_half(tmp_path):
+    _verdict_runs(tmp_path / "runs", shift=0.0)
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "500"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    lo, hi = data["probability_of_improvement"]["A > B"]["ci"]
+    assert lo <= 0.5 <= hi
+    assert data["verdict"].startswith("No verdict at this budget (5 seeds per group)")
+    md = (out / "report.md").read_text()
+    assert f"## Verdict\n\n{data['verdict']}\n" in md
+
+
+def test_long_group_labels_are_shortened_with_a_key(tmp_path):
+    base = {"seed": 1, "balancer": {"critic": "ew", "actor": "ew"}}
+    for i, (batch, hidden) in enumerate([(640, [256, 256]), (1280, [400, 400, 400])]):
+        for seed in range(2):
+            cfg = {**base, "seed": seed, "batch_size": batch, "buffer_size": 1000 * batch, "sac": {"hidden_sizes": hidden}}
+            write_run(tmp_path / "runs" / f"g{i}" / f"s{seed}", "ew", seed, np.full((3, 4), 0.5), cfg)
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert sorted(d["short"] for d in data["methods"].values()) == ["ew (A)", "ew (B)"]
+    md = (out / "report.md").read_text()
+    assert "| ew (B) | 2 | batch_size=640, buffer_size=640000, hidden_sizes=[256, 256] |" in md
+    for name in ("learning_curves.png", "performance_profile.png", "aggregates.png"):
+        check_png(out / name)
