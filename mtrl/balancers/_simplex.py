@@ -216,7 +216,8 @@ def _pdipm(
         kkt_matrix[diagonal, diagonal] += lam / x
         d[:n] = 1.0 / np.sqrt(kkt_matrix[diagonal, diagonal])
         try:
-            inverse = d[:, None] * np.linalg.inv(kkt_matrix * np.outer(d, d)) * d[None, :]
+            with np.errstate(all="ignore"):  # a degenerate system shows as non-finite steps, refused below
+                inverse = d[:, None] * np.linalg.inv(kkt_matrix * np.outer(d, d)) * d[None, :]
         except np.linalg.LinAlgError:
             break
 
