@@ -197,15 +197,21 @@ def _pdipm(
         _, _, rel, pri = kkt()
         return rel <= tol and pri <= tol and bool(np.isfinite(x).all() and (x > 0).all())
 
+    ratio = np.empty(n)
+
     def boundary_step(dx: np.ndarray, dlam: np.ndarray) -> float:
         """The largest s <= 1 with x + s dx >= 0 and lam + s dlam >= 0."""
-        neg_x, neg_l = dx < 0, dlam < 0
-        return min(1.0, (-x[neg_x] / dx[neg_x]).min(initial=np.inf), (-lam[neg_l] / dlam[neg_l]).min(initial=np.inf))
+        step = 1.0
+        for v, dv in ((x, dx), (lam, dlam)):
+            ratio.fill(np.inf)
+            np.divide(v, -dv, out=ratio, where=dv < 0)
+            step = min(step, float(ratio.min()))
+        return step
 
     for _ in range(max_iters):
         r_dual, r_pri, rel, pri = kkt()
         if rel <= IPM_STOP and pri <= IPM_STOP:
-            break
+            return x, True  # x > 0 and finite: every accepted step kept it so
         # Newton on the KKT system with the complementarity target lam_i x_i = sigma mu; after
         # eliminating dlam = (-r_cent - lam dx) / x it is the saddle-point system
         #   [[H + diag(lam / x), a], [a^T, 0]] [dx; dnu] = [-r_dual - r_cent / x; -r_pri],
@@ -238,7 +244,8 @@ def _pdipm(
         dx, dlam, dnu = newton(lam * x + dx_aff * dlam_aff - sigma * mu)
         s = 0.99 * boundary_step(dx, dlam)
         x_new, lam_new = x + s * dx, lam + s * dlam
-        if not (np.isfinite(x_new).all() and np.isfinite(lam_new).all() and (x_new > 0).all() and (lam_new > 0).all()):
+        # both positive, and x.lam finite: then every entry is finite (NaN fails "> 0")
+        if not ((x_new > 0).all() and (lam_new > 0).all() and np.isfinite(x_new @ lam_new)):
             break
         x, lam, nu = x_new, lam_new, nu + s * dnu
     return x, converged(IPM_TOL)
