@@ -29,7 +29,7 @@ def _train(run_dir, overrides) -> dict[int, float]:
 
 def test_sac_learns_mt1_reach(tmp_path):
     evals = _train(tmp_path / "reach", [*REACH, "total_env_steps=40000", "checkpoint_every=40000"])
-    assert max(evals[30000], evals[40000]) >= 0.6, evals
+    assert max(evals[30000], evals[40000]) >= 0.4, evals
 
 
 def test_quick_preset_succeeds_on_mt10_early(tmp_path):
@@ -45,4 +45,4 @@ def test_cagrad_learns_mt1_reach(tmp_path):
     back): with one task CAGrad's direction is the task's gradient times (1 + c) / (1 + c^2),
     which Adam all but ignores, so it must learn reach as EW does, to the same floor."""
     evals = _train(tmp_path / "cagrad", [*REACH, "total_env_steps=40000", "checkpoint_every=40000", "balancer=cagrad"])
-    assert max(evals[30000], evals[40000]) >= 0.6, evals
+    assert max(evals[30000], evals[40000]) >= 0.4, evals
