@@ -243,11 +243,13 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     points drawn in each scatter panel."""
     import matplotlib.pyplot as plt
 
-    from mtrl.report import _colors
+    from mtrl.report import _colors, shorten
 
     o, w = PRIMARY
     methods = list(dict.fromkeys(data["methods"]))
     colors = _colors(methods)
+    # long group labels ("ew (adam_eps=..., ...)") as report.py shows them: "ew (A)", with a key
+    short = shorten({m: m.split(" (")[0] for m in methods})
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100, gridspec_kw={"width_ratios": [1, 1, 1.2]})
     drawn = {}
     for ax, loss in zip(axes, LOSSES):
@@ -257,7 +259,7 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
             pts = [(r[col], r[o]) for r in data["rows"] if r["method"] == m and r[col] is not None]
             if pts:
                 x, y = zip(*pts)
-                ax.scatter(x, y, s=22, alpha=0.75, color=colors[m], label=m, edgecolors="none")
+                ax.scatter(x, y, s=22, alpha=0.75, color=colors[m], label=short[m], edgecolors="none")
                 n += len(pts)
         drawn[loss] = n
         k = len(data["tasks"])
@@ -267,8 +269,8 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
         ax.set_ylim(-0.04, 1.04)
         ax.set_title(f"{loss}: one point per run and task" + ("" if n else " (not logged)"), fontsize=10)
         ax.grid(alpha=0.3)
-        if n:
-            ax.legend(fontsize=7, loc="best")
+        if n:  # below the panel: the points near success 1 are the interesting ones
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     ax = axes[2]
     labels, markers = [], {"auc": "o", "final": "s", "vs_stl": "^"}
     keys = [f"{loss}/{p}" for loss in LOSSES for p in PREDICTORS]
@@ -294,8 +296,11 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     ax.grid(axis="x", alpha=0.3)
     if labels:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+    key = [f"{short[m]}: {m}" for m in methods if short[m] != m]
+    if key:
+        fig.text(0.01, -0.02, "\n".join(key), fontsize=7, family="monospace", va="top")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return drawn
 

@@ -273,9 +273,13 @@ SHORT_LABEL = 24  # longer group labels become "method (A)" in plots and tables,
 def short_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
     """Label -> what plots and tables show: the label itself when short, else its method and a
     letter per group of that method (``ew (A)``, ``ew (B)``); report.md's key spells them out."""
+    return shorten({label: _method(group[0].summary) for label, group in groups.items()})
+
+
+def shorten(methods: dict[str, str]) -> dict[str, str]:
+    """Label -> shown label, given each label's method (see :func:`short_labels`)."""
     out, letters = {}, {}
-    for label, group in groups.items():
-        method = _method(group[0].summary)
+    for label, method in methods.items():
         if len(label) <= SHORT_LABEL:
             out[label] = label
         else:
