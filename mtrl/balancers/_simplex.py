@@ -8,7 +8,7 @@ rounding whatever the spread of the task norms), brought to the host in one copy
 synchronisation of a ``balance()`` call) and solved there in float64 with numpy, iterating to
 the method's tolerance and stopping there. The weights go back to the device, where the
 direction ``G^T w`` is one float64 matrix-vector product, cast to the gradients' dtype. A call
-costs about ten device operations.
+costs 15 device operations (`mtrl bench`, MT10 sizes).
 
 Why not on the device: a solver written for the device runs a fixed iteration count with
 ``torch.where`` safeguards (a convergence test would read the device). Measured at the MT10
