@@ -320,6 +320,15 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
 GW_FLOOR = 1e-7
 
 
+def conflict_averse_update(m: np.ndarray, alpha: float, beta: float, c: float) -> tuple[np.ndarray, bool]:
+    """CAGrad's and IMGrad's weights of the update: the inner problem with b = G g0 (= M 1/K),
+    solved by :func:`conflict_averse_weights`, then :func:`conflict_averse_combination`.
+    Returns (weights [K], ok)."""
+    w, ok = conflict_averse_weights(m, m.mean(axis=1), alpha, beta)
+    weights = conflict_averse_combination(m, w, c)
+    return weights, ok and bool(np.isfinite(weights).all())
+
+
 def conflict_averse_combination(m: np.ndarray, w: np.ndarray, c: float) -> np.ndarray:
     """CAGrad's update from the inner solution w*: ``d = (g0 + c |g0| / |g_w| g_w) / (1 + c^2)``
     with ``g_w = G^T w*``, as weights: ``d = G^T weights`` with

@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import conflict_averse_combination, conflict_averse_weights, device_direction, host_gram, host_solve
+from mtrl.balancers._simplex import conflict_averse_update, device_direction, host_gram, host_solve
 from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
 
@@ -70,11 +70,8 @@ class CAGrad(Balancer):
         if m is None:  # not finite: the trainer skips this update; the state stays as it was
             return skipped_result(grads, losses)
         with host_solve():
-            b = m.mean(axis=1)  # G g0
             g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k
-            w, ok = conflict_averse_weights(m, b, 1.0, self.c * g0_norm)
-            weights = conflict_averse_combination(m, w, self.c)
-            ok = ok and bool(np.isfinite(weights).all())
+            weights, ok = conflict_averse_update(m, 1.0, self.c * g0_norm, self.c)
         self._count_failure(not ok)
         direction, weights = device_direction(g64, weights if ok else np.full(k, 1.0 / k), grads.dtype)
         return BalanceResult(direction=direction, weights=weights)

@@ -13,8 +13,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._simplex import (
-    conflict_averse_combination,
-    conflict_averse_weights,
+    conflict_averse_update,
     device_direction,
     gram_scale,
     host_gram,
@@ -85,9 +84,8 @@ class IMGrad(Balancer):
             gm_norm = max(np.sqrt(max(float(w_m @ m @ w_m), 0.0)), GM_FLOOR * np.sqrt(gram_scale(m)))
             cos = float(np.clip(float(w_m @ b) / (g0_norm * gm_norm), 0.0, 1.0)) if g0_norm > 0 else 0.0
             self.last_cos = cos  # diagnostic
-            w, ok = conflict_averse_weights(m, b, 1.5 - cos, cos * self.c * g0_norm)
-            weights = conflict_averse_combination(m, w, self.c)
-            ok = ok and ok_m and bool(np.isfinite(weights).all())
+            weights, ok = conflict_averse_update(m, 1.5 - cos, cos * self.c * g0_norm, self.c)
+            ok = ok and ok_m
         self._count_failure(not ok)
         direction, weights = device_direction(g64, weights if ok else np.full(k, 1.0 / k), grads.dtype)
         return BalanceResult(direction=direction, weights=weights)
