@@ -26,7 +26,6 @@ fallback.
 * :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w.
 * :func:`conflict_averse_weights` -- CAGrad / IMGrad: argmin over the simplex of
   ``alpha * w.b + beta * sqrt(w^T M w)``.
-* :func:`project_simplex` -- Euclidean projection onto {w >= 0, sum w = 1}.
 
 :data:`HOST` counts the host crossings and the time spent in host solves, for ``mtrl bench``.
 """
@@ -140,19 +139,6 @@ def gram_scale(m: np.ndarray) -> float:
     ``M / gram_scale(M)`` is always a valid, scale-free matrix."""
     s = float(np.trace(m)) / m.shape[0]
     return s if np.isfinite(s) and s > 0 else 1.0
-
-
-def project_simplex(v: np.ndarray) -> np.ndarray:
-    """Euclidean projection of ``v`` [K] onto the probability simplex.
-
-    Sort-based (Held, Wolfe & Crowder 1974; Duchi et al. 2008): with u = sort(v, descending),
-    rho = max{j : u_j - (sum_{i<=j} u_i - 1)/j > 0}, theta = (sum_{i<=rho} u_i - 1)/rho,
-    w = max(v - theta, 0).
-    """
-    u = np.sort(v)[::-1]
-    css = np.cumsum(u) - 1.0
-    rho = max(int(np.count_nonzero(u - css / np.arange(1, len(v) + 1) > 0)), 1)
-    return np.maximum(v - css[rho - 1] / rho, 0.0)
 
 
 def _pdipm(

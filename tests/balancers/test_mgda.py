@@ -13,7 +13,6 @@ from scipy.optimize import minimize
 from conftest import DTYPE, degenerate_cases, positive_losses, spread_grads
 from mtrl.balancers import make_balancer
 from mtrl.balancers import _simplex as simplex
-from mtrl.balancers._simplex import project_simplex
 
 
 def _gram(grads: torch.Tensor) -> np.ndarray:
@@ -121,24 +120,3 @@ def test_solver_failure_is_counted_and_falls_back_to_equal_weights(monkeypatch):
     assert b.solver_failures.item() == 1
     np.testing.assert_allclose(out.weights.numpy(), np.full(10, 0.1))
     np.testing.assert_allclose(out.direction.numpy(), g.mean(0).numpy())
-
-
-@pytest.mark.parametrize("k", [2, 3, 7])
-def test_project_simplex_against_scipy(k):
-    gen = torch.Generator().manual_seed(k)
-    v = torch.randn(4, k, generator=gen, dtype=DTYPE).numpy() * 3
-    for row in v:
-        proj = project_simplex(row)
-        ref = minimize(
-            lambda w: ((w - row) ** 2).sum(),
-            np.full(k, 1.0 / k),
-            bounds=[(0.0, 1.0)] * k,
-            constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
-            method="SLSQP",
-            options={"ftol": 1e-14},
-        ).x
-        np.testing.assert_allclose(proj, ref, atol=1e-6)
-        assert abs(proj.sum() - 1.0) < 1e-12 and proj.min() >= 0
-    # points already on the simplex are fixed points
-    for w in torch.softmax(torch.from_numpy(v), dim=-1).numpy():
-        np.testing.assert_allclose(project_simplex(w), w, atol=1e-15)
