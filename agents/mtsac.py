@@ -53,9 +53,12 @@ class MTSAC(nn.Module):
     # [n, ...] slice a scalar, which is what torch.func vmaps over for per-task gradients.
 
     @torch.no_grad()
-    def critic_targets(self, batch: Batch) -> Tensor:
-        """[K, n] soft targets y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha_t log pi(a'|s'))."""
-        next_action, next_log_prob = self.actor(batch.next_obs, self.noise(batch.next_obs))
+    def critic_targets(self, batch: Batch, eps: Tensor | None = None) -> Tensor:
+        """[K, n] soft targets y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha_t log pi(a'|s')),
+        a' drawn with the standard normal noise ``eps`` (drawn here when not given: the trainer
+        draws it outside, so that its compiled and eager updates use the same numbers)."""
+        eps = self.noise(batch.next_obs) if eps is None else eps
+        next_action, next_log_prob = self.actor(batch.next_obs, eps)
         next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
         soft_next = next_q - self.alpha() * next_log_prob
         return batch.rewards + self.cfg.gamma * (1.0 - batch.terminated) * soft_next

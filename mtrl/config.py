@@ -133,6 +133,7 @@ class Config:
     agent: str = "mtsac"  # mtsac | stl_sac (one stable-baselines3 SAC per task: the upper bound)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
+    compile: str = "auto"  # auto | true | false: torch.compile of the update (mtrl/compile.py)
     total_env_steps: int = 20_000_000
     warmup_env_steps: int = 40_000  # random actions for the first 4000 vector steps of MT10
     updates_per_vector_step: int = 1
@@ -223,7 +224,7 @@ def _coerce(key: str, value, tp):
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise bad()
-        return str(value)
+        return str(value).lower() if isinstance(value, bool) else str(value)  # YAML's true -> "true" (compile)
     raise bad()
 
 
@@ -342,7 +343,7 @@ def validate(cfg: Config) -> None:
         )
     if cfg.buffer_size < num_tasks:
         raise ConfigError(f"buffer_size {cfg.buffer_size} is smaller than the {num_tasks} tasks of {cfg.taskset}")
-    choices = {"device": ("auto", "cpu", "cuda"), "vector_strategy": ("sync", "async"), "agent": AGENTS}
+    choices = {"device": ("auto", "cpu", "cuda"), "compile": ("auto", "true", "false"), "vector_strategy": ("sync", "async"), "agent": AGENTS}
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")

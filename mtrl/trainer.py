@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
+from mtrl.compile import CompiledFunction, resolve_compile
 from mtrl.config import Config, ConfigError, balancer_stages, make_loss_balancers, save_config, to_dict
-from mtrl.gradients import gradient_statistics, per_task_grads, split_task_specific, write_grads
+from mtrl.gradients import gradient_statistics
 from mtrl.logger import RunLogger, truncate_eval_log, write_summary
 from mtrl.progress import TrainProgress
 from mtrl.replay import ReplayBuffer
+from mtrl.update_steps import apply_direction, task_gradients, weighted_gradients
 
 CHECKPOINT_VERSION = 1
 SUCCESS_MEMORY = 10  # training episodes behind each task's recent success (``task_success``)
@@ -41,12 +44,6 @@ def resolve_device(name: str) -> torch.device:
 
 class NonFiniteError(RuntimeError):
     """Too many updates in a row had non-finite values; the run stops, its checkpoints intact."""
-
-
-def _finite(*tensors: torch.Tensor) -> torch.Tensor:
-    """A 0-dim bool on the device, read by nobody on the host: the sum of norms is finite only
-    if every entry of every tensor is."""
-    return torch.isfinite(torch.stack(torch._foreach_norm(list(tensors))).sum())
 
 
 def _catch_stop_signals(trainer: "Trainer") -> dict:
@@ -122,6 +119,10 @@ class Trainer:
             loss: torch.optim.Adam([*self.params[loss].values(), *self.head_params[loss].values()], lr=lr, eps=eps, fused=True)
             for loss, lr in (("critic", cfg.sac.critic_lr), ("actor", cfg.sac.actor_lr))
         }
+        # the update's device work (mtrl.update_steps), compiled or eager (config key compile)
+        self.compiled = resolve_compile(cfg.compile, self.device, warn=self._announce)
+        self.cudagraphs = self.compiled and self.device.type == "cuda"
+        self.steps = self._step_functions()
         # staged balancing: stage i's balancers make the updates while env_steps < its until;
         # each stage's are built when it starts, so no state passes from one stage to the next
         self.stages = balancer_stages(cfg.balancer)
@@ -148,6 +149,39 @@ class Trainer:
         self.nonfinite = torch.tensor([c.nonfinite_skipped, c.nonfinite_in_row, c.nonfinite_in_row], device=self.device)
         self._nonfinite_keep = torch.tensor([1, 0, 1], device=self.device)  # after a good update
         self._nonfinite_add = torch.tensor([1, 1, 0], device=self.device)  # after a skipped one
+
+    def _step_functions(self) -> dict:
+        """The device functions of an update (mtrl.update_steps) with the losses bound, each
+        wrapped to compile on its first call when ``self.compiled``."""
+        if self.compiled:
+            # a process trains one trainer at a time; the compiled code of an earlier one (guarded on
+            # its modules) would only count toward torch.compile's recompilation limit
+            torch._dynamo.reset()
+        agent, strict = self.agent, self.cfg.compile == "true"
+
+        def wrap(fn, name: str) -> CompiledFunction:
+            return CompiledFunction(fn, name, self.compiled, self.device, strict, self._announce)
+
+        def critic_loss(params, obs, actions, target):
+            return agent.critic_loss(params, obs, actions, target), ()
+
+        steps = {"critic_targets": wrap(agent.critic_targets, "the critic targets")}
+        for loss, loss_fn in (("critic", critic_loss), ("actor", agent.actor_loss)):
+            steps[loss, "task_gradients"] = wrap(
+                lambda params, heads, task_args, ok, fn=loss_fn: task_gradients(fn, params, heads, task_args, ok),
+                f"the {loss}'s per-task gradients")  # fmt: skip
+            steps[loss, "apply_direction"] = wrap(apply_direction, f"the {loss}'s direction to gradients")
+            steps[loss, "weighted_gradients"] = wrap(
+                lambda *args, fn=loss_fn: weighted_gradients(fn, *args), f"the {loss}'s weighted loss step")
+        return steps
+
+    def _announce(self, line: str) -> None:
+        """A line of its own in the progress output (stderr before training starts)."""
+        progress = getattr(self, "progress", None)
+        if progress is not None:
+            progress.message(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     # --- the loop -------------------------------------------------------------------------------
     def train(self) -> dict:
@@ -293,16 +327,14 @@ class Trainer:
         state, the target networks stay, and the count goes up, all without a host read.
         The counts are read at log and checkpoint time (:meth:`_read_nonfinite`)."""
         agent, c = self.agent, self.counters
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()  # this update's graphs may reuse the last one's outputs
         batch = self.buffer.sample(self.cfg.batch_size)
         stats = c.updates % self.cfg.grad_stats_every == 0
-        target = agent.critic_targets(batch)
-        critic_losses, _, ok = self._optimizer_step(
-            "critic", lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), (batch.obs, batch.actions, target), stats
-        )
+        target = self.steps["critic_targets"](batch, agent.noise(batch.next_obs))
+        critic_losses, _, ok = self._optimizer_step("critic", (batch.obs, batch.actions, target), stats)
         # a non-finite critic step skips the rest of the update too
-        actor_losses, log_prob, ok = self._optimizer_step(
-            "actor", agent.actor_loss, (batch.obs, agent.noise(batch.obs), agent.alpha()), stats, ok
-        )
+        actor_losses, log_prob, ok = self._optimizer_step("actor", (batch.obs, agent.noise(batch.obs), agent.alpha()), stats, ok)
         # each task's temperature has its own loss and receives only its gradient: no balancing
         alpha_losses = agent.alpha_losses(log_prob)
         self.alpha_opt.zero_grad(set_to_none=True)
@@ -331,15 +363,17 @@ class Trainer:
                 f"The last checkpoint in {self.run_dir / 'checkpoints'} is intact"
             )
 
-    def _optimizer_step(self, loss: str, loss_fn, task_args: tuple, stats: bool, ok: torch.Tensor | None = None) -> tuple:
+    def _optimizer_step(self, loss: str, task_args: tuple, stats: bool, ok: torch.Tensor | None = None) -> tuple:
         """The one place where per-task losses become a parameter update.
 
-        ``loss_fn(params, *task_args) -> ([K] losses, aux)`` on the stratified [K, n, ...] batch.
-        A gradient balancer gets the [K, P] per-task gradients of the shared parameters (one
-        batched pass, mtrl.gradients) and its direction is the update. A loss-only balancer
-        (EW, FAMO, UW, ...) gets the losses, and its weights make one backward pass of
-        sum_t w_t L_t; with EW that is exactly mean-loss SAC. Every ``grad_stats_every``
-        updates the per-task gradients are taken anyway, for the gradient statistics.
+        The loss (``(params, *task_args) -> ([K] losses, aux)`` on the stratified [K, n, ...]
+        batch, bound in ``self.steps``) goes one of two ways, each made of the device functions
+        of :mod:`mtrl.update_steps` (compiled with the config key ``compile``). A gradient balancer gets the
+        [K, P] per-task gradients of the shared parameters (one batched pass) and its direction
+        is the update. A loss-only balancer (EW, FAMO, UW, ...) gets the losses, and its weights
+        make one backward pass of sum_t w_t L_t; with EW that is exactly mean-loss SAC. Every
+        ``grad_stats_every`` updates the per-task gradients are taken anyway, for the gradient
+        statistics.
 
         Task-specific parameters (multi-head SAC's per-task output layers) are left out of
         balancing: head t gets the gradient of L_t alone, with weight 1 whatever the balancer
@@ -351,42 +385,32 @@ class Trainer:
         skips its step (``found_inf``: parameters and moments untouched) and the balancer,
         told through ``finite``, keeps its state. Nothing is read on the host.
         """
-        params, optimizer, balancer = self.params[loss], self.optimizers[loss], self.balancers[loss]
-        heads = self.head_params[loss]
+        params, heads, balancer = self.params[loss], self.head_params[loss], self.balancers[loss]
+        like = [*params.values(), *heads.values()]
+        ok = torch.ones((), dtype=torch.bool, device=self.device) if ok is None else ok
+        # As the reference MT-SAC: the global norm of everything Adam is about to see (the
+        # balanced direction plus the task heads' gradients) is clipped after balancing; Nash-MTL's
+        # own max_norm scales the shared direction first
+        max_norm = float(self.cfg.sac.max_grad_norm or 0.0)
         if balancer.needs_grads or stats:
-            grads, losses, aux = per_task_grads(loss_fn, {**params, **heads}, *task_args)
-            grads, head_grads = split_task_specific(grads, params)
-            finite = _finite(losses, grads, head_grads)
-            ok = finite if ok is None else ok & finite
-            write_grads(list(heads.values()), head_grads)
+            grads, head_grads, losses, aux, ok = self.steps[loss, "task_gradients"](params, heads, task_args, ok)
             out = balancer.balance(grads if balancer.needs_grads else None, losses, task_success=self.task_success, finite=ok)
             direction = out.direction if balancer.needs_grads else grads.T @ out.weights
-            ok = ok & _finite(direction)
-            write_grads(list(params.values()), direction)
+            new_grads, ok = self.steps[loss, "apply_direction"](direction, head_grads, like, ok, max_norm)
             if stats:
                 self._log_grad_stats(loss, grads, out.weights, direction)
         else:
-            losses, aux = loss_fn({**params, **heads}, *task_args)
-            finite = _finite(losses.detach())
-            ok = finite if ok is None else ok & finite
-            out = balancer.balance(None, losses.detach(), task_success=self.task_success, finite=ok)
-            grads = torch.autograd.grad((out.weights * losses).sum(), list(params.values()), retain_graph=bool(heads))
-            if heads:
-                for p, g in zip(heads.values(), torch.autograd.grad(losses.sum(), list(heads.values()))):
-                    p.grad = g
-            ok = ok & _finite(*grads, *(p.grad for p in heads.values()))
-            for p, g in zip(params.values(), grads):
-                p.grad = g
-            losses = losses.detach()
-        if self.cfg.sac.max_grad_norm:
-            # As the reference MT-SAC: the global norm of everything Adam is about to see (the
-            # balanced direction of the shared parameters plus the task heads' gradients), after
-            # balancing. Nash-MTL's own max_norm scales the shared direction first; this clip then
-            # bounds the whole vector. No host synchronisation: the scale is clamped on the device.
-            torch.nn.utils.clip_grad_norm_([*params.values(), *heads.values()], self.cfg.sac.max_grad_norm, foreach=True)
+            step = self.steps[loss, "weighted_gradients"]
+            # a balancer that reads the device in balance() would split the compiled graph between
+            # the forward and the backward pass: it runs the same function eagerly
+            step = step if balancer.traceable else step.fn
+            new_grads, losses, aux, _, ok = step(params, heads, task_args, ok, balancer, self.task_success, max_norm)
+        for p, g in zip(like, new_grads):
+            p.grad = g
+        optimizer = self.optimizers[loss]
         optimizer.found_inf = (~ok).float()
         optimizer.step()
-        return losses, aux, ok
+        return losses.clone(), aux, ok  # a clone: under CUDA graphs the next replay reuses the output's memory
 
     # --- evaluation, logging, checkpoints ---------------------------------------------------------
     def _evaluate(self) -> None:

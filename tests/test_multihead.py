@@ -65,7 +65,7 @@ def test_trainer_step_gives_shared_params_the_balancer_direction_and_heads_their
     shared_grads, _ = split_task_specific(grads, shared)
     direction = make_balancer(balancer, num_tasks=k).balance(shared_grads, losses).direction
     trainer.optimizers["critic"].step = lambda: None  # keep the parameters: only .grad is compared
-    assert bool(trainer._optimizer_step("critic", fn, (batch.obs, batch.actions, target), stats=False)[2])  # finite
+    assert bool(trainer._optimizer_step("critic", (batch.obs, batch.actions, target), stats=False)[2])  # finite
 
     written = torch.cat([p.grad.reshape(-1) for p in shared.values()])
     torch.testing.assert_close(written, direction, rtol=1e-5, atol=1e-7)

@@ -82,8 +82,7 @@ def _grads_reaching_adam(balancer: str, max_grad_norm: float, multi_head: bool, 
     target = agent.critic_targets(batch)
     seen = []
     opt.step = lambda: seen.extend(p.grad.clone() for g in opt.param_groups for p in g["params"])
-    fn = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
-    assert trainer._optimizer_step("critic", fn, (batch.obs, batch.actions, target), stats=False) is not None
+    assert trainer._optimizer_step("critic", (batch.obs, batch.actions, target), stats=False) is not None
     trainer.envs.close()
     return seen
 

@@ -44,6 +44,9 @@ class Balancer:
     # and does nothing, instead of taking the log a second time.
     logs_losses_itself: bool = False
     uses_success: bool = False  # True: _balance also takes the trainer's task_success
+    # balance() reads nothing on the host, so torch.compile traces it whole (mtrl/compile.py): a
+    # loss-only method with it set runs inside the compiled loss step
+    traceable: bool = False
 
     def __init__(self, num_tasks: int, log_losses: bool = False):
         if num_tasks < 1:

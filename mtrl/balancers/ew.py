@@ -22,6 +22,7 @@ from mtrl.balancers.base import BalanceResult, Balancer
 class EW(Balancer):
     name = "ew"
     needs_grads = False
+    traceable = True
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         weights = torch.full((self.num_tasks,), 1.0 / self.num_tasks, dtype=losses.dtype, device=losses.device)
