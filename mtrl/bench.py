@@ -45,6 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from envs.vector import reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
+from mtrl.compile import compile_unavailable
 from mtrl.config import BalancerConfig, Config, make_loss_balancers
 from mtrl.gradients import per_task_grads
 from mtrl.logger import RunLogger
@@ -90,6 +91,7 @@ def _bench_trainer(cfg: Config, strategy: str, run_dir: Path) -> Trainer:
     cfg = copy.deepcopy(cfg)
     cfg.vector_strategy = strategy
     cfg.warmup_env_steps = 0  # the policy acts from the first step, as in steady state
+    cfg.compile = "false"  # operations are counted eagerly; compile_rates compiles its own copy
     trainer = Trainer(cfg, run_dir)
     trainer.logger = RunLogger(run_dir, trainer.task_names)  # gradient statistics at update 0 go here
     return trainer
@@ -154,6 +156,71 @@ def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -
     for name, rate in rates.items():
         log(f"  updates/s {name:<18} {rate:8.2f}")
     return rates
+
+
+COMPILED = ("ew", "imgrad", "cagrad", "nash_mtl", "db_mtl")  # EW and the required balancers
+
+
+def compile_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -> dict[str, dict[str, float]]:
+    """compile on against off (mtrl.compile) for EW and the required balancers among
+    ``balancers``: updates per second of each (every round times both, eager first, from the
+    same state, as :func:`update_rates` does), the seconds spent compiling the functions a run
+    with it compiles (the first update, a gradient-statistics one, compiles the per-task-gradient
+    path of every balancer too), and the host synchronisations of one compiled update. The
+    compiled graphs hold no host read (they compile with fullgraph=True), so those are the
+    balancer's own crossings (``HOST.syncs``). Operations are not counted here: torch.compile
+    refuses a TorchDispatchMode, and a compiled graph's fused kernels are not aten operations."""
+    names = [name for name in COMPILED if name in balancers]
+    eager_steps = trainer.steps
+    trainer.compiled, trainer.cudagraphs = True, trainer.device.type == "cuda"
+    compiled_steps = trainer._step_functions()
+    start_state = copy.deepcopy(
+        {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
+    )
+    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.num_tasks) for name in names}
+    seconds = {(name, mode): [] for name in names for mode in ("eager", "compiled")}
+    figures: dict[str, dict[str, float]] = {"compile_s": {}, "update_host_syncs": {}}
+    try:
+        for round_ in range(plan.rounds):
+            for name in names:
+                for mode, steps in (("eager", eager_steps), ("compiled", compiled_steps)):
+                    trainer.agent.load_state_dict(start_state["agent"])
+                    for k, opt in trainer.optimizers.items():
+                        opt.load_state_dict(start_state["optimizers"][k])
+                    trainer.balancers, trainer.steps = instances[name], steps
+                    trainer.cudagraphs = mode == "compiled" and trainer.device.type == "cuda"
+                    trainer.counters.updates = 0 if round_ == 0 else 1  # update 0 takes gradient statistics
+                    for _ in range(plan.warmup_updates if round_ == 0 else 1):
+                        trainer._update()
+                    seconds[name, mode] += [_timed(trainer._update, 1, trainer.device) for _ in range(plan.updates)]
+                    if mode == "compiled" and round_ == 0:
+                        used = _compiled_functions(trainer)
+                        figures["compile_s"][name] = sum(steps[key].compile_s for key in used)
+                        syncs = HOST.syncs
+                        trainer._update()
+                        figures["update_host_syncs"][name] = HOST.syncs - syncs
+    finally:
+        trainer.steps, trainer.compiled, trainer.cudagraphs = eager_steps, False, False
+    for mode in ("eager", "compiled"):
+        figures[f"updates_per_s_{mode}"] = {name: 1.0 / float(np.median(seconds[name, mode])) for name in names}
+    figures["speedup"] = {name: figures["updates_per_s_compiled"][name] / figures["updates_per_s_eager"][name] for name in names}
+    for name in names:
+        log(f"  {name:<10} eager {figures['updates_per_s_eager'][name]:7.2f}  compiled "
+            f"{figures['updates_per_s_compiled'][name]:7.2f} updates/s  (x{figures['speedup'][name]:.2f}, "
+            f"compiled in {figures['compile_s'][name]:.1f} s)")  # fmt: skip
+    return figures
+
+
+def _compiled_functions(trainer: Trainer) -> list:
+    """The step functions a run with the trainer's balancers compiles: the targets, the
+    per-task-gradient path (every balancer's, at gradient-statistics updates) and, for a
+    loss-only balancer that torch.compile can trace, its loss step."""
+    used = ["critic_targets"]
+    for loss, balancer in trainer.balancers.items():
+        used += [(loss, "task_gradients"), (loss, "apply_direction")]
+        if not balancer.needs_grads and balancer.traceable:
+            used.append((loss, "weighted_gradients"))
+    return used
 
 
 class CountOps(TorchDispatchMode):
@@ -301,6 +368,13 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
         updates = update_rates(trainer, balancers, plan, log)
         log("balance() alone ...")
         balance = balance_costs(trainer, balancers, plan)
+        compiled = None
+        why_not = compile_unavailable(trainer.device)
+        if cfg.compile == "false" or why_not:
+            log(f"compile on and off: not measured ({'compile=false' if not why_not else why_not})")
+        else:
+            log("compile on and off (the first compiled updates compile: seconds to minutes) ...")
+            compiled = compile_rates(trainer, balancers, plan, log)
         trainer._close()
 
     K = trainer.num_tasks
@@ -326,6 +400,7 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             "balance_host_s": {name: c["host_s"] for name, c in balance.items()},
             "update_ops": {name: c["update_ops"] for name, c in balance.items()},
             "update_host_syncs": {name: c["update_host_syncs"] for name, c in balance.items()},
+            "compile": compiled,  # None when not measured
             "pertask_grad_s": {"batched": grads["batched_s"], "loop": grads["loop_s"]},
             "pertask_grad_max_abs_diff": grads["max_abs_diff"],
             "pertask_grad_speedup": grads["loop_s"] / grads["batched_s"],
@@ -369,4 +444,12 @@ def format_table(f: dict) -> str:
         f"{g['loop'] * 1e3:.1f} ms, speedup {f['pertask_grad_speedup']:.2f}x (max |diff| {f['pertask_grad_max_abs_diff']:.1e})",
         f"peak memory: {f['peak_memory_mb']:.0f} MB ({'device' if 'cpu' not in f['device'] else 'process RSS'})",
     ]
+    c = f["compile"]
+    if c:
+        lines += ["", f"{'compile on/off':<20}{'eager upd/s':>12}{'compiled':>10}{'speedup':>9}{'compile s':>11}{'upd syncs':>11}"]
+        for name in c["speedup"]:
+            lines.append(
+                f"{name:<20}{c['updates_per_s_eager'][name]:>12.2f}{c['updates_per_s_compiled'][name]:>10.2f}"
+                f"{c['speedup'][name]:>9.2f}{c['compile_s'][name]:>11.1f}{c['update_host_syncs'][name]:>11d}"
+            )
     return "\n".join(lines)

@@ -20,7 +20,8 @@ def figures(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "out.json"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mtrl.bench, "QUICK", TINY)
-        assert main(["bench", "--config", str(SMOKE), "--quick", "--balancers", "cagrad,famo", "--json", str(path)]) == 0
+        assert main(["bench", "--config", str(SMOKE), "--quick", "--balancers", "cagrad,famo", "--json", str(path),
+                     "compile=false"]) == 0  # compile on and off: tests/test_compile.py (-m compile)
     return json.loads(path.read_text())
 
 
@@ -32,6 +33,7 @@ def test_json_has_the_issue_keys_for_every_strategy_and_balancer(figures):
     assert set(figures["env_steps_per_s_raw"]) == set(figures["env_steps_per_s_collect"]) == {"sync", "async"}
     assert list(figures["updates_per_s"]) == ["ew", "cagrad", "famo"]  # EW always, and first
     assert all(rate > 0 for rate in figures["updates_per_s"].values())
+    assert figures["compile"] is None  # compile=false: not measured
 
 
 def test_ratios_are_update_times_relative_to_ew(figures):

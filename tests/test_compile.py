@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch._dynamo
+
+import mtrl.bench
 from torch._dynamo.utils import counters
 
 from mtrl.balancers import make_balancer
@@ -110,3 +112,20 @@ def test_ew_loss_step_is_one_graph(trainers):
     with torch._dynamo.config.patch(trace_autograd_ops=True):
         explained = torch._dynamo.explain(step.fn)(*args)
     assert explained.graph_count == 1 and explained.graph_break_count == 0
+
+
+def test_bench_compares_compile_on_and_off(trainers):
+    """``mtrl bench``'s compile figures for EW and a required balancer (FAMO is neither): rates
+    of both modes, ratios taken from them, compile seconds, and the host synchronisations of a
+    compiled update: none for EW, the host solver's one per loss for CAGrad."""
+    eager, _, _ = trainers
+    plan = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1)
+    lines = []
+    figures = mtrl.bench.compile_rates(eager, ["ew", "cagrad", "famo"], plan, lines.append)
+    assert list(figures["speedup"]) == ["ew", "cagrad"]
+    for name, speedup in figures["speedup"].items():
+        assert speedup == pytest.approx(figures["updates_per_s_compiled"][name] / figures["updates_per_s_eager"][name])
+        assert figures["compile_s"][name] > 0
+    assert figures["update_host_syncs"] == {"ew": 0, "cagrad": 2}
+    assert not eager.compiled and all(not fn.enabled for fn in eager.steps.values())  # the eager trainer is left eager
+    assert len(lines) == 2
