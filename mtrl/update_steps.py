@@ -31,12 +31,18 @@ def all_finite(*tensors: Tensor) -> Tensor:
     return torch.isfinite(torch.stack(torch._foreach_norm(list(tensors))).sum())
 
 
-def clip_and_unflatten(flat: Tensor, like: list[Tensor], max_norm: float) -> list[Tensor]:
-    """The [P] vector ``flat`` as gradients shaped as the parameters ``like`` (views, in order),
-    scaled by min(1, max_norm / (|flat| + 1e-6)) when ``max_norm`` > 0: the global-norm clip of
-    ``torch.nn.utils.clip_grad_norm_``, on the device, without a host read."""
-    if max_norm > 0:
-        flat = flat * torch.clamp(max_norm / (torch.linalg.vector_norm(flat) + 1e-6), max=1.0)
+def clip_global_norm(grads: list[Tensor], max_norm: float) -> list[Tensor]:
+    """``grads`` scaled by min(1, max_norm / (|grads| + 1e-6)), |grads| the norm of them all, when
+    ``max_norm`` > 0: the clip of ``torch.nn.utils.clip_grad_norm_``, on the device, without a
+    host read, in a handful of foreach kernels."""
+    if max_norm <= 0:
+        return grads
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return list(torch._foreach_mul(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0)))
+
+
+def unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """The [P] vector ``flat`` as tensors shaped as ``like`` (views, in order)."""
     out, offset = [], 0
     for p in like:
         out.append(flat[offset : offset + p.numel()].view_as(p))
@@ -63,8 +69,8 @@ def apply_direction(
     """The balanced direction [P_shared] followed by the heads' gradients, clipped together (the
     global norm of everything Adam sees) and shaped as ``like``; ``ok`` and-ed with the
     direction's finiteness."""
-    flat = torch.cat([direction, head_grads])
-    return clip_and_unflatten(flat, like, max_norm), ok & all_finite(direction)
+    (flat,) = clip_global_norm([torch.cat([direction, head_grads])], max_norm)
+    return unflatten(flat, like), ok & all_finite(direction)
 
 
 def weighted_gradients(
@@ -93,6 +99,5 @@ def weighted_gradients(
     grads = list(torch.autograd.grad((weights * losses).sum(), list(params.values()), retain_graph=bool(heads)))
     if heads:
         grads += torch.autograd.grad(losses.sum(), list(heads.values()))
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    ok = ok & all_finite(flat)
-    return clip_and_unflatten(flat, [*params.values(), *heads.values()], max_norm), losses.detach(), aux, weights, ok
+    ok = ok & all_finite(*grads)
+    return clip_global_norm(grads, max_norm), losses.detach(), aux, weights, ok

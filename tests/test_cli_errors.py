@@ -30,6 +30,7 @@ BAD_OVERRIDES = [
     (["balancer=nope"], "unknown balancer 'nope'; valid:"),
     (["device=tpu"], "valid: auto, cpu, cuda"),
     (["vector_strategy=threads"], "valid: sync, async"),
+    (["compile=maybe"], "valid: auto, true, false"),
     (["seed"], "is not key=value"),
 ]
 

@@ -1,0 +1,55 @@
+"""The ``compile`` config key: what auto, true and false resolve to, and the errors and warnings
+where torch.compile cannot run. (Compiled against eager updates: tests/test_compile.py.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mtrl.compile
+from mtrl.compile import CPU_AUTO, resolve_compile
+from mtrl.config import ConfigError, load_config
+from tests.conftest import SMOKE
+from tests.test_cli_output import _run
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_false_never_compiles_and_auto_on_the_cpu_is_the_measured_choice():
+    assert resolve_compile("false", CPU) is False and resolve_compile("false", CUDA) is False
+    assert resolve_compile("auto", CPU) is CPU_AUTO  # eager: docs/benchmarks.md, "compile on and off"
+
+
+def test_auto_on_cuda_compiles_or_says_in_one_line_why_not(monkeypatch):
+    lines = []
+    monkeypatch.setattr(mtrl.compile, "compile_unavailable", lambda device: None)
+    assert resolve_compile("auto", CUDA, warn=lines.append) is True and lines == []
+    monkeypatch.setattr(mtrl.compile, "compile_unavailable", lambda device: "Triton is not installed")
+    assert resolve_compile("auto", CUDA, warn=lines.append) is False
+    assert lines == ["mtrl: compile=auto: Triton is not installed; the update runs eagerly"]
+    with pytest.raises(ConfigError, match="compile=true but Triton is not installed; use compile=auto or compile=false"):
+        resolve_compile("true", CUDA)
+
+
+def test_no_cpu_compiler_is_found_and_named(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(mtrl.compile.shutil, "which", lambda name: None)
+    assert "no C++ compiler" in mtrl.compile.compile_unavailable(CPU)
+    assert resolve_compile("auto", CPU) is False
+
+
+def test_yaml_booleans_are_the_key_s_words(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(SMOKE.read_text() + "compile: true\n")
+    assert load_config(path).compile == "true"
+    assert load_config(SMOKE, {"compile": False}).compile == "false"
+
+
+def test_compile_true_without_a_compiler_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(mtrl.compile.shutil, "which", lambda name: None)
+    code, _, err = _run(["train", "--config", str(SMOKE), "--run-dir", str(tmp_path / "run"), "compile=true"], capsys)
+    assert code == 2
+    assert err.strip() == ("mtrl: error: compile=true but no C++ compiler (g++, c++ or clang++ on PATH) for "
+                           "torch.compile's CPU backend; use compile=auto or compile=false")  # fmt: skip
+    assert not (tmp_path / "run").exists()
