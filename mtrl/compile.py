@@ -17,8 +17,8 @@ Polyak update (one ``_foreach_lerp_``), replay sampling and every random draw (s
 compiled and the eager update use the same random numbers and give the same parameters).
 
 ``auto``: on CUDA, compile with CUDA graphs (``mode="reduce-overhead"``: at MT10 sizes an update
-is launch-bound there); on the CPU, eager, because ``mtrl bench`` measures it faster here (see
-``CPU_AUTO``). Where compile cannot work (no C++ compiler for the CPU backend, no Triton for the
+is launch-bound there); on the CPU, compile too, because ``mtrl bench`` measures it faster here
+(see ``CPU_AUTO``). Where compile cannot work (no C++ compiler for the CPU backend, no Triton for the
 CUDA one) ``auto`` runs eagerly and says so in one line; ``true`` stops with a clear error.
 The first call of each compiled function traces and compiles it (seconds to minutes); the
 trainer announces it and :attr:`CompiledFunction.compile_s` records it, for the progress output
@@ -37,11 +37,11 @@ import torch
 
 from mtrl.config import ConfigError
 
-# compile=auto on the CPU: eager. `mtrl bench --compile-check` on the 2-core development CPU
-# (2026-12-01, MT10 protocol sizes) measured the compiled update slower than or level with the
-# eager one for EW and the required balancers (docs/benchmarks.md, "compile on and off"), and
-# compiling costs minutes there.
-CPU_AUTO = False
+# compile=auto on the CPU: compile. `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
+# protocol sizes, three runs) measured the compiled update 1-12% faster than the eager one for
+# EW and each required balancer, for 20-35 s of compiling on a cold cache (docs/benchmarks.md,
+# "compile on and off")
+CPU_AUTO = True
 
 
 def compile_unavailable(device: torch.device) -> str | None:
@@ -67,8 +67,8 @@ def resolve_compile(setting: str, device: torch.device, warn: Callable[[str], No
         if reason:
             raise ConfigError(f"compile=true but {reason}; use compile=auto or compile=false")
         return True
-    if device.type != "cuda":
-        return CPU_AUTO and reason is None
+    if device.type != "cuda" and not CPU_AUTO:
+        return False
     if reason:
         (warn or _stderr)(f"mtrl: compile=auto: {reason}; the update runs eagerly")
         return False

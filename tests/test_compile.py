@@ -84,6 +84,25 @@ def test_compiled_updates_give_the_eager_parameters(trainers, balancer):
     assert compiled.nonfinite.tolist() == eager.nonfinite.tolist() == [0, 0, 0]
 
 
+@pytest.mark.parametrize("balancer", ["ew", "cagrad"])
+def test_a_non_finite_update_is_skipped_in_the_compiled_update_too(trainers, balancer):
+    """NaN rewards make every loss non-finite: the compiled update skips on the device as the
+    eager one does (docs/reliability.md), parameters untouched, each skip counted."""
+    _, compiled, start = trainers
+    buffer = compiled.buffer
+    saved = buffer.data.clone()
+    buffer.data[..., buffer.obs_dim + buffer.action_dim] = float("nan")
+    compiled.nonfinite.zero_()
+    try:
+        after = _updates(compiled, start, balancer, 2)
+    finally:
+        buffer.data.copy_(saved)
+    for k, v in after.items():
+        assert torch.equal(v, start["agent"][k]), k
+    assert compiled.nonfinite.tolist() == [2, 2, 2]
+    compiled.nonfinite.zero_()
+
+
 def test_every_function_compiled_whole_and_once(trainers):
     """compile=true compiles with fullgraph=True, so a graph break would have raised; here: no
     graph break was recorded, every function the updates use compiled, and more updates (all

@@ -156,7 +156,7 @@ def test_unknown_init_in_code_raises():
 
 
 # --- the scaled presets train -----------------------------------------------------------------------
-CUT = {"device": "cpu", "batch_size": 20, "buffer_size": 200, "warmup_env_steps": 30, "total_env_steps": 60}
+CUT = {"device": "cpu", "compile": "false", "batch_size": 20, "buffer_size": 200, "warmup_env_steps": 30, "total_env_steps": 60}
 
 
 def _few_updates(preset: str, tmp_path, **overrides) -> Trainer:
