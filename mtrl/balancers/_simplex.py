@@ -14,8 +14,9 @@ Why not on the device: a solver written for the device runs a fixed iteration co
 ``torch.where`` safeguards (a convergence test would read the device). Measured at the MT10
 sizes, that was 2,000-7,400 aten operations per ``balance()`` call (each a kernel launch of
 ~5-10 us on a GPU, ~2 us inside a CUDA graph), so a solver would cost 15-25x EW's update on a
-GPU. On the host a 10 x 10 interior-point iteration is about 30 numpy calls of ~1 us, and the
-loop stops when the KKT conditions hold. The price is one synchronisation per call.
+GPU. On the host a 10 x 10 interior-point iteration is about 30 numpy calls of ~1 us, an
+active-set cycle about 15, and the loop stops when the KKT conditions hold. The price is one
+synchronisation per call.
 
 Every solver returns, next to its result, a Python bool ``ok``: the optimality conditions hold
 to the tolerance. The balancers count ``not ok`` as a solver failure and use their stated
@@ -23,7 +24,9 @@ fallback.
 
 * :func:`host_gram` / :func:`device_direction` -- the device side (Gram matrix in, direction out);
   :func:`gram` for the methods whose K x K work stays on the device (PCGrad, Aligned-MTL).
-* :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w.
+* :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w, by Wolfe's active-set
+  min-norm-point algorithm (finite, exact to rounding, optionally warm-started from the previous
+  call's support), certified by its KKT conditions, with the interior point as the fallback.
 * :func:`conflict_averse_weights` -- CAGrad / IMGrad: argmin over the simplex of
   ``alpha * w.b + beta * sqrt(w^T M w)``.
 
@@ -33,6 +36,7 @@ fallback.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -237,14 +241,161 @@ def _pdipm(
     return x, converged(IPM_TOL)
 
 
-def min_norm_weights(m: np.ndarray) -> tuple[np.ndarray, bool]:
+# The active-set solve counts as exact when its KKT conditions hold to this multiple of the
+# rounding error of the products it computes (see _min_norm_kkt); at K = 50 that rounding is
+# about K * eps = 1e-14 of the same scale, so the margin is ~100x.
+KKT_TOL = 1e-12
+# Lifted gradients (sqrt(c), g_i) count as linearly dependent (the g_i as affinely dependent) when
+# one is within this squared sine of the span of the others: exact duplicates give ~1e-16.
+AFFINE_TOL = 1e-10
+
+
+def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``A = M_SS + c 1 1^T`` for the tasks S = idx: the Gram matrix of the lifted points
+    (sqrt(c), g_i), positive definite exactly when the g_i are affinely independent (M_SS alone
+    need not be: opposite or zero rows). c = max_S M_ii keeps the two terms of the same size."""
+    a = mh[idx][:, idx]
+    c = float(np.diagonal(a).max())
+    a += c if c > 0 else 1.0
+    return a
+
+
+def _affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
+    """Whether the gradients of the tasks idx are affinely independent, to AFFINE_TOL: every
+    Cholesky pivot of the lifted Gram matrix (the squared distance of a lifted point from the
+    span of the ones before it) is above AFFINE_TOL times that point's squared length."""
+    a = _lifted_gram(mh, idx)
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return False
+    return bool((np.diagonal(low) ** 2 > AFFINE_TOL * np.diagonal(a)).all())
+
+
+def _min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
+    """``(ok, face)`` for a candidate w of  min_{w in simplex} w^T M w.
+
+    ok: the KKT conditions hold to rounding: w >= 0, sum w = 1, and with ``lam = M w - (w^T M w) 1``
+    (the multipliers of w >= 0, halved), ``lam_i >= -tol_i`` for every i and ``|lam_i| <= tol_i``
+    where w_i > 0, ``tol_i = KKT_TOL (|g_i| r + r^2)`` with |g_i| = sqrt(M_ii) and r the largest
+    |g_j| on the support: a bound on the rounding error of (M w)_i and w^T M w, so the tolerance
+    follows the scale of the tasks involved, not of the largest task (norms 1e5 apart).
+    face: the tasks with ``lam_i <= tol_i``: those whose gradient lies on the supporting
+    hyperplane ``{g : g.x = |x|^2}`` at x = G^T w, the support and any others that touch it.
+    Every optimal w lives on them (lam depends on the min-norm point alone, which is unique).
+    """
+    d = np.diagonal(mh)
+    support = w > 0
+    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12):
+        return False, support
+    mw = mh @ w
+    lam = mw - float(w @ mw)
+    r = np.sqrt(d[support].max())
+    tol = KKT_TOL * (np.sqrt(d) * r + r * r)
+    face = lam <= tol
+    return bool((lam >= -tol).all() and face[support].all()), face
+
+
+def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
+    """Wolfe's algorithm for the minimum-norm point of the convex hull of the task gradients
+    (P. Wolfe, "Finding the nearest point in a polytope", Math. Programming 11, 1976), written
+    on the Gram matrix: returns w with ``G^T w`` the min-norm point, or None when a linear solve
+    breaks down. It does not certify its result (:func:`_min_norm_kkt` does).
+
+    It keeps a support S whose gradients are affinely independent and weights w > 0 on S.
+    Minor cycle: the point of least norm of the affine hull of {g_i : i in S} has weights
+    ``u = A^{-1} 1 / (1^T A^{-1} 1)`` with A the lifted Gram matrix of S (:func:`_lifted_gram`;
+    the KKT system ``M_SS u = mu 1, 1^T u = 1`` gives ``A u = (mu + c) 1``). If u > 0, w = u;
+    otherwise w moves towards u until a weight reaches 0, that task leaves S, and the minor
+    cycle repeats. Major cycle: with ``lam = M w - (w^T M w) 1``, stop when every
+    ``lam_i >= -tol_i`` (the rounding tolerance of :func:`_min_norm_kkt`); otherwise the most
+    violating task enters S (it lies outside the affine hull of S, since every point of that
+    hull has the same inner product w^T M w with G^T w), and |G^T w| strictly decreases. So
+    the method ends after finitely many cycles, with w the affine min-norm weights of its final
+    support, solved to rounding.
+
+    ``start``: a bool mask of affinely independent tasks to start from (w uniform on them)
+    instead of the shortest gradient. S is kept as a mask (sorted indices), so w depends only
+    on the final support, not on the path to it. A cap of ``4 K + 10`` major cycles (cold starts
+    on the test families took at most 11 at K = 10 and 58 at K = 50) and a check that |G^T w|
+    decreases catch rounding-induced cycling.
+    """
+    k = mh.shape[0]
+    d = np.diagonal(mh)
+    tol_unit = KKT_TOL * np.sqrt(d)  # tol_i = tol_unit_i r + KKT_TOL r^2
+    ones = np.ones(k)
+    in_s = np.zeros(k, dtype=bool)
+    w = np.zeros(k)
+    if start is not None:
+        in_s[start] = True
+        w[in_s] = 1.0 / in_s.sum()
+    else:
+        j = int(np.argmin(d))  # the shortest gradient: the best single-task point
+        in_s[j], w[j] = True, 1.0
+    value = np.inf
+    for _ in range(4 * k + 10):
+        while True:  # minor cycle
+            s = np.flatnonzero(in_s)
+            a = _lifted_gram(mh, s)
+            try:
+                u = np.linalg.solve(a, ones[: s.size])
+            except np.linalg.LinAlgError:
+                return None
+            total = float(u.sum())
+            if not math.isfinite(total):  # (a NaN or inf entry makes the sum so)
+                return None
+            u /= total
+            if u.min() > 0:
+                w[s] = u
+                break
+            # the largest step from w towards u that keeps w >= 0; the task that stops it leaves S
+            ws = w[s]
+            down = np.flatnonzero(u <= 0)
+            ratios = ws[down] / (ws[down] - u[down])
+            i = int(np.argmin(ratios))
+            ws += ratios[i] * (u - ws)
+            ws[down[i]] = 0.0
+            ws[ws < 0] = 0.0
+            w[s] = ws
+            in_s[s] = ws > 0
+            if not in_s.any():
+                return None
+        mw = mh @ w
+        new_value = float(w @ mw)
+        if not new_value < value:  # no progress: rounding; let the certificate judge w
+            return w
+        value = new_value
+        r2 = float(d[s].max())  # the largest |g_i|^2 on the support
+        violation = mw + math.sqrt(r2) * tol_unit  # below value - KKT_TOL r^2: lam_i < -tol_i
+        j = int(np.argmin(violation))
+        if violation[j] >= value - KKT_TOL * r2 or in_s[j]:
+            return w
+        in_s[j] = True  # enters with weight 0; the minor cycle gives it a positive one
+    return w
+
+
+def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """MGDA: ``w* = argmin_{w in simplex} w^T M w`` (the min-norm point of the convex hull of
-    the task gradients is ``G^T w*``).
+    the task gradients is ``G^T w*``, unique even where w* is not).
 
     K = 1: w = [1]. K = 2: closed form ``w_1 = clip((M22 - M12) / (M11 + M22 - 2 M12), 0, 1)``,
-    1/2 when the two gradients are equal. K >= 3: primal-dual interior point on M / (tr(M)/K).
-    Returns (w [K] float64, exactly on the simplex, ok).
+    1/2 when the two gradients are equal. M = 0 (all gradients zero): every w is optimal, 1/K.
+    K >= 3: Wolfe's active-set algorithm (:func:`_min_norm_active_set`) on M / (tr(M)/K), exact
+    to rounding and certified by the KKT conditions (:func:`_min_norm_kkt`). ``start`` (a bool
+    mask, e.g. the support of the previous call's w) is where the active set starts when those
+    tasks are affinely independent; a start that fails is retried from scratch. The result
+    depends on it only through rounding (bit-identical when both runs end on the same support).
+
+    The weights are unique when the tasks on the optimal face (:func:`_min_norm_kkt`) are
+    affinely independent. When they are not (duplicate or zero rows, zero inside the hull of
+    exactly low-rank gradients), the primal-dual interior point (:func:`_pdipm`, to IPM_TOL) is
+    used instead: its central path ends in the relative interior of the optimal set, so
+    duplicated tasks share their weight equally (to ~1e-6 relative: the split is a flat direction
+    of the problem, along which only the barrier term steers the iterates).
+    It is also the fallback when the active set fails its certificate.
+    Returns (w [K] float64, on the simplex, ok).
     """
+    m = np.asarray(m, dtype=np.float64)
     k = m.shape[0]
     if k == 1:
         return np.ones(1), True
@@ -254,10 +405,26 @@ def min_norm_weights(m: np.ndarray) -> tuple[np.ndarray, bool]:
         w1 = float(np.clip((mh[1, 1] - mh[0, 1]) / den, 0.0, 1.0)) if den > 1e-12 else 0.5
         w = np.array([w1, 1.0 - w1])
         return w, bool(np.isfinite(w).all())
+    if float(np.trace(m)) == 0.0:  # M is PSD with a zero diagonal: M = 0
+        return np.full(k, 1.0 / k), True
+    starts = [None]
+    if start is not None and start.any() and _affinely_independent(mh, np.flatnonzero(start)):
+        starts.insert(0, start)
+    ok, w = False, None
+    for first in starts:
+        w = _min_norm_active_set(mh, first)
+        if w is not None:
+            ok, face = _min_norm_kkt(mh, w)
+            if ok:
+                break
+    if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
+        return w, True  # the unique optimum
     ones = np.ones(k)
-    x, ok = _pdipm(lambda w: mh @ w, lambda w: mh, ones / k, ones)
-    w = np.maximum(x, 0.0)
-    return w / w.sum(), ok and bool(np.isfinite(w).all())
+    x, ok_ipm = _pdipm(lambda v: mh @ v, lambda v: mh, ones / k, ones)
+    if ok_ipm or not ok:
+        x = np.maximum(x, 0.0)
+        return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
+    return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
 def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, bool]:

@@ -8,10 +8,13 @@ first."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
+from mtrl.balancers import _simplex as simplex
 from mtrl.balancers import make_balancer
 from mtrl.balancers._simplex import conflict_averse_weights, min_norm_weights
 
@@ -158,3 +161,182 @@ def test_fairgrad_residual(k, family_name):
     m = _gram(g)
     target = w ** (-1.0 / 2.0)  # alpha = 2
     assert np.linalg.norm(m @ w - target) / np.linalg.norm(target) <= 1e-8
+
+
+# --- MGDA's active set (Wolfe's min-norm-point algorithm) --------------------------------------
+# Gram matrices where the min-norm problem is degenerate: exactly low rank (zero inside the hull
+# of K > 3 points in a plane), duplicate / opposite / zero rows, rows summing to zero, M = 0.
+DEGENERATE = ["lowrank2", "lowrank2_shared", "duplicate", "opposite", "zero_row", "zero_rows", "sum_zero", "all_zero"]
+# ... of which these have several optimal w (the tasks on the optimal face are affinely dependent)
+NOT_UNIQUE = {"lowrank2", "duplicate", "zero_rows", "all_zero"}
+
+
+def degenerate_family(name: str, k: int, seed: int = 0, dim: int = 300) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((k, dim))
+    if name == "lowrank2":  # exactly rank 2: for K > 3 zero is (almost surely) inside the hull
+        g = rng.standard_normal((k, 2)) @ rng.standard_normal((2, dim))
+    elif name == "lowrank2_shared":  # points in a 2-d affine plane away from the origin
+        g = 3.0 * rng.standard_normal(dim) + rng.standard_normal((k, 2)) @ rng.standard_normal((2, dim))
+    elif name == "duplicate":
+        g[1] = g[0]
+    elif name == "opposite":
+        g[1] = -g[0]
+    elif name == "zero_row":
+        g[0] = 0.0
+    elif name == "zero_rows":
+        g[:2] = 0.0
+    elif name == "sum_zero":
+        g[-1] = -g[:-1].sum(0)
+    elif name == "all_zero":
+        g[:] = 0.0
+    return torch.tensor(g, dtype=torch.float32)
+
+
+def any_family(name: str, k: int, seed: int = 0, dim: int = 300) -> np.ndarray:
+    g = degenerate_family(name, k, seed, dim) if name in DEGENERATE else family(name, k, seed, dim)
+    return _gram(g)
+
+
+def brute_force_min_norm(m: np.ndarray) -> np.ndarray:
+    """min over the simplex of w^T M w by enumerating the supports: on each, the KKT system
+    ``M_SS u + mu 1 = 0, 1^T u = 1`` solved by least squares (it is singular where the support's
+    gradients are affinely dependent); the best u >= 0 found. Some optimal w has an affinely
+    independent support (Caratheodory), on which the system is regular, so this is exact."""
+    k = m.shape[0]
+    best, best_w = np.inf, None
+    for size in range(1, k + 1):
+        for support in itertools.combinations(range(k), size):
+            s = list(support)
+            kkt = np.zeros((size + 1, size + 1))
+            kkt[:size, :size] = m[np.ix_(s, s)]
+            kkt[:size, size] = kkt[size, :size] = 1.0
+            rhs = np.zeros(size + 1)
+            rhs[size] = 1.0
+            u = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:size]
+            if abs(u.sum() - 1.0) > 1e-9 or u.min() < -1e-12:
+                continue
+            w = np.zeros(k)
+            w[s] = np.maximum(u, 0.0)
+            w /= w.sum()
+            if w @ m @ w < best:
+                best, best_w = w @ m @ w, w
+    return best_w
+
+
+def assert_exact_kkt(m: np.ndarray, w: np.ndarray, tol: float = 1e-11):
+    """KKT of min_{simplex} w^T M w to rounding: lam = M w - w^T M w >= 0, = 0 on the support,
+    to ``tol`` times the size of the products involved (|g_i| r + r^2, r the largest norm on
+    the support): a tolerance that follows the tasks at stake, not the largest one."""
+    assert (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12
+    lam = m @ w - w @ m @ w
+    norms = np.sqrt(np.diagonal(m))
+    r = norms[w > 0].max()
+    bound = tol * (norms * r + r * r)
+    assert (lam >= -bound).all()
+    assert (np.abs(lam[w > 0]) <= bound[w > 0]).all()
+
+
+@pytest.mark.parametrize("family_name", FAMILIES + DEGENERATE)
+@pytest.mark.parametrize("k", [3, 5, 8])
+def test_min_norm_weights_match_brute_force(k, family_name):
+    """The same optimum as the enumeration of supports, to rounding where it is unique (the
+    norm-ratio families included, where the interior point alone was off by up to 2%)."""
+    m = any_family(family_name, k, dim=20)
+    w_ref = brute_force_min_norm(m)
+    w, ok = min_norm_weights(m)
+    assert ok
+    f, f_ref, scale = w @ m @ w, w_ref @ m @ w_ref, np.trace(m) / k
+    if family_name in NOT_UNIQUE:  # the interior point's weights: to its tolerance
+        assert abs(f - f_ref) <= 1e-10 * scale
+    else:
+        assert abs(f - f_ref) <= 1e-12 * f_ref + 1e-15 * scale
+        np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("family_name", FAMILIES + DEGENERATE)
+@pytest.mark.parametrize("k", [3, 10, 50])
+def test_min_norm_weights_kkt_on_hard_families(k, family_name, monkeypatch):
+    """Where the optimum is unique, the active set alone (the interior point disabled) meets the
+    KKT conditions to rounding; where it is not, the interior point's w meets them to its
+    tolerance and duplicated tasks share their weight equally (to ~1e-6 relative: the split is
+    a flat direction of the problem, along which only the barrier term steers the iterates)."""
+    m = any_family(family_name, k)
+    if family_name not in NOT_UNIQUE:
+        monkeypatch.setattr(simplex, "_pdipm", None)  # any call fails the test
+        w, ok = min_norm_weights(m)
+        assert ok
+        assert_exact_kkt(m, w)
+    else:
+        w, ok = min_norm_weights(m)
+        assert ok and abs(w.sum() - 1.0) < 1e-12 and (w >= 0).all()
+        assert fw_gap(w, 2.0 * m @ w) <= 1e-9 * max(np.trace(m) / k, 1e-300) or not m.any()
+        if family_name == "duplicate":
+            assert abs(w[0] - w[1]) <= 1e-5 * w[0]
+
+
+@pytest.mark.parametrize("family_name", FAMILIES + DEGENERATE)
+@pytest.mark.parametrize("k", [3, 10, 50])
+def test_min_norm_weights_warm_start_gives_the_cold_answer(k, family_name, monkeypatch):
+    """Started from wrong or stale supports (every task, the complement of the answer's support,
+    a random half, one task, the support for another matrix) the answer is the cold start's, and
+    on the non-degenerate families it is found from there (one active-set run, no retry from
+    scratch; on the exactly low-rank ones a path can meet a numerically singular support)."""
+    m = any_family(family_name, k)
+    w0, ok0 = min_norm_weights(m)
+    rng = np.random.default_rng(k)
+    stale, _ = min_norm_weights(any_family(family_name, k, seed=1))
+    starts = [np.ones(k, bool), w0 <= 0, rng.random(k) < 0.5, np.arange(k) == k - 1, stale > 0]
+    runs = []
+    real = simplex._min_norm_active_set
+    monkeypatch.setattr(simplex, "_min_norm_active_set", lambda *a: runs.append(1) or real(*a))
+    for start in starts:
+        runs.clear()
+        w, ok = min_norm_weights(m, start)
+        assert ok == ok0
+        np.testing.assert_allclose(w, w0, rtol=0, atol=1e-14)
+        assert len(runs) == 1 or family_name in DEGENERATE
+
+
+def test_min_norm_warm_start_from_the_answer_takes_one_solve(monkeypatch):
+    """The point of the warm start: from the optimal support, one linear solve."""
+    m = any_family("rank3", 50)
+    w0, _ = min_norm_weights(m)
+    mh = m / simplex.gram_scale(m)
+    calls = []
+    real = simplex._lifted_gram
+    monkeypatch.setattr(simplex, "_lifted_gram", lambda *a: calls.append(1) or real(*a))
+    np.testing.assert_array_equal(simplex._min_norm_active_set(mh, w0 > 0), w0)
+    assert len(calls) == 1
+    calls.clear()
+    simplex._min_norm_active_set(mh)
+    assert len(calls) > 3
+
+
+def test_affine_independence_of_task_sets():
+    """The test behind the uniqueness of w and the choice of a warm start: lifted Cholesky pivots."""
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((6, 40))
+    g[1] = g[0]  # duplicate
+    g[2] = -g[3]  # opposite: two distinct points, affinely independent
+    g[4] = 0.0
+    g[5] = 0.5 * g[3] + 0.5 * g[0]  # on the segment between two others
+    mh = g @ g.T
+    independent = lambda idx: simplex._affinely_independent(mh, np.array(idx))  # noqa: E731
+    assert independent([0, 2, 3]) and independent([0, 3, 4]) and independent([4]) and independent([0, 5])
+    # duplicates; a point on a segment; zero, the midpoint of two opposite points
+    assert not independent([0, 1]) and not independent([0, 3, 5]) and not independent([2, 3, 4])
+
+
+def test_min_norm_weights_starts_only_from_affinely_independent_tasks(monkeypatch):
+    """A start with duplicated tasks breaks the active set's invariant (its support affinely
+    independent, on which the uniqueness of the answer rests): it is not used."""
+    m = any_family("duplicate", 10)
+    starts = []
+    real = simplex._min_norm_active_set
+    monkeypatch.setattr(simplex, "_min_norm_active_set", lambda mh, start=None: starts.append(start) or real(mh, start))
+    min_norm_weights(m, np.arange(10) < 4)
+    assert starts == [None]
+    starts.clear()
+    min_norm_weights(m, np.arange(10) > 0)
+    assert len(starts) == 1 and starts[0] is not None
