@@ -14,7 +14,7 @@ Why not on the device: a solver written for the device runs a fixed iteration co
 ``torch.where`` safeguards (a convergence test would read the device). Measured at the MT10
 sizes, that was 2,000-7,400 aten operations per ``balance()`` call (each a kernel launch of
 ~5-10 us on a GPU, ~2 us inside a CUDA graph), so a solver would cost 15-25x EW's update on a
-GPU. On the host a 10 x 10 interior-point iteration is about 30 numpy calls of ~1 us, an
+GPU. On the host a 10 x 10 interior-point iteration is a few dozen numpy calls of ~1 us, an
 active-set cycle about 15, and the loop stops when the KKT conditions hold. The price is one
 synchronisation per call.
 
@@ -146,8 +146,7 @@ def gram_scale(m: np.ndarray) -> float:
 
 
 def _pdipm(
-    grad: Callable[[np.ndarray], np.ndarray],
-    hess: Callable[[np.ndarray], np.ndarray],
+    derivatives: Callable[[np.ndarray, np.ndarray], np.ndarray],
     x0: np.ndarray,
     a: np.ndarray,
     max_iters: int = IPM_MAX_ITERS,
@@ -166,18 +165,28 @@ def _pdipm(
     a cap that a convergent solve does not reach (low-rank Gram matrices, whose optimum has many
     coordinates at zero, take the longest). Returns (x, ok): ok says the same three quantities
     are below IPM_TOL and x is finite and positive.
+
+    ``derivatives(x, hess_out)`` returns grad f(x) and writes the Hessian into ``hess_out``
+    ([n, n]): one call for both, which share most of their work.
     """
     n = x0.shape[0]
-    x, lam, nu = x0.copy(), np.ones(n), 0.0
-    # preallocated: at K = 10 an iteration is ~40 numpy calls of ~1 us, so allocations count
+    # (x, lam) in one array z, so that the step to the boundary, the update and the positivity
+    # checks are one numpy call each instead of two: at K = 10 an iteration is a few dozen numpy
+    # calls of ~1 us, which is its whole cost, so calls and allocations count
+    z = np.empty(2 * n)
+    z[:n], z[n:] = x0, 1.0
+    x, lam, nu = z[:n], z[n:], 0.0
+    dz = np.empty(2 * n)
     kkt_matrix = np.zeros((n + 1, n + 1))
     kkt_matrix[:n, n] = kkt_matrix[n, :n] = a
+    h_diagonal = kkt_matrix.reshape(-1)[: n * (n + 2) : n + 2]  # a writable view of the H block's diagonal
     d = np.ones(n + 1)
     rhs = np.empty(n + 1)
-    diagonal = np.arange(n)
+    ratio = np.empty(2 * n)
+    hess = kkt_matrix[:n, :n]
 
     def kkt() -> tuple[np.ndarray, float, float, float]:
-        g = grad(x)
+        g = derivatives(x, hess)
         r_dual = g - lam + a * nu
         r_pri = float(a @ x) - 1.0
         scale = 1.0 + float(np.abs(g).max())
@@ -187,16 +196,11 @@ def _pdipm(
         _, _, rel, pri = kkt()
         return rel <= tol and pri <= tol and bool(np.isfinite(x).all() and (x > 0).all())
 
-    ratio = np.empty(n)
-
-    def boundary_step(dx: np.ndarray, dlam: np.ndarray) -> float:
-        """The largest s <= 1 with x + s dx >= 0 and lam + s dlam >= 0."""
-        step = 1.0
-        for v, dv in ((x, dx), (lam, dlam)):
-            ratio.fill(np.inf)
-            np.divide(v, -dv, out=ratio, where=dv < 0)
-            step = min(step, float(ratio.min()))
-        return step
+    def boundary_step() -> float:
+        """The largest s <= 1 with z + s dz >= 0."""
+        ratio.fill(np.inf)
+        np.divide(z, -dz, out=ratio, where=dz < 0)
+        return min(1.0, float(ratio.min()))
 
     for _ in range(max_iters):
         r_dual, r_pri, rel, pri = kkt()
@@ -208,36 +212,42 @@ def _pdipm(
         # solved whole: H alone is singular in the lifted CAGrad problem (its perspective term
         # is flat along (w, tau)), and lam_i / x_i grows without bound for coordinates going to
         # 0, hence the Jacobi scaling of the H block
-        kkt_matrix[:n, :n] = hess(x)
-        kkt_matrix[diagonal, diagonal] += lam / x
-        d[:n] = 1.0 / np.sqrt(kkt_matrix[diagonal, diagonal])
+        h_diagonal += lam / x  # the Hessian is in place, from kkt()
         try:
             with np.errstate(all="ignore"):  # a degenerate system shows as non-finite steps, refused below
+                np.sqrt(h_diagonal, out=d[:n])
+                np.divide(1.0, d[:n], out=d[:n])
                 inverse = d[:, None] * np.linalg.inv(kkt_matrix * np.outer(d, d)) * d[None, :]
         except np.linalg.LinAlgError:
             break
+        rhs[n] = -r_pri
 
-        def newton(r_cent: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        def newton(r_cent: np.ndarray) -> float:
+            """(dx, dlam) into dz; returns dnu."""
             rhs[:n] = -r_dual - r_cent / x
-            rhs[n] = -r_pri
             y = inverse @ rhs
-            dx, dnu = y[:n], float(y[n])
-            return dx, (-r_cent - lam * dx) / x, dnu
+            dz[:n] = y[:n]
+            dz[n:] = (-r_cent - lam * y[:n]) / x
+            return float(y[n])
 
         # Mehrotra's predictor-corrector: the affine step (target 0) predicts how far the
         # complementarity can fall, which sets the centring sigma = (mu_aff / mu)^3, and its
         # second-order term corrects the step
-        mu = float(x @ lam) / n
-        dx_aff, dlam_aff, _ = newton(lam * x)
-        s_aff = boundary_step(dx_aff, dlam_aff)
-        sigma = (float((x + s_aff * dx_aff) @ (lam + s_aff * dlam_aff)) / n / mu) ** 3
-        dx, dlam, dnu = newton(lam * x + dx_aff * dlam_aff - sigma * mu)
-        s = 0.99 * boundary_step(dx, dlam)
-        x_new, lam_new = x + s * dx, lam + s * dlam
-        # both positive, and x.lam finite: then every entry is finite (NaN fails "> 0")
-        if not ((x_new > 0).all() and (lam_new > 0).all() and np.isfinite(x_new @ lam_new)):
+        lam_x = lam * x
+        mu = float(lam_x.sum()) / n
+        newton(lam_x)
+        z_aff = z + boundary_step() * dz
+        sigma = (float(z_aff[:n] @ z_aff[n:]) / n / mu) ** 3
+        r_cent = dz[:n] * dz[n:]
+        r_cent += lam_x - sigma * mu
+        dnu = newton(r_cent)
+        s = 0.99 * boundary_step()
+        z_new = z + s * dz
+        # positive, and x.lam finite: then every entry is finite (NaN fails "> 0")
+        if not ((z_new > 0).all() and np.isfinite(z_new[:n] @ z_new[n:])):
             break
-        x, lam, nu = x_new, lam_new, nu + s * dnu
+        z, nu = z_new, nu + s * dnu
+        x, lam = z[:n], z[n:]
     return x, converged(IPM_TOL)
 
 
@@ -420,7 +430,12 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
     if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
         return w, True  # the unique optimum
     ones = np.ones(k)
-    x, ok_ipm = _pdipm(lambda v: mh @ v, lambda v: mh, ones / k, ones)
+
+    def derivatives(v: np.ndarray, hess: np.ndarray) -> np.ndarray:
+        hess[...] = mh
+        return mh @ v
+
+    x, ok_ipm = _pdipm(derivatives, ones / k, ones)
     if ok_ipm or not ok:
         x = np.maximum(x, 0.0)
         return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
@@ -443,27 +458,24 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
     mh, bh = m / s, b / s
     beta = max(beta / np.sqrt(s), 1e-12)  # beta multiplies a norm (units sqrt(s))
 
-    out = np.empty(k + 1)
+    alpha_b = alpha * bh
 
-    def grad(x: np.ndarray) -> np.ndarray:
-        w, tau = x[:k], x[k]
+    def derivatives(x: np.ndarray, hess: np.ndarray) -> np.ndarray:
+        w, tau = x[:k], float(x[k])
         mw = mh @ w
-        out[:k] = alpha * bh + (beta / tau) * mw
-        out[k] = beta * (0.5 - float(w @ mw) / (2.0 * tau * tau))
-        return out.copy()
-
-    def hess(x: np.ndarray) -> np.ndarray:
-        w, tau = x[:k], x[k]
-        mw = mh @ w
-        h = np.empty((k + 1, k + 1))
-        h[:k, :k] = (beta / tau) * mh
-        h[:k, k] = h[k, :k] = (-beta / tau**2) * mw
-        h[k, k] = beta * float(w @ mw) / tau**3
-        return h
+        wmw = float(w @ mw)
+        grad = np.empty(k + 1)
+        np.multiply(mw, beta / tau, out=grad[:k])
+        grad[:k] += alpha_b
+        grad[k] = beta * (0.5 - wmw / (2.0 * tau * tau))
+        np.multiply(mh, beta / tau, out=hess[:k, :k])
+        hess[:k, k] = hess[k, :k] = (-beta / tau**2) * mw
+        hess[k, k] = beta * wmw / tau**3
+        return grad
 
     w0 = np.full(k, 1.0 / k)
     x0 = np.append(w0, np.sqrt(max(float(w0 @ mh @ w0), 0.0)) + 1.0)
-    x, ok = _pdipm(grad, hess, x0, np.append(np.ones(k), 0.0))
+    x, ok = _pdipm(derivatives, x0, np.append(np.ones(k), 0.0))
     w = np.maximum(x[:k], 0.0)
     return w / w.sum(), ok and bool(np.isfinite(w).all())
 
