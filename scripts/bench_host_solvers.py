@@ -86,7 +86,7 @@ def imgrad_host_s(balancer, g: torch.Tensor, losses: torch.Tensor, repeat: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", default="HEAD~1", help="the revision to compare against (default HEAD~1)")
+    parser.add_argument("--base", default="HEAD", help="the revision to compare against (default HEAD)")
     parser.add_argument("--calls", type=int, default=200, help="calls per K (default 200)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per call and solver (default 5)")
     parser.add_argument("--k", type=int, nargs="+", default=[10, 50])
