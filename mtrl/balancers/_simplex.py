@@ -28,7 +28,9 @@ fallback.
   min-norm-point algorithm (finite, exact to rounding, optionally warm-started from the previous
   call's support), certified by its KKT conditions, with the interior point as the fallback.
 * :func:`conflict_averse_weights` -- CAGrad / IMGrad: argmin over the simplex of
-  ``alpha * w.b + beta * sqrt(w^T M w)``.
+  ``alpha * w.b + beta * sqrt(w^T M w)``, by the same active set with a closed-form face
+  minimiser, certified by its KKT conditions, with the interior point (on a lifted form) as
+  the fallback.
 
 :data:`HOST` counts the host crossings and the time spent in host solves, for ``mtrl bench``.
 """
@@ -282,6 +284,24 @@ def _affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
     return bool((np.diagonal(low) ** 2 > AFFINE_TOL * np.diagonal(a)).all())
 
 
+def _move_to_boundary(w: np.ndarray, in_s: np.ndarray, s: np.ndarray, direction: np.ndarray) -> bool:
+    """The minor cycles' step: w (support ``s``, mask ``in_s``) moves along ``direction`` (given
+    on s, summing to 0) by the largest step that keeps it >= 0; the task that stops it leaves
+    the support. False when nothing stops it or the support empties (rounding trouble)."""
+    ws = w[s]
+    down = np.flatnonzero(direction < 0)
+    if down.size == 0:
+        return False
+    ratios = ws[down] / -direction[down]
+    i = int(np.argmin(ratios))
+    ws += ratios[i] * direction
+    ws[down[i]] = 0.0
+    ws[ws < 0] = 0.0
+    w[s] = ws
+    in_s[s] = ws > 0
+    return bool(in_s.any())
+
+
 def _min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
     """``(ok, face)`` for a candidate w of  min_{w in simplex} w^T M w.
 
@@ -358,17 +378,7 @@ def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.
             if u.min() > 0:
                 w[s] = u
                 break
-            # the largest step from w towards u that keeps w >= 0; the task that stops it leaves S
-            ws = w[s]
-            down = np.flatnonzero(u <= 0)
-            ratios = ws[down] / (ws[down] - u[down])
-            i = int(np.argmin(ratios))
-            ws += ratios[i] * (u - ws)
-            ws[down[i]] = 0.0
-            ws[ws < 0] = 0.0
-            w[s] = ws
-            in_s[s] = ws > 0
-            if not in_s.any():
+            if not _move_to_boundary(w, in_s, s, u - w[s]):
                 return None
         mw = mh @ w
         new_value = float(w @ mw)
@@ -442,26 +452,153 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
+# The conflict-averse active set is certified only where |G^T w| >= X_FLOOR r (r: the largest
+# gradient norm on the support): its KKT tolerance grows as r / |G^T w| (the gradient of |x| is
+# x / |x|), and at this floor it bounds the Frank-Wolfe gap by ~1e-8 of the objective's scale.
+X_FLOOR = 1e-4
+
+
+def _conflict_averse_kkt(
+    mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float, w: np.ndarray
+) -> tuple[bool, np.ndarray]:
+    """``(ok, face)`` for a candidate w of  min_{w in simplex} phi(w) = alpha w.b + beta |G^T w|.
+
+    Where x = G^T w != 0, phi is differentiable, ``grad phi = alpha b + beta M w / |x|``, and w
+    is optimal iff ``lam = grad phi - (w.grad phi) 1`` is >= 0, and 0 on the support. ok: so to
+    ``tol_i = KKT_TOL (|g_i| + r) (alpha R + beta r / |x|)`` (R the mean |g_j|, r the largest on
+    the support: bounds on the rounding of b_i = (M 1/K)_i, of (M w)_i / |x| and of w.grad phi,
+    and on what the support's linear solve leaves, which is relative to r^2), with
+    |x| >= X_FLOOR r. face: as in :func:`_min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
+    which every optimal w lives.
+    """
+    norms = np.sqrt(np.diagonal(mh))
+    support = w > 0
+    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12):
+        return False, support
+    mw = mh @ w
+    r = float(norms[support].max())
+    x_norm = math.sqrt(max(float(w @ mw), 0.0))
+    if not (x_norm > 0 and x_norm >= X_FLOOR * r):
+        return False, support
+    grad = alpha * bh + (beta / x_norm) * mw
+    lam = grad - float(w @ grad)
+    tol = KKT_TOL * (norms + r) * (alpha * float(norms.mean()) + beta * r / x_norm)
+    face = lam <= tol
+    return bool((lam >= -tol).all() and face[support].all()), face
+
+
+def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float) -> np.ndarray | None:
+    """An active-set method for  min_{w in simplex} alpha w.b + beta |G^T w|  (alpha >= 0,
+    beta > 0, b = G g0): Wolfe's algorithm (:func:`_min_norm_active_set`) with the minor cycle's
+    affine min-norm point replaced by the minimiser of the objective over the affine hull of
+    the support S, which has a closed form. It does not certify its result
+    (:func:`_conflict_averse_kkt` does); None where it breaks down.
+
+    On aff{g_i : i in S}, write x = x_a + y with x_a the hull's min-norm point (weights u, as in
+    Wolfe's) and y in the hull's direction space V, which is orthogonal to x_a. With q the
+    projection of g0 onto V (weights delta: ``1^T delta = 0, G_S^T delta = q``, from
+    ``A delta = b_S + nu 1`` with A the lifted Gram matrix; then ``|q|^2 = b_S.delta``), the
+    objective is ``const + alpha q.y + beta sqrt(|x_a|^2 + |y|^2)``. If alpha |q| < beta its
+    minimiser is ``y = -t q / |q|`` with ``t = |x_a| rho / sqrt(1 - rho^2)``, rho = alpha |q| / beta:
+    weights ``u - (t / |q|) delta``; if that is > 0 it is the new w, otherwise w moves towards it
+    until a weight reaches 0 and that task leaves S. If alpha |q| >= beta the objective falls
+    without bound along -q (its slope along -q is at most |q| (beta - alpha |q|) <= 0 everywhere)
+    and w moves along -delta until a weight reaches 0. Major cycle: with lam as in
+    :func:`_conflict_averse_kkt`, stop when every ``lam_i >= -tol_i``, else the most violating task
+    enters S. It enters with a positive weight (the direction towards it descends at w, which
+    minimises the objective on the face of S, so the new face's minimiser, or descent ray, gives
+    it weight), the objective decreases strictly from one major cycle to the next, and the
+    method is finite, as Wolfe's. Start: the best single task; same cap and progress check as
+    Wolfe's. It gives up at x = 0, where the objective is not differentiable.
+    """
+    k = mh.shape[0]
+    norms = np.sqrt(np.diagonal(mh))
+    tol_unit = KKT_TOL * alpha * float(norms.mean())  # tol_i = (tol_unit + KKT_TOL beta r / |x|) (|g_i| + r)
+    in_s = np.zeros(k, dtype=bool)
+    w = np.zeros(k)
+    j = int(np.argmin(alpha * bh + beta * norms))
+    in_s[j], w[j] = True, 1.0
+    rhs = np.empty((k, 2))
+    rhs[:, 0] = 1.0
+    value = np.inf
+    for _ in range(4 * k + 10):
+        while True:  # minor cycle
+            s = np.flatnonzero(in_s)
+            m_ss = mh[s][:, s]
+            c = float(np.diagonal(m_ss).max())
+            rhs[: s.size, 1] = bh[s]
+            try:  # A^{-1} [1, b_S], A = M_SS + c 1 1^T as in _lifted_gram
+                sol = np.linalg.solve(m_ss + (c if c > 0 else 1.0), rhs[: s.size])
+            except np.linalg.LinAlgError:
+                return None
+            p, r = sol[:, 0], sol[:, 1]
+            total = float(p.sum())
+            if not (math.isfinite(total) and total > 0 and math.isfinite(float(r.sum()))):
+                return None
+            u = p / total
+            delta = r - (float(r.sum()) / total) * p
+            rho2 = alpha * alpha * float(bh[s] @ delta) / (beta * beta)
+            if rho2 < 1.0:
+                x_a = math.sqrt(max(float(u @ m_ss @ u), 0.0))
+                target = u - (x_a * alpha / beta / math.sqrt(1.0 - rho2)) * delta
+                if target.min() > 0:
+                    w[s] = target
+                    break
+                direction = target - w[s]
+            else:
+                direction = -delta
+            if not _move_to_boundary(w, in_s, s, direction):
+                return None
+        mw = mh @ w
+        x_norm = math.sqrt(max(float(w @ mw), 0.0))
+        if not x_norm > 0:
+            return None
+        grad = alpha * bh + (beta / x_norm) * mw
+        new_value = float(w @ grad)  # = alpha w.b + beta |x|
+        if not new_value < value:  # no progress: rounding; let the certificate judge w
+            return w
+        value = new_value
+        r = float(norms[s].max())
+        violation = grad + (tol_unit + KKT_TOL * beta * r / x_norm) * (norms + r)
+        j = int(np.argmin(violation))
+        if violation[j] >= value or in_s[j]:
+            return w
+        in_s[j] = True
+    return w
+
+
 def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, bool]:
     """``w* = argmin_{w in simplex} alpha * w.b + beta * sqrt(w^T M w)`` with alpha, beta >= 0.
 
     CAGrad: b = G g0, alpha = 1, beta = c |g0|. IMGrad: alpha = 1.5 - cos, beta = cos c |g0|.
-    The objective is convex but not differentiable where G^T w = 0, so it is solved in the lifted
-    form  min_{w in simplex, tau > 0} alpha w.b + beta (w^T M w / (2 tau) + tau / 2)  (jointly
-    convex: a quadratic-over-linear term; minimising over tau gives back beta sqrt(w^T M w), with
-    tau* = |G^T w*|), by the primal-dual interior point method, after scaling M and b by tr(M)/K.
-    A floor of 1e-12 on the scaled beta keeps tau bounded when beta = 0 (a pure linear program).
-    Returns (w [K] float64, ok).
+    On M and b scaled by tr(M)/K, with a floor of 1e-12 on the scaled beta. Solved by the active
+    set of :func:`_conflict_averse_active_set`, exact to rounding, certified by its KKT
+    conditions (:func:`_conflict_averse_kkt`). The objective is convex but not differentiable
+    where G^T w = 0; where the active set is not certified (|G^T w| below X_FLOOR of the
+    gradients' norms, or a breakdown) or w* may not be unique (affinely dependent tasks on the
+    optimal face, as in :func:`min_norm_weights`; the interior point then splits the weight of
+    duplicated tasks equally, to ~5e-4 relative), the problem is solved in the lifted form
+    min_{w in simplex, tau > 0} alpha w.b + beta (w^T M w / (2 tau) + tau / 2)  (jointly convex:
+    a quadratic-over-linear term; minimising over tau gives back beta sqrt(w^T M w), with
+    tau* = |G^T w*|) by the primal-dual interior point method (the floor on beta keeps tau
+    bounded when beta = 0, a pure linear program). Returns (w [K] float64, ok).
     """
+    m = np.asarray(m, dtype=np.float64)
     k = m.shape[0]
     s = gram_scale(m)
-    mh, bh = m / s, b / s
+    mh, bh = m / s, np.asarray(b, dtype=np.float64) / s
     beta = max(beta / np.sqrt(s), 1e-12)  # beta multiplies a norm (units sqrt(s))
+
+    w, ok = _conflict_averse_active_set(mh, bh, alpha, beta), False
+    if w is not None:
+        ok, face = _conflict_averse_kkt(mh, bh, alpha, beta, w)
+        if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
+            return w, True  # the unique optimum
 
     alpha_b = alpha * bh
 
     def derivatives(x: np.ndarray, hess: np.ndarray) -> np.ndarray:
-        w, tau = x[:k], float(x[k])
+        w, tau = x[:k], x[k]  # a numpy scalar: a tau that underflows gives inf (refused), not an exception
         mw = mh @ w
         wmw = float(w @ mw)
         grad = np.empty(k + 1)
@@ -475,9 +612,11 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
 
     w0 = np.full(k, 1.0 / k)
     x0 = np.append(w0, np.sqrt(max(float(w0 @ mh @ w0), 0.0)) + 1.0)
-    x, ok = _pdipm(derivatives, x0, np.append(np.ones(k), 0.0))
-    w = np.maximum(x[:k], 0.0)
-    return w / w.sum(), ok and bool(np.isfinite(w).all())
+    x, ok_ipm = _pdipm(derivatives, x0, np.append(np.ones(k), 0.0))
+    if ok_ipm or not ok:
+        x = np.maximum(x[:k], 0.0)
+        return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
+    return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
 # |g_w| below this fraction of the rms task-gradient norm is treated as zero: the float64 Gram

@@ -50,11 +50,11 @@ class IMGrad(Balancer):
     IMGrad, 0.4 for CAGrad); CAGrad's MT10 value is c = 0.9.
 
     Solvers: MGDA by ``min_norm_weights`` (closed form for K = 2; otherwise Wolfe's active-set
-    algorithm started from the previous call's support, exact to rounding and KKT-certified,
-    with an interior-point fallback) and the inner problem by ``conflict_averse_weights``
-    (interior point on the lifted problem, see CAGrad), both on the float64 K x K Gram matrix on
-    the host, each to its tolerance (one host synchronisation per call: the copy of the Gram
-    matrix).
+    algorithm started from the previous call's support) and the inner problem by
+    ``conflict_averse_weights`` (the same active set with the objective's face minimiser in
+    closed form, see CAGrad), both exact to rounding and KKT-certified, with interior-point
+    fallbacks, on the float64 K x K Gram matrix on the host (one host synchronisation per call:
+    the copy of the Gram matrix).
 
     Failure and fallback: when either solve misses its tolerance or anything is not finite,
     ``solver_failures`` is incremented (once per call) and the update is the equal-weights one
