@@ -9,9 +9,10 @@ is formed as the balancers form it. Timed, per call:
 
 * ``min_norm_weights`` -- base (cold: it has no warm start), this tree cold, this tree started
   from the previous call's support;
-* imgrad's host solve -- the code inside ``with host_solve():`` of ``IMGrad._balance``, read
-  from the accounting (``HOST.solve_s``) around ``balance()``; for the base, this tree's
-  IMGrad with the base revision's ``min_norm_weights`` and ``conflict_averse_update``.
+* imgrad's and cagrad's host solve -- the code inside ``with host_solve():`` of their
+  ``_balance``, read from the accounting (``HOST.solve_s``) around ``balance()``; for the base,
+  this tree's balancers with the base revision's ``min_norm_weights`` and
+  ``conflict_averse_update`` (imgrad cold and started from the previous call's MGDA support).
 
 Old and new alternate call by call in one process (the machine's load hits both alike), each
 call is timed as the mean of ``--repeat`` back-to-back runs, and the report gives medians over
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import mtrl.balancers.cagrad as cagrad_module
 import mtrl.balancers.imgrad as imgrad_module
 from mtrl.balancers import _simplex, make_balancer
 
@@ -73,11 +75,13 @@ def per_call(fn, repeat: int) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def imgrad_host_s(balancer, g: torch.Tensor, losses: torch.Tensor, repeat: int, support=None) -> float:
-    """Seconds inside ``host_solve()`` per ``balance()`` call (each repeat from the same support)."""
+def host_s(balancer, g: torch.Tensor, losses: torch.Tensor, repeat: int, support=None) -> float:
+    """Seconds inside ``host_solve()`` per ``balance()`` call (imgrad: each repeat started from
+    the same MGDA support)."""
     total = 0.0
     for _ in range(repeat):
-        balancer.support = support
+        if hasattr(balancer, "support"):
+            balancer.support = support
         before = _simplex.HOST.solve_s
         balancer.balance(g, losses)
         total += _simplex.HOST.solve_s - before
@@ -96,20 +100,22 @@ def main() -> None:
     new_mnw, new_cau = imgrad_module.min_norm_weights, imgrad_module.conflict_averse_update
 
     def use(base: bool) -> None:
-        """Point IMGrad at the base revision's two solvers or at this tree's (its other code is
-        this tree's either way)."""
+        """Point IMGrad and CAGrad at the base revision's solvers or at this tree's (their other
+        code is this tree's either way)."""
         if base:
             imgrad_module.min_norm_weights = lambda m, start=None: old.min_norm_weights(m)
-            imgrad_module.conflict_averse_update = old.conflict_averse_update
+            imgrad_module.conflict_averse_update = cagrad_module.conflict_averse_update = old.conflict_averse_update
         else:
             imgrad_module.min_norm_weights, imgrad_module.conflict_averse_update = new_mnw, new_cau
+            cagrad_module.conflict_averse_update = new_cau
 
     print(f"base {args.base} vs this tree; {args.calls} calls per K, medians in ms (new / old)")
     for k in args.k:
         grads = gradient_sequence(k, args.calls, seed=k)
         losses = torch.ones(k)
-        times = {key: [] for key in ("mgda_old", "mgda_cold", "mgda_warm", "imgrad_old", "imgrad_cold", "imgrad_warm")}
-        balancer = make_balancer("imgrad", num_tasks=k, c=0.5)
+        keys = ("mgda_old", "mgda_cold", "mgda_warm", "imgrad_old", "imgrad_cold", "imgrad_warm", "cagrad_old", "cagrad_new")
+        times = {key: [] for key in keys}
+        imgrad, cagrad = make_balancer("imgrad", num_tasks=k, c=0.5), make_balancer("cagrad", num_tasks=k, c=0.5)
         support = None
         for g in grads:
             m = host_gram(g)
@@ -117,10 +123,12 @@ def main() -> None:
             times["mgda_cold"].append(per_call(lambda: _simplex.min_norm_weights(m), args.repeat))
             times["mgda_warm"].append(per_call(lambda: _simplex.min_norm_weights(m, support), args.repeat))
             use(True)
-            times["imgrad_old"].append(imgrad_host_s(balancer, g, losses, args.repeat))
+            times["imgrad_old"].append(host_s(imgrad, g, losses, args.repeat))
+            times["cagrad_old"].append(host_s(cagrad, g, losses, args.repeat))
             use(False)
-            times["imgrad_cold"].append(imgrad_host_s(balancer, g, losses, args.repeat))
-            times["imgrad_warm"].append(imgrad_host_s(balancer, g, losses, args.repeat, support))
+            times["imgrad_cold"].append(host_s(imgrad, g, losses, args.repeat))
+            times["imgrad_warm"].append(host_s(imgrad, g, losses, args.repeat, support))
+            times["cagrad_new"].append(host_s(cagrad, g, losses, args.repeat))
             w, ok = _simplex.min_norm_weights(m, support)
             support = w > 0 if ok else None
         med = {key: 1e3 * float(np.median(v)) for key, v in times.items()}
@@ -131,6 +139,8 @@ def main() -> None:
                 f"K={k:3d} {what:6s}  old {base:.3f}   new cold {cold:.3f} ({cold / base:.2f})"
                 f"   new warm {warm:.3f} ({warm / base:.2f})"
             )
+        base, new = med["cagrad_old"], med["cagrad_new"]
+        print(f"K={k:3d} cagrad  old {base:.3f}   new {new:.3f} ({new / base:.2f})")
 
 
 if __name__ == "__main__":
