@@ -1,4 +1,4 @@
-"""Host time of MGDA's solve and of imgrad's whole host solve: this tree against a base revision.
+"""Host time of MGDA's solve and of imgrad's and cagrad's host solves: this tree against a base revision.
 
     PYTHONPATH=. python scripts/bench_host_solvers.py [--base REV] [--calls 200] [--k 10 50]
 
@@ -7,8 +7,8 @@ spread 5-20x, drifting slowly from call to call as in training (consecutive Gram
 close, so the warm start of the active set sees realistic supports); the float64 Gram matrix
 is formed as the balancers form it. Timed, per call:
 
-* ``min_norm_weights`` -- base (cold: it has no warm start), this tree cold, this tree started
-  from the previous call's support;
+* ``min_norm_weights`` -- the base revision's, always cold (a start is not passed to it), this
+  tree's cold, this tree's started from the previous call's support;
 * imgrad's and cagrad's host solve -- the code inside ``with host_solve():`` of their
   ``_balance``, read from the accounting (``HOST.solve_s``) around ``balance()``; for the base,
   this tree's balancers with the base revision's ``min_norm_weights`` and
@@ -113,8 +113,11 @@ def main() -> None:
     for k in args.k:
         grads = gradient_sequence(k, args.calls, seed=k)
         losses = torch.ones(k)
-        keys = ("mgda_old", "mgda_cold", "mgda_warm", "imgrad_old", "imgrad_cold", "imgrad_warm", "cagrad_old", "cagrad_new")
-        times = {key: [] for key in keys}
+        times = {
+            key: []
+            for key in ("mgda_old", "mgda_cold", "mgda_warm", "imgrad_old", "imgrad_cold", "imgrad_warm")
+            + ("cagrad_old", "cagrad_new")
+        }
         imgrad, cagrad = make_balancer("imgrad", num_tasks=k, c=0.5), make_balancer("cagrad", num_tasks=k, c=0.5)
         support = None
         for g in grads:
