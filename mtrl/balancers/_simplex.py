@@ -14,8 +14,9 @@ Why not on the device: a solver written for the device runs a fixed iteration co
 ``torch.where`` safeguards (a convergence test would read the device). Measured at the MT10
 sizes, that was 2,000-7,400 aten operations per ``balance()`` call (each a kernel launch of
 ~5-10 us on a GPU, ~2 us inside a CUDA graph), so a solver would cost 15-25x EW's update on a
-GPU. On the host a 10 x 10 interior-point iteration is about 30 numpy calls of ~1 us, and the
-loop stops when the KKT conditions hold. The price is one synchronisation per call.
+GPU. On the host a 10 x 10 interior-point iteration is a few dozen numpy calls of ~1 us, an
+active-set cycle about 15, and the loop stops when the KKT conditions hold. The price is one
+synchronisation per call.
 
 Every solver returns, next to its result, a Python bool ``ok``: the optimality conditions hold
 to the tolerance. The balancers count ``not ok`` as a solver failure and use their stated
@@ -23,9 +24,13 @@ fallback.
 
 * :func:`host_gram` / :func:`device_direction` -- the device side (Gram matrix in, direction out);
   :func:`gram` for the methods whose K x K work stays on the device (PCGrad, Aligned-MTL).
-* :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w.
+* :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w, by Wolfe's active-set
+  min-norm-point algorithm (finite, exact to rounding, optionally warm-started from the previous
+  call's support), certified by its KKT conditions, with the interior point as the fallback.
 * :func:`conflict_averse_weights` -- CAGrad / IMGrad: argmin over the simplex of
-  ``alpha * w.b + beta * sqrt(w^T M w)``.
+  ``alpha * w.b + beta * sqrt(w^T M w)``, by the same active set with a closed-form face
+  minimiser, certified by its KKT conditions, with the interior point (on a lifted form) as
+  the fallback.
 
 :data:`HOST` counts the host crossings and the time spent in host solves, for ``mtrl bench``.
 """
@@ -33,6 +38,7 @@ fallback.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -142,8 +148,7 @@ def gram_scale(m: np.ndarray) -> float:
 
 
 def _pdipm(
-    grad: Callable[[np.ndarray], np.ndarray],
-    hess: Callable[[np.ndarray], np.ndarray],
+    derivatives: Callable[[np.ndarray, np.ndarray], np.ndarray],
     x0: np.ndarray,
     a: np.ndarray,
     max_iters: int = IPM_MAX_ITERS,
@@ -162,18 +167,28 @@ def _pdipm(
     a cap that a convergent solve does not reach (low-rank Gram matrices, whose optimum has many
     coordinates at zero, take the longest). Returns (x, ok): ok says the same three quantities
     are below IPM_TOL and x is finite and positive.
+
+    ``derivatives(x, hess_out)`` returns grad f(x) and writes the Hessian into ``hess_out``
+    ([n, n]): one call for both, which share most of their work.
     """
     n = x0.shape[0]
-    x, lam, nu = x0.copy(), np.ones(n), 0.0
-    # preallocated: at K = 10 an iteration is ~40 numpy calls of ~1 us, so allocations count
+    # (x, lam) in one array z, so that the step to the boundary, the update and the positivity
+    # checks are one numpy call each instead of two: at K = 10 an iteration is a few dozen numpy
+    # calls of ~1 us, which is its whole cost, so calls and allocations count
+    z = np.empty(2 * n)
+    z[:n], z[n:] = x0, 1.0
+    x, lam, nu = z[:n], z[n:], 0.0
+    dz = np.empty(2 * n)
     kkt_matrix = np.zeros((n + 1, n + 1))
     kkt_matrix[:n, n] = kkt_matrix[n, :n] = a
+    h_diagonal = kkt_matrix.reshape(-1)[: n * (n + 2) : n + 2]  # a writable view of the H block's diagonal
     d = np.ones(n + 1)
     rhs = np.empty(n + 1)
-    diagonal = np.arange(n)
+    ratio = np.empty(2 * n)
+    hess = kkt_matrix[:n, :n]
 
     def kkt() -> tuple[np.ndarray, float, float, float]:
-        g = grad(x)
+        g = derivatives(x, hess)
         r_dual = g - lam + a * nu
         r_pri = float(a @ x) - 1.0
         scale = 1.0 + float(np.abs(g).max())
@@ -183,16 +198,11 @@ def _pdipm(
         _, _, rel, pri = kkt()
         return rel <= tol and pri <= tol and bool(np.isfinite(x).all() and (x > 0).all())
 
-    ratio = np.empty(n)
-
-    def boundary_step(dx: np.ndarray, dlam: np.ndarray) -> float:
-        """The largest s <= 1 with x + s dx >= 0 and lam + s dlam >= 0."""
-        step = 1.0
-        for v, dv in ((x, dx), (lam, dlam)):
-            ratio.fill(np.inf)
-            np.divide(v, -dv, out=ratio, where=dv < 0)
-            step = min(step, float(ratio.min()))
-        return step
+    def boundary_step() -> float:
+        """The largest s <= 1 with z + s dz >= 0."""
+        ratio.fill(np.inf)
+        np.divide(z, -dz, out=ratio, where=dz < 0)
+        return min(1.0, float(ratio.min()))
 
     for _ in range(max_iters):
         r_dual, r_pri, rel, pri = kkt()
@@ -204,47 +214,208 @@ def _pdipm(
         # solved whole: H alone is singular in the lifted CAGrad problem (its perspective term
         # is flat along (w, tau)), and lam_i / x_i grows without bound for coordinates going to
         # 0, hence the Jacobi scaling of the H block
-        kkt_matrix[:n, :n] = hess(x)
-        kkt_matrix[diagonal, diagonal] += lam / x
-        d[:n] = 1.0 / np.sqrt(kkt_matrix[diagonal, diagonal])
+        h_diagonal += lam / x  # the Hessian is in place, from kkt()
         try:
             with np.errstate(all="ignore"):  # a degenerate system shows as non-finite steps, refused below
+                np.sqrt(h_diagonal, out=d[:n])
+                np.divide(1.0, d[:n], out=d[:n])
                 inverse = d[:, None] * np.linalg.inv(kkt_matrix * np.outer(d, d)) * d[None, :]
         except np.linalg.LinAlgError:
             break
+        rhs[n] = -r_pri
 
-        def newton(r_cent: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        def newton(r_cent: np.ndarray) -> float:
+            """(dx, dlam) into dz; returns dnu."""
             rhs[:n] = -r_dual - r_cent / x
-            rhs[n] = -r_pri
             y = inverse @ rhs
-            dx, dnu = y[:n], float(y[n])
-            return dx, (-r_cent - lam * dx) / x, dnu
+            dz[:n] = y[:n]
+            dz[n:] = (-r_cent - lam * y[:n]) / x
+            return float(y[n])
 
         # Mehrotra's predictor-corrector: the affine step (target 0) predicts how far the
         # complementarity can fall, which sets the centring sigma = (mu_aff / mu)^3, and its
         # second-order term corrects the step
-        mu = float(x @ lam) / n
-        dx_aff, dlam_aff, _ = newton(lam * x)
-        s_aff = boundary_step(dx_aff, dlam_aff)
-        sigma = (float((x + s_aff * dx_aff) @ (lam + s_aff * dlam_aff)) / n / mu) ** 3
-        dx, dlam, dnu = newton(lam * x + dx_aff * dlam_aff - sigma * mu)
-        s = 0.99 * boundary_step(dx, dlam)
-        x_new, lam_new = x + s * dx, lam + s * dlam
-        # both positive, and x.lam finite: then every entry is finite (NaN fails "> 0")
-        if not ((x_new > 0).all() and (lam_new > 0).all() and np.isfinite(x_new @ lam_new)):
+        lam_x = lam * x
+        mu = float(lam_x.sum()) / n
+        newton(lam_x)
+        z_aff = z + boundary_step() * dz
+        sigma = (float(z_aff[:n] @ z_aff[n:]) / n / mu) ** 3
+        r_cent = dz[:n] * dz[n:]
+        r_cent += lam_x - sigma * mu
+        dnu = newton(r_cent)
+        s = 0.99 * boundary_step()
+        z_new = z + s * dz
+        # positive, and x.lam finite: then every entry is finite (NaN fails "> 0")
+        if not ((z_new > 0).all() and np.isfinite(z_new[:n] @ z_new[n:])):
             break
-        x, lam, nu = x_new, lam_new, nu + s * dnu
+        z, nu = z_new, nu + s * dnu
+        x, lam = z[:n], z[n:]
     return x, converged(IPM_TOL)
 
 
-def min_norm_weights(m: np.ndarray) -> tuple[np.ndarray, bool]:
+# The active-set solve counts as exact when its KKT conditions hold to this multiple of the
+# rounding error of the products it computes (see _min_norm_kkt); at K = 50 that rounding is
+# about K * eps = 1e-14 of the same scale, so the margin is ~100x.
+KKT_TOL = 1e-12
+# Lifted gradients (sqrt(c), g_i) count as linearly dependent (the g_i as affinely dependent) when
+# one is within this squared sine of the span of the others: exact duplicates give ~1e-16.
+AFFINE_TOL = 1e-10
+
+
+def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``A = M_SS + c 1 1^T`` for the tasks S = idx: the Gram matrix of the lifted points
+    (sqrt(c), g_i), positive definite exactly when the g_i are affinely independent (M_SS alone
+    need not be: opposite or zero rows). c = max_S M_ii keeps the two terms of the same size."""
+    a = mh[idx][:, idx]
+    c = float(np.diagonal(a).max())
+    a += c if c > 0 else 1.0
+    return a
+
+
+def _affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
+    """Whether the gradients of the tasks idx are affinely independent, to AFFINE_TOL: every
+    Cholesky pivot of the lifted Gram matrix (the squared distance of a lifted point from the
+    span of the ones before it) is above AFFINE_TOL times that point's squared length."""
+    a = _lifted_gram(mh, idx)
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return False
+    return bool((np.diagonal(low) ** 2 > AFFINE_TOL * np.diagonal(a)).all())
+
+
+def _move_to_boundary(w: np.ndarray, in_s: np.ndarray, s: np.ndarray, direction: np.ndarray) -> bool:
+    """The minor cycles' step: w (support ``s``, mask ``in_s``) moves along ``direction`` (given
+    on s, summing to 0) by the largest step that keeps it >= 0; the task that stops it leaves
+    the support. False when nothing stops it or the support empties (rounding trouble)."""
+    ws = w[s]
+    down = np.flatnonzero(direction < 0)
+    if down.size == 0:
+        return False
+    ratios = ws[down] / -direction[down]
+    i = int(np.argmin(ratios))
+    ws += ratios[i] * direction
+    ws[down[i]] = 0.0
+    ws[ws < 0] = 0.0
+    w[s] = ws
+    in_s[s] = ws > 0
+    return bool(in_s.any())
+
+
+def _min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
+    """``(ok, face)`` for a candidate w of  min_{w in simplex} w^T M w.
+
+    ok: the KKT conditions hold to rounding: w >= 0, sum w = 1, and with ``lam = M w - (w^T M w) 1``
+    (the multipliers of w >= 0, halved), ``lam_i >= -tol_i`` for every i and ``|lam_i| <= tol_i``
+    where w_i > 0, ``tol_i = KKT_TOL (|g_i| r + r^2)`` with |g_i| = sqrt(M_ii) and r the largest
+    |g_j| on the support: a bound on the rounding error of (M w)_i and w^T M w, so the tolerance
+    follows the scale of the tasks involved, not of the largest task (norms 1e5 apart).
+    face: the tasks with ``lam_i <= tol_i``: those whose gradient lies on the supporting
+    hyperplane ``{g : g.x = |x|^2}`` at x = G^T w, the support and any others that touch it.
+    Every optimal w lives on them (lam depends on the min-norm point alone, which is unique).
+    """
+    d = np.diagonal(mh)
+    support = w > 0
+    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12):
+        return False, support
+    mw = mh @ w
+    lam = mw - float(w @ mw)
+    r = np.sqrt(d[support].max())
+    tol = KKT_TOL * (np.sqrt(d) * r + r * r)
+    face = lam <= tol
+    return bool((lam >= -tol).all() and face[support].all()), face
+
+
+def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
+    """Wolfe's algorithm for the minimum-norm point of the convex hull of the task gradients
+    (P. Wolfe, "Finding the nearest point in a polytope", Math. Programming 11, 1976), written
+    on the Gram matrix: returns w with ``G^T w`` the min-norm point, or None when a linear solve
+    breaks down. It does not certify its result (:func:`_min_norm_kkt` does).
+
+    It keeps a support S whose gradients are affinely independent and weights w > 0 on S.
+    Minor cycle: the point of least norm of the affine hull of {g_i : i in S} has weights
+    ``u = A^{-1} 1 / (1^T A^{-1} 1)`` with A the lifted Gram matrix of S (:func:`_lifted_gram`;
+    the KKT system ``M_SS u = mu 1, 1^T u = 1`` gives ``A u = (mu + c) 1``). If u > 0, w = u;
+    otherwise w moves towards u until a weight reaches 0, that task leaves S, and the minor
+    cycle repeats. Major cycle: with ``lam = M w - (w^T M w) 1``, stop when every
+    ``lam_i >= -tol_i`` (the rounding tolerance of :func:`_min_norm_kkt`); otherwise the most
+    violating task enters S (it lies outside the affine hull of S, since every point of that
+    hull has the same inner product w^T M w with G^T w), and |G^T w| strictly decreases. So
+    the method ends after finitely many cycles, with w the affine min-norm weights of its final
+    support, solved to rounding.
+
+    ``start``: a bool mask of affinely independent tasks to start from (w uniform on them)
+    instead of the shortest gradient. S is kept as a mask (sorted indices), so w depends only
+    on the final support, not on the path to it. A cap of ``4 K + 10`` major cycles (cold starts
+    on the test families took at most 11 at K = 10 and 58 at K = 50) and a check that |G^T w|
+    decreases catch rounding-induced cycling.
+    """
+    k = mh.shape[0]
+    d = np.diagonal(mh)
+    tol_unit = KKT_TOL * np.sqrt(d)  # tol_i = tol_unit_i r + KKT_TOL r^2
+    ones = np.ones(k)
+    in_s = np.zeros(k, dtype=bool)
+    w = np.zeros(k)
+    if start is not None:
+        in_s[start] = True
+        w[in_s] = 1.0 / in_s.sum()
+    else:
+        j = int(np.argmin(d))  # the shortest gradient: the best single-task point
+        in_s[j], w[j] = True, 1.0
+    value = np.inf
+    for _ in range(4 * k + 10):
+        while True:  # minor cycle
+            s = np.flatnonzero(in_s)
+            a = _lifted_gram(mh, s)
+            try:
+                u = np.linalg.solve(a, ones[: s.size])
+            except np.linalg.LinAlgError:
+                return None
+            total = float(u.sum())
+            if not math.isfinite(total):  # (a NaN or inf entry makes the sum so)
+                return None
+            u /= total
+            if u.min() > 0:
+                w[s] = u
+                break
+            if not _move_to_boundary(w, in_s, s, u - w[s]):
+                return None
+        mw = mh @ w
+        new_value = float(w @ mw)
+        if not new_value < value:  # no progress: rounding; let the certificate judge w
+            return w
+        value = new_value
+        r2 = float(d[s].max())  # the largest |g_i|^2 on the support
+        violation = mw + math.sqrt(r2) * tol_unit  # below value - KKT_TOL r^2: lam_i < -tol_i
+        j = int(np.argmin(violation))
+        if violation[j] >= value - KKT_TOL * r2 or in_s[j]:
+            return w
+        in_s[j] = True  # enters with weight 0; the minor cycle gives it a positive one
+    return w
+
+
+def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """MGDA: ``w* = argmin_{w in simplex} w^T M w`` (the min-norm point of the convex hull of
-    the task gradients is ``G^T w*``).
+    the task gradients is ``G^T w*``, unique even where w* is not).
 
     K = 1: w = [1]. K = 2: closed form ``w_1 = clip((M22 - M12) / (M11 + M22 - 2 M12), 0, 1)``,
-    1/2 when the two gradients are equal. K >= 3: primal-dual interior point on M / (tr(M)/K).
-    Returns (w [K] float64, exactly on the simplex, ok).
+    1/2 when the two gradients are equal. M = 0 (all gradients zero): every w is optimal, 1/K.
+    K >= 3: Wolfe's active-set algorithm (:func:`_min_norm_active_set`) on M / (tr(M)/K), exact
+    to rounding and certified by the KKT conditions (:func:`_min_norm_kkt`). ``start`` (a bool
+    mask, e.g. the support of the previous call's w) is where the active set starts when those
+    tasks are affinely independent; a start that fails is retried from scratch. The result
+    depends on it only through rounding (bit-identical when both runs end on the same support).
+
+    The weights are unique when the tasks on the optimal face (:func:`_min_norm_kkt`) are
+    affinely independent. When they are not (duplicate or zero rows, zero inside the hull of
+    exactly low-rank gradients), the primal-dual interior point (:func:`_pdipm`, to IPM_TOL) is
+    used instead: its central path ends in the relative interior of the optimal set, so
+    duplicated tasks share their weight equally (to ~1e-6 relative: the split is a flat direction
+    of the problem, along which only the barrier term steers the iterates).
+    It is also the fallback when the active set fails its certificate.
+    Returns (w [K] float64, on the simplex, ok).
     """
+    m = np.asarray(m, dtype=np.float64)
     k = m.shape[0]
     if k == 1:
         return np.ones(1), True
@@ -254,51 +425,198 @@ def min_norm_weights(m: np.ndarray) -> tuple[np.ndarray, bool]:
         w1 = float(np.clip((mh[1, 1] - mh[0, 1]) / den, 0.0, 1.0)) if den > 1e-12 else 0.5
         w = np.array([w1, 1.0 - w1])
         return w, bool(np.isfinite(w).all())
+    if float(np.trace(m)) == 0.0:  # M is PSD with a zero diagonal: M = 0
+        return np.full(k, 1.0 / k), True
+    starts = [None]
+    if start is not None and start.any() and _affinely_independent(mh, np.flatnonzero(start)):
+        starts.insert(0, start)
+    ok, w = False, None
+    for first in starts:
+        w = _min_norm_active_set(mh, first)
+        if w is not None:
+            ok, face = _min_norm_kkt(mh, w)
+            if ok:
+                break
+    if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
+        return w, True  # the unique optimum
     ones = np.ones(k)
-    x, ok = _pdipm(lambda w: mh @ w, lambda w: mh, ones / k, ones)
-    w = np.maximum(x, 0.0)
-    return w / w.sum(), ok and bool(np.isfinite(w).all())
+
+    def derivatives(v: np.ndarray, hess: np.ndarray) -> np.ndarray:
+        hess[...] = mh
+        return mh @ v
+
+    x, ok_ipm = _pdipm(derivatives, ones / k, ones)
+    if ok_ipm or not ok:
+        x = np.maximum(x, 0.0)
+        return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
+    return w, True  # not unique, and the interior point failed: the active set's certified w
+
+
+# The conflict-averse active set is certified only where |G^T w| >= X_FLOOR r (r: the largest
+# gradient norm on the support): its KKT tolerance grows as r / |G^T w| (the gradient of |x| is
+# x / |x|), and at this floor it bounds the Frank-Wolfe gap by ~1e-8 of the objective's scale.
+X_FLOOR = 1e-4
+
+
+def _conflict_averse_kkt(
+    mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float, w: np.ndarray
+) -> tuple[bool, np.ndarray]:
+    """``(ok, face)`` for a candidate w of  min_{w in simplex} phi(w) = alpha w.b + beta |G^T w|.
+
+    Where x = G^T w != 0, phi is differentiable, ``grad phi = alpha b + beta M w / |x|``, and w
+    is optimal iff ``lam = grad phi - (w.grad phi) 1`` is >= 0, and 0 on the support. ok: so to
+    ``tol_i = KKT_TOL (|g_i| + r) (alpha R + beta r / |x|)`` (R the mean |g_j|, r the largest on
+    the support: bounds on the rounding of b_i = (M 1/K)_i, of (M w)_i / |x| and of w.grad phi,
+    and on what the support's linear solve leaves, which is relative to r^2), with
+    |x| >= X_FLOOR r. face: as in :func:`_min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
+    which every optimal w lives.
+    """
+    norms = np.sqrt(np.diagonal(mh))
+    support = w > 0
+    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12):
+        return False, support
+    mw = mh @ w
+    r = float(norms[support].max())
+    x_norm = math.sqrt(max(float(w @ mw), 0.0))
+    if not (x_norm > 0 and x_norm >= X_FLOOR * r):
+        return False, support
+    grad = alpha * bh + (beta / x_norm) * mw
+    lam = grad - float(w @ grad)
+    tol = KKT_TOL * (norms + r) * (alpha * float(norms.mean()) + beta * r / x_norm)
+    face = lam <= tol
+    return bool((lam >= -tol).all() and face[support].all()), face
+
+
+def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float) -> np.ndarray | None:
+    """An active-set method for  min_{w in simplex} alpha w.b + beta |G^T w|  (alpha >= 0,
+    beta > 0, b = G g0): Wolfe's algorithm (:func:`_min_norm_active_set`) with the minor cycle's
+    affine min-norm point replaced by the minimiser of the objective over the affine hull of
+    the support S, which has a closed form. It does not certify its result
+    (:func:`_conflict_averse_kkt` does); None where it breaks down.
+
+    On aff{g_i : i in S}, write x = x_a + y with x_a the hull's min-norm point (weights u, as in
+    Wolfe's) and y in the hull's direction space V, which is orthogonal to x_a. With q the
+    projection of g0 onto V (weights delta: ``1^T delta = 0, G_S^T delta = q``, from
+    ``A delta = b_S + nu 1`` with A the lifted Gram matrix; then ``|q|^2 = b_S.delta``), the
+    objective is ``const + alpha q.y + beta sqrt(|x_a|^2 + |y|^2)``. If alpha |q| < beta its
+    minimiser is ``y = -t q / |q|`` with ``t = |x_a| rho / sqrt(1 - rho^2)``, rho = alpha |q| / beta:
+    weights ``u - (t / |q|) delta``; if that is > 0 it is the new w, otherwise w moves towards it
+    until a weight reaches 0 and that task leaves S. If alpha |q| >= beta the objective falls
+    without bound along -q (its slope along -q is at most |q| (beta - alpha |q|) <= 0 everywhere)
+    and w moves along -delta until a weight reaches 0. Major cycle: with lam as in
+    :func:`_conflict_averse_kkt`, stop when every ``lam_i >= -tol_i``, else the most violating task
+    enters S. It enters with a positive weight (the direction towards it descends at w, which
+    minimises the objective on the face of S, so the new face's minimiser, or descent ray, gives
+    it weight), the objective decreases strictly from one major cycle to the next, and the
+    method is finite, as Wolfe's. Start: the best single task; same cap and progress check as
+    Wolfe's. It gives up at x = 0, where the objective is not differentiable.
+    """
+    k = mh.shape[0]
+    norms = np.sqrt(np.diagonal(mh))
+    tol_unit = KKT_TOL * alpha * float(norms.mean())  # tol_i = (tol_unit + KKT_TOL beta r / |x|) (|g_i| + r)
+    in_s = np.zeros(k, dtype=bool)
+    w = np.zeros(k)
+    j = int(np.argmin(alpha * bh + beta * norms))
+    in_s[j], w[j] = True, 1.0
+    rhs = np.empty((k, 2))
+    rhs[:, 0] = 1.0
+    value = np.inf
+    for _ in range(4 * k + 10):
+        while True:  # minor cycle
+            s = np.flatnonzero(in_s)
+            m_ss = mh[s][:, s]
+            c = float(np.diagonal(m_ss).max())
+            rhs[: s.size, 1] = bh[s]
+            try:  # A^{-1} [1, b_S], A = M_SS + c 1 1^T as in _lifted_gram
+                sol = np.linalg.solve(m_ss + (c if c > 0 else 1.0), rhs[: s.size])
+            except np.linalg.LinAlgError:
+                return None
+            p, r = sol[:, 0], sol[:, 1]
+            total = float(p.sum())
+            if not (math.isfinite(total) and total > 0 and math.isfinite(float(r.sum()))):
+                return None
+            u = p / total
+            delta = r - (float(r.sum()) / total) * p
+            rho2 = alpha * alpha * float(bh[s] @ delta) / (beta * beta)
+            if rho2 < 1.0:
+                x_a = math.sqrt(max(float(u @ m_ss @ u), 0.0))
+                target = u - (x_a * alpha / beta / math.sqrt(1.0 - rho2)) * delta
+                if target.min() > 0:
+                    w[s] = target
+                    break
+                direction = target - w[s]
+            else:
+                direction = -delta
+            if not _move_to_boundary(w, in_s, s, direction):
+                return None
+        mw = mh @ w
+        x_norm = math.sqrt(max(float(w @ mw), 0.0))
+        if not x_norm > 0:
+            return None
+        grad = alpha * bh + (beta / x_norm) * mw
+        new_value = float(w @ grad)  # = alpha w.b + beta |x|
+        if not new_value < value:  # no progress: rounding; let the certificate judge w
+            return w
+        value = new_value
+        r = float(norms[s].max())
+        violation = grad + (tol_unit + KKT_TOL * beta * r / x_norm) * (norms + r)
+        j = int(np.argmin(violation))
+        if violation[j] >= value or in_s[j]:
+            return w
+        in_s[j] = True
+    return w
 
 
 def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, bool]:
     """``w* = argmin_{w in simplex} alpha * w.b + beta * sqrt(w^T M w)`` with alpha, beta >= 0.
 
     CAGrad: b = G g0, alpha = 1, beta = c |g0|. IMGrad: alpha = 1.5 - cos, beta = cos c |g0|.
-    The objective is convex but not differentiable where G^T w = 0, so it is solved in the lifted
-    form  min_{w in simplex, tau > 0} alpha w.b + beta (w^T M w / (2 tau) + tau / 2)  (jointly
-    convex: a quadratic-over-linear term; minimising over tau gives back beta sqrt(w^T M w), with
-    tau* = |G^T w*|), by the primal-dual interior point method, after scaling M and b by tr(M)/K.
-    A floor of 1e-12 on the scaled beta keeps tau bounded when beta = 0 (a pure linear program).
-    Returns (w [K] float64, ok).
+    On M and b scaled by tr(M)/K, with a floor of 1e-12 on the scaled beta. Solved by the active
+    set of :func:`_conflict_averse_active_set`, exact to rounding, certified by its KKT
+    conditions (:func:`_conflict_averse_kkt`). The objective is convex but not differentiable
+    where G^T w = 0; where the active set is not certified (|G^T w| below X_FLOOR of the
+    gradients' norms, or a breakdown) or w* may not be unique (affinely dependent tasks on the
+    optimal face, as in :func:`min_norm_weights`; the interior point then splits the weight of
+    duplicated tasks equally, to ~5e-4 relative), the problem is solved in the lifted form
+    min_{w in simplex, tau > 0} alpha w.b + beta (w^T M w / (2 tau) + tau / 2)  (jointly convex:
+    a quadratic-over-linear term; minimising over tau gives back beta sqrt(w^T M w), with
+    tau* = |G^T w*|) by the primal-dual interior point method (the floor on beta keeps tau
+    bounded when beta = 0, a pure linear program). Returns (w [K] float64, ok).
     """
+    m = np.asarray(m, dtype=np.float64)
     k = m.shape[0]
     s = gram_scale(m)
-    mh, bh = m / s, b / s
+    mh, bh = m / s, np.asarray(b, dtype=np.float64) / s
     beta = max(beta / np.sqrt(s), 1e-12)  # beta multiplies a norm (units sqrt(s))
 
-    out = np.empty(k + 1)
+    w, ok = _conflict_averse_active_set(mh, bh, alpha, beta), False
+    if w is not None:
+        ok, face = _conflict_averse_kkt(mh, bh, alpha, beta, w)
+        if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
+            return w, True  # the unique optimum
 
-    def grad(x: np.ndarray) -> np.ndarray:
-        w, tau = x[:k], x[k]
-        mw = mh @ w
-        out[:k] = alpha * bh + (beta / tau) * mw
-        out[k] = beta * (0.5 - float(w @ mw) / (2.0 * tau * tau))
-        return out.copy()
+    alpha_b = alpha * bh
 
-    def hess(x: np.ndarray) -> np.ndarray:
-        w, tau = x[:k], x[k]
+    def derivatives(x: np.ndarray, hess: np.ndarray) -> np.ndarray:
+        w, tau = x[:k], x[k]  # a numpy scalar: a tau that underflows gives inf (refused), not an exception
         mw = mh @ w
-        h = np.empty((k + 1, k + 1))
-        h[:k, :k] = (beta / tau) * mh
-        h[:k, k] = h[k, :k] = (-beta / tau**2) * mw
-        h[k, k] = beta * float(w @ mw) / tau**3
-        return h
+        wmw = float(w @ mw)
+        grad = np.empty(k + 1)
+        np.multiply(mw, beta / tau, out=grad[:k])
+        grad[:k] += alpha_b
+        grad[k] = beta * (0.5 - wmw / (2.0 * tau * tau))
+        np.multiply(mh, beta / tau, out=hess[:k, :k])
+        hess[:k, k] = hess[k, :k] = (-beta / tau**2) * mw
+        hess[k, k] = beta * wmw / tau**3
+        return grad
 
     w0 = np.full(k, 1.0 / k)
     x0 = np.append(w0, np.sqrt(max(float(w0 @ mh @ w0), 0.0)) + 1.0)
-    x, ok = _pdipm(grad, hess, x0, np.append(np.ones(k), 0.0))
-    w = np.maximum(x[:k], 0.0)
-    return w / w.sum(), ok and bool(np.isfinite(w).all())
+    x, ok_ipm = _pdipm(derivatives, x0, np.append(np.ones(k), 0.0))
+    if ok_ipm or not ok:
+        x = np.maximum(x[:k], 0.0)
+        return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
+    return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
 # |g_w| below this fraction of the rms task-gradient norm is treated as zero: the float64 Gram

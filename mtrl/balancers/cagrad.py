@@ -30,19 +30,21 @@ class CAGrad(Balancer):
     Hyperparameters: ``c=0.5`` (>= 0). Meta-World: the paper's MT10 runs use c = 0.9 and its MT50
     runs c = 0.5 (official ``mtrl/mtrl_files/run.sh``).
 
-    Solver (``mtrl.balancers._simplex.conflict_averse_weights``): the inner problem is convex but
-    not differentiable where G^T w = 0; it is solved exactly in the lifted form
-    ``min_{w, tau > 0} w.(G g0) + c |g0| (w^T M w / (2 tau) + tau / 2)`` by a primal-dual
-    interior-point method on the float64 K x K Gram matrix M, on the host, to a relative KKT
-    residual of 1e-9 (one host synchronisation per call: the copy of M). When the optimum is at
-    G^T w* = 0 (zero in the convex hull of the gradients, c large enough), CAGrad's direction is
-    undefined: the correction term fades out (see ``conflict_averse_combination``) and d tends
-    to g0 / (1 + c^2).
+    Solver (``mtrl.balancers._simplex.conflict_averse_weights``), on the float64 K x K Gram
+    matrix M on the host (one host synchronisation per call: the copy of M): an active-set
+    method (Wolfe's, with the objective's minimiser over each face in closed form), exact to
+    rounding and certified by the KKT conditions. The inner problem is convex but not
+    differentiable where G^T w = 0; near there (and where the optimal w is not unique) it is
+    solved in the lifted form ``min_{w, tau > 0} w.(G g0) + c |g0| (w^T M w / (2 tau) + tau / 2)``
+    by a primal-dual interior-point method, to a relative KKT residual of 1e-9. When the
+    optimum is at G^T w* = 0 (zero in the convex hull of the gradients, c large enough),
+    CAGrad's direction is undefined: the correction term fades out (see
+    ``conflict_averse_combination``) and d tends to g0 / (1 + c^2).
 
-    Failure and fallback: when the interior-point KKT residual or duality gap is above its
-    tolerance (in practice only when the optimum sits at G^T w* = 0, where the interior-point
-    method converges slowly), or the result is not finite, ``solver_failures`` is incremented
-    and the update is the equal-weights one (weights 1/K, d = g0).
+    Failure and fallback: when neither solver meets its optimality conditions (in practice only
+    when the optimum sits at G^T w* = 0, where the interior-point method converges slowly), or
+    the result is not finite, ``solver_failures`` is incremented and the update is the
+    equal-weights one (weights 1/K, d = g0).
 
     Differences from the official code (Cranial-XIX/CAGrad): its MT10/MT50 agent
     (``mtrl/mtrl_files/cagrad.py``, method "cagrad", the one behind the published numbers) does

@@ -27,13 +27,15 @@ class MGDA(Balancer):
     gradient normalisation). The paper has no Meta-World experiment, so there is no published
     MT10 setting; the official code's default normalisation is "none", as here.
 
-    Solver (``mtrl.balancers._simplex.min_norm_weights``): closed form for K = 2, a primal-dual
-    interior-point method on the float64 K x K Gram matrix for K >= 3, on the host, to a
-    relative KKT residual of 1e-9 (one host synchronisation per call: the copy of the Gram matrix).
+    Solver (``mtrl.balancers._simplex.min_norm_weights``), on the float64 K x K Gram matrix on
+    the host (one host synchronisation per call: the copy of the Gram matrix): closed form for
+    K = 2; for K >= 3 Wolfe's active-set algorithm, started from the previous call's support,
+    exact to rounding and certified by the KKT conditions, with the primal-dual interior point
+    as the fallback (and for ties, where the optimal weights may not be unique).
 
-    Failure and fallback: when the interior-point KKT residual or duality gap is above its
-    tolerance, or the result is not finite, ``solver_failures`` is incremented and the update is
-    the equal-weights one (w = 1/K, d = g0).
+    Failure and fallback: when neither solver meets its optimality conditions, or the result is
+    not finite, ``solver_failures`` is incremented and the update is the equal-weights one
+    (w = 1/K, d = g0).
 
     Differences from the official code (isl-org/MultiObjectiveOptimization ``MinNormSolver``,
     copied into the CAGrad, Nash-MTL and IMGrad repositories): it runs on the host
@@ -45,13 +47,20 @@ class MGDA(Balancer):
 
     name = "mgda"
 
+    def __init__(self, num_tasks: int, **kwargs):
+        super().__init__(num_tasks, **kwargs)
+        # the support of the last solution, where the next active-set solve starts (consecutive
+        # Gram matrices are close); it changes the speed, not the result, so it is not checkpointed
+        self.support: np.ndarray | None = None
+
     def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
         k = self.num_tasks
         g64, m = host_gram(grads, losses, self.finite)
         if m is None:  # not finite: the trainer skips this update; the state stays as it was
             return skipped_result(grads, losses)
         with host_solve():
-            w, ok = min_norm_weights(m)
+            w, ok = min_norm_weights(m, self.support)
+            self.support = w > 0 if ok else None
         self._count_failure(not ok)
         direction, weights = device_direction(g64, w if ok else np.full(k, 1.0 / k), grads.dtype)
         return BalanceResult(direction=direction, weights=weights)

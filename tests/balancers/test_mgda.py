@@ -111,8 +111,26 @@ def test_float32_close_to_float64():
     np.testing.assert_allclose(out.weights.numpy(), w64.numpy(), atol=1e-5)
 
 
+def _uniform(mh, start=None):
+    return np.full(mh.shape[0], 1.0 / mh.shape[0])
+
+
+def test_wrong_active_set_result_is_caught_and_the_interior_point_used(monkeypatch):
+    """The certificate is what makes the result exact: an active set that returns a wrong w
+    (here 1/K) is rejected and the interior point's answer is returned, counted as no failure."""
+    g = spread_grads(10, seed=4)
+    ref = make_balancer("mgda", num_tasks=10).balance(g, torch.ones(10, dtype=DTYPE)).weights.numpy()
+    monkeypatch.setattr(simplex, "_min_norm_active_set", _uniform)
+    b = make_balancer("mgda", num_tasks=10)
+    w = b.balance(g, torch.ones(10, dtype=DTYPE)).weights.numpy()
+    assert b.solver_failures.item() == 0
+    assert np.abs(w - ref).max() <= 1e-7 and np.abs(w - 0.1).max() > 0.05
+
+
 def test_solver_failure_is_counted_and_falls_back_to_equal_weights(monkeypatch):
-    # a 1-iteration interior point cannot meet its tolerance
+    # a wrong active-set result (rejected by its certificate), then a 1-iteration interior point,
+    # which cannot meet its tolerance
+    monkeypatch.setattr(simplex, "_min_norm_active_set", _uniform)
     monkeypatch.setattr(simplex, "_pdipm", functools.partial(simplex._pdipm, max_iters=1))
     g = spread_grads(10, seed=4)
     b = make_balancer("mgda", num_tasks=10)
@@ -120,3 +138,21 @@ def test_solver_failure_is_counted_and_falls_back_to_equal_weights(monkeypatch):
     assert b.solver_failures.item() == 1
     np.testing.assert_allclose(out.weights.numpy(), np.full(10, 0.1))
     np.testing.assert_allclose(out.direction.numpy(), g.mean(0).numpy())
+
+
+@pytest.mark.parametrize("name", ["mgda", "imgrad"])
+def test_warm_start_across_calls_does_not_change_the_result(name):
+    """Each call starts MGDA's active set from the previous call's support; over a sequence of
+    slowly changing gradients the results are those of a fresh balancer at every call."""
+    gen = torch.Generator().manual_seed(0)
+    g = spread_grads(10, dim=40, seed=5)
+    warm = make_balancer(name, num_tasks=10)
+    for _ in range(8):
+        g = g + 0.05 * torch.randn(g.shape, generator=gen, dtype=DTYPE) * g.norm(dim=1, keepdim=True) / 40**0.5
+        out = warm.balance(g, torch.ones(10, dtype=DTYPE))
+        assert warm.support is not None and warm.support.any()
+        cold = make_balancer(name, num_tasks=10)
+        ref = cold.balance(g, torch.ones(10, dtype=DTYPE))
+        torch.testing.assert_close(out.weights, ref.weights, rtol=0, atol=1e-14)
+        torch.testing.assert_close(out.direction, ref.direction, rtol=0, atol=1e-12 * float(g.norm()))
+    assert warm.solver_failures.item() == 0
