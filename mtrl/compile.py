@@ -38,7 +38,7 @@ import torch
 from mtrl.config import ConfigError
 
 # compile=auto on the CPU: compile. `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
-# protocol sizes, three runs) measured the compiled update 1-12% faster than the eager one for
+# protocol sizes, six runs) measured the compiled update 1-15% faster than the eager one for
 # EW and each required balancer, for 20-35 s of compiling on a cold cache (docs/benchmarks.md,
 # "compile on and off")
 CPU_AUTO = True

@@ -24,7 +24,7 @@ from tests.conftest import SMOKE
 pytestmark = pytest.mark.compile
 
 GYM2 = "gym:MountainCarContinuous-v0,InvertedDoublePendulum-v5"  # two tasks that build in a blink
-BALANCERS = ["ew", "famo", "imgrad", "cagrad", "nash_mtl", "db_mtl"]  # famo: a loss-only method that reads the host
+BALANCERS = ["ew", "stall_boost", "famo", "imgrad", "cagrad", "nash_mtl", "db_mtl"]  # famo: loss-only, reads the host
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 
 

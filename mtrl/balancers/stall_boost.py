@@ -71,6 +71,7 @@ class StallBoost(Balancer):
 
     name = "stall_boost"
     needs_grads = False
+    traceable = True  # torch.where only: no host read in balance()
     uses_success = True
 
     def __init__(self, num_tasks: int, patience: int = 10000, min_gain: float = 0.1, max_boost: float = 3.0,
