@@ -21,8 +21,8 @@ is launch-bound there); on the CPU, compile too, because ``mtrl bench`` measures
 (see ``CPU_AUTO``). Where compile cannot work (no C++ compiler for the CPU backend, no Triton for the
 CUDA one) ``auto`` runs eagerly and says so in one line; ``true`` stops with a clear error.
 The first call of each compiled function traces and compiles it (seconds to minutes); the
-trainer announces it and :attr:`CompiledFunction.compile_s` records it, for the progress output
-and ``mtrl bench``.
+trainer announces it, leaves it out of the progress estimate, and
+:attr:`CompiledFunction.compile_s` records it for ``mtrl bench``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import torch
 from mtrl.config import ConfigError
 
 # compile=auto on the CPU: compile. `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
-# protocol sizes, six runs) measured the compiled update 1-15% faster than the eager one for
-# EW and each required balancer, for 20-35 s of compiling on a cold cache (docs/benchmarks.md,
+# protocol sizes, seven runs) measured the compiled update level with the eager one or up to 17%
+# faster for EW and each required balancer, for 20-35 s of compiling on a cold cache (docs/benchmarks.md,
 # "compile on and off")
 CPU_AUTO = True
 
@@ -85,8 +85,12 @@ class CompiledFunction:
     ``compile_s``. With ``strict`` False (compile=auto) a function that fails to compile runs
     eagerly from then on, said in one line; with ``strict`` (compile=true) the error stands."""
 
-    def __init__(self, fn: Callable, name: str, enabled: bool, device: torch.device, strict: bool, announce: Callable[[str], None]):
-        self.fn, self.name, self.enabled, self.strict, self.announce = fn, name, enabled, strict, announce
+    def __init__(
+        self, fn: Callable, name: str, enabled: bool, device: torch.device, strict: bool,
+        announce: Callable[[str], None], compiled_in: Callable[[float], None] = lambda seconds: None,
+    ):  # fmt: skip
+        self.fn, self.name, self.enabled, self.strict = fn, name, enabled, strict
+        self.announce, self.compiled_in = announce, compiled_in
         mode = "reduce-overhead" if device.type == "cuda" else None
         compiled = torch.compile(fn, fullgraph=True, mode=mode)
 
@@ -117,4 +121,5 @@ class CompiledFunction:
             return self.fn(*args)
         self.compile_s = time.perf_counter() - start
         self.announce(f"mtrl: compiled {self.name} in {self.compile_s:.1f} s")
+        self.compiled_in(self.compile_s)
         return out

@@ -41,6 +41,7 @@ class TrainProgress:
         self.tty = self.stream.isatty()
         self.total, self.warmup = total, warmup
         self.marks: deque[tuple[float, int]] = deque(maxlen=WINDOW + 1)  # (time, env steps) after the warm-up
+        self.excluded_s = 0.0  # one-off time (torch.compile's first calls) left out of the rate
         self.bar = None
         if self.tty:
             self.bar = tqdm(total=total, initial=start, unit="step", file=self.stream, dynamic_ncols=True, mininterval=1.0,
@@ -49,6 +50,11 @@ class TrainProgress:
     def advance(self, env_steps: int) -> None:
         if self.bar is not None:
             self.bar.update(env_steps)
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` of one-off work out of the rate and the estimate: compiling the
+        update takes a minute once, and would otherwise make the next estimates hours long."""
+        self.excluded_s += seconds
 
     def steady_rate(self) -> float | None:
         """Env steps per second over the last WINDOW log intervals after the warm-up."""
@@ -60,7 +66,7 @@ class TrainProgress:
     def interval(self, env_steps: int, env_rate: float, update_rate: float, success: float | None) -> None:
         """At every log interval; ``env_rate`` and ``update_rate`` are over that interval."""
         if env_steps >= self.warmup:
-            self.marks.append((time.time(), env_steps))
+            self.marks.append((time.time() - self.excluded_s, env_steps))
         rate = self.steady_rate()
         if rate:
             eta = f"ETA {format_duration((self.total - env_steps) / rate)}"

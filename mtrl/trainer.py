@@ -160,7 +160,7 @@ class Trainer:
         agent, strict = self.agent, self.cfg.compile == "true"
 
         def wrap(fn, name: str) -> CompiledFunction:
-            return CompiledFunction(fn, name, self.compiled, self.device, strict, self._announce)
+            return CompiledFunction(fn, name, self.compiled, self.device, strict, self._announce, self._compiled_in)
 
         def critic_loss(params, obs, actions, target):
             return agent.critic_loss(params, obs, actions, target), ()
@@ -174,6 +174,12 @@ class Trainer:
             steps[loss, "weighted_gradients"] = wrap(
                 lambda *args, fn=loss_fn: weighted_gradients(fn, *args), f"the {loss}'s weighted loss step")
         return steps
+
+    def _compiled_in(self, seconds: float) -> None:
+        """Compile time is one-off: out of the progress estimate."""
+        progress = getattr(self, "progress", None)
+        if progress is not None:
+            progress.exclude(seconds)
 
     def _announce(self, line: str) -> None:
         """A line of its own in the progress output (stderr before training starts)."""

@@ -177,6 +177,23 @@ def test_rate_and_eta_come_from_training_after_the_warm_up(monkeypatch):
         assert "step/s" not in text  # tqdm's own rate is not shown
 
 
+def test_compile_time_is_left_out_of_the_rate(monkeypatch):
+    """The first updates of a compiled run compile for a minute once: excluded, the rate is
+    that of training."""
+    from types import SimpleNamespace
+
+    from mtrl import progress
+
+    clock = iter([2.0, 72.0, 82.0])  # 2000 (warm-up's end); 3000 after 60 s of compiling; 4000
+    monkeypatch.setattr(progress, "time", SimpleNamespace(time=lambda: next(clock)))
+    p = progress.TrainProgress(total=10000, start=0, warmup=2000, stream=io.StringIO())
+    p.interval(2000, env_rate=0.0, update_rate=0.0, success=None)
+    p.exclude(60.0)
+    for steps in (3000, 4000):
+        p.interval(steps, env_rate=0.0, update_rate=0.0, success=None)
+    assert p.steady_rate() == pytest.approx(100.0)  # 2000 steps over 80 s - 60 s
+
+
 def test_plain_evaluation_progress_lines(monkeypatch):
     from types import SimpleNamespace
 
