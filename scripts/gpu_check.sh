@@ -31,13 +31,13 @@ step "CUDA tests (the cases that skip without CUDA, the compile ones too), 150 s
 timeout 150 python3 -m pytest -q -rs -p no:cacheprovider -m "not slow" -k "cuda" tests >"$out/tests.txt" 2>&1
 echo "pytest exit $?; $(tail -n 1 "$out/tests.txt")" | tee -a "$out/summary.txt"
 
-step "mtrl bench --quick (MT10 protocol sizes, compile on and off), 240 s at most"
-timeout 240 python3 -m mtrl.cli bench --quick --balancers ew,imgrad,cagrad,nash_mtl,db_mtl --json "$out/bench.json" \
+step "mtrl bench --quick (MT10 protocol sizes, compile on and off), 210 s at most"
+timeout 210 python3 -m mtrl.cli bench --quick --balancers ew,imgrad,cagrad,nash_mtl,db_mtl --json "$out/bench.json" \
     device=cuda >"$out/bench.txt" 2>&1
 echo "bench exit $?" | tee -a "$out/summary.txt"
 
-step "MT10 training with cagrad on CUDA for 150 s, compiling first (SIGTERM then: checkpoint and exit 0)"
-timeout -s TERM -k 30 150 python3 -m mtrl.cli train --config configs/mt10.yaml --balancer cagrad --run-dir "$out/run" \
+step "MT10 training with cagrad on CUDA for 120 s, compiling first (SIGTERM then: checkpoint and exit 0)"
+timeout -s TERM -k 20 120 python3 -m mtrl.cli train --config configs/mt10.yaml --balancer cagrad --run-dir "$out/run" \
     device=cuda warmup_env_steps=10000 eval_every=100000000 checkpoint_every=100000000 log_every=2000 >"$out/train.txt" 2>&1
 echo "train exit $? (0: stopped by the signal after a checkpoint)" | tee -a "$out/summary.txt"
 grep -o "compiled .* in [0-9.]* s" "$out/train.txt" | tee -a "$out/summary.txt"
