@@ -82,7 +82,8 @@ def _stderr(line: str) -> None:
 class CompiledFunction:
     """``fn`` under ``torch.compile(fullgraph=True)`` when ``enabled`` (with CUDA graphs on CUDA),
     else ``fn`` itself. The first call traces and compiles: it is announced and timed into
-    ``compile_s``. With ``strict`` False (compile=auto) a function that fails to compile runs
+    ``compile_s``; :meth:`expect_compile` says that the next call compiles again (a new
+    balancer traced into the function). With ``strict`` False (compile=auto) a function that fails to compile runs
     eagerly from then on, said in one line; with ``strict`` (compile=true) the error stands."""
 
     def __init__(
@@ -104,11 +105,14 @@ class CompiledFunction:
         self.compile_s = 0.0
         self.called = False
 
+    def expect_compile(self) -> None:
+        self.called = not self.enabled
+
     def __call__(self, *args):
         if not self.enabled or self.called:
             return self.compiled(*args)
         self.called = True
-        self.announce(f"mtrl: compiling {self.name} (torch.compile, once per run) ...")
+        self.announce(f"mtrl: compiling {self.name} (torch.compile) ...")
         start = time.perf_counter()
         try:
             out = self.compiled(*args)
@@ -119,7 +123,8 @@ class CompiledFunction:
             self.announce(f"mtrl: compile=auto: compiling {self.name} failed ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}); it runs eagerly")  # fmt: skip
             return self.fn(*args)
-        self.compile_s = time.perf_counter() - start
-        self.announce(f"mtrl: compiled {self.name} in {self.compile_s:.1f} s")
-        self.compiled_in(self.compile_s)
+        seconds = time.perf_counter() - start
+        self.compile_s += seconds
+        self.announce(f"mtrl: compiled {self.name} in {seconds:.1f} s")
+        self.compiled_in(seconds)
         return out

@@ -314,6 +314,9 @@ class Trainer:
         if stage != self.stage:
             self.stage = stage
             self.balancers = make_loss_balancers(self.stages[stage], self.num_tasks)
+            for loss, balancer in self.balancers.items():
+                if balancer.traceable and not balancer.needs_grads:  # compiled into the loss step: traced anew
+                    self.steps[loss, "weighted_gradients"].expect_compile()
             self._log_stage()
             self.progress.message(f"mtrl: env step {c.env_steps}: balancer stage {stage + 1}/{len(self.stages)} "
                                   f"({self.stages[stage].label})")  # fmt: skip
