@@ -33,17 +33,6 @@ def per_task_grads(
     return flat, losses, aux
 
 
-def write_grads(params: list[Tensor], direction: Tensor) -> None:
-    """Unflatten a [P] direction into the ``.grad`` of ``params`` (in order) for optimizer.step()."""
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = direction[offset : offset + n].view_as(p).clone()
-        offset += n
-    if offset != direction.numel():
-        raise ValueError(f"direction has {direction.numel()} entries, the parameters {offset}")
-
-
 def gradient_statistics(grads: Tensor, direction: Tensor | None = None, eps: float = 1e-12) -> dict[str, Tensor]:
     """Imbalance and conflict of a [K, P] gradient matrix (K >= 2 for the pairwise ones):
     per-task norms, mean pairwise cosine, fraction of task pairs with negative cosine, and the

@@ -8,7 +8,8 @@ import torch
 
 from agents.mtsac import MTSAC
 from mtrl.config import default_sac
-from mtrl.gradients import gradient_statistics, per_task_grads, write_grads
+from mtrl.gradients import gradient_statistics, per_task_grads
+from mtrl.update_steps import unflatten
 from mtrl.replay import Batch
 
 K, N, OBS, ACT = 4, 6, 7, 3
@@ -70,12 +71,12 @@ def test_actor_per_task_grads_equal_k_backward_passes(agent_and_batch):
     torch.testing.assert_close(grads.mean(0), mean_grad, rtol=1e-10, atol=1e-12)
 
 
-def test_write_grads_unflattens_in_parameter_order():
+def test_unflatten_follows_the_parameter_order():
     a, b = torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4))
-    write_grads([a, b], torch.arange(10.0))
-    assert torch.equal(a.grad, torch.arange(6.0).view(2, 3)) and torch.equal(b.grad, torch.arange(6.0, 10.0))
+    ga, gb = unflatten(torch.arange(10.0), [a, b])
+    assert torch.equal(ga, torch.arange(6.0).view(2, 3)) and torch.equal(gb, torch.arange(6.0, 10.0))
     with pytest.raises(ValueError):
-        write_grads([a, b], torch.arange(11.0))
+        unflatten(torch.arange(11.0), [a, b])
 
 
 def test_gradient_statistics_match_definitions():
