@@ -79,6 +79,19 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _compile(fn: Callable, device: torch.device) -> Callable:
+    """``fn`` under torch.compile, whole, with CUDA graphs on CUDA."""
+    compiled = torch.compile(fn, fullgraph=True, mode="reduce-overhead" if device.type == "cuda" else None)
+
+    def traced(*args):
+        # torch.autograd.grad inside the loss step (mtrl.update_steps.weighted_gradients) is
+        # traced, not a graph break; set on every call, since a recompilation traces again
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            return compiled(*args)
+
+    return traced
+
+
 class CompiledFunction:
     """``fn`` under ``torch.compile(fullgraph=True)`` when ``enabled`` (with CUDA graphs on CUDA),
     else ``fn`` itself. The first call traces and compiles: it is announced and timed into
@@ -92,16 +105,7 @@ class CompiledFunction:
     ):  # fmt: skip
         self.fn, self.name, self.enabled, self.strict = fn, name, enabled, strict
         self.announce, self.compiled_in = announce, compiled_in
-        mode = "reduce-overhead" if device.type == "cuda" else None
-        compiled = torch.compile(fn, fullgraph=True, mode=mode)
-
-        def traced(*args):
-            # torch.autograd.grad inside the loss step (mtrl.update_steps.weighted_gradients) is
-            # traced, not a graph break; set on every call, since a recompilation traces again
-            with torch._dynamo.config.patch(trace_autograd_ops=True):
-                return compiled(*args)
-
-        self.compiled = traced if enabled else fn
+        self.compiled = _compile(fn, device) if enabled else fn
         self.compile_s = 0.0
         self.called = False
 
