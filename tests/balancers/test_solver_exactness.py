@@ -204,25 +204,37 @@ def brute_force_min_norm(m: np.ndarray) -> np.ndarray:
     ``M_SS u + mu 1 = 0, 1^T u = 1`` solved by least squares (it is singular where the support's
     gradients are affinely dependent); the best u >= 0 found. Some optimal w has an affinely
     independent support (Caratheodory), on which the system is regular, so this is exact."""
-    k = m.shape[0]
     best, best_w = np.inf, None
+    for s, kkt in _bordered_supports(m):
+        rhs = np.zeros(len(s) + 1)
+        rhs[-1] = 1.0
+        w = _simplex_point(np.linalg.lstsq(kkt, rhs, rcond=None)[0][: len(s)], s, m.shape[0])
+        if w is not None and w @ m @ w < best:
+            best, best_w = w @ m @ w, w
+    return best_w
+
+
+def _bordered_supports(m: np.ndarray):
+    """``(S, [[M_SS, 1], [1^T, 0]])`` for every support S (a list of task indices), the matrix
+    of the equality-constrained KKT systems on that support."""
+    k = m.shape[0]
     for size in range(1, k + 1):
         for support in itertools.combinations(range(k), size):
             s = list(support)
             kkt = np.zeros((size + 1, size + 1))
             kkt[:size, :size] = m[np.ix_(s, s)]
             kkt[:size, size] = kkt[size, :size] = 1.0
-            rhs = np.zeros(size + 1)
-            rhs[size] = 1.0
-            u = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:size]
-            if abs(u.sum() - 1.0) > 1e-9 or u.min() < -1e-12:
-                continue
-            w = np.zeros(k)
-            w[s] = np.maximum(u, 0.0)
-            w /= w.sum()
-            if w @ m @ w < best:
-                best, best_w = w @ m @ w, w
-    return best_w
+            yield s, kkt
+
+
+def _simplex_point(u: np.ndarray, s: list, k: int) -> np.ndarray | None:
+    """The weights u on the support s as a point of the K-simplex, or None when u is not one
+    (sum off 1 or an entry below 0, beyond rounding)."""
+    if abs(u.sum() - 1.0) > 1e-9 or u.min() < -1e-12:
+        return None
+    w = np.zeros(k)
+    w[s] = np.maximum(u, 0.0)
+    return w / w.sum()
 
 
 def assert_exact_kkt(m: np.ndarray, w: np.ndarray, tol: float = 1e-11):
@@ -360,36 +372,26 @@ def brute_force_conflict_averse(m: np.ndarray, b: np.ndarray, alpha: float, beta
     """min over the simplex of alpha w.b + beta |G^T w| (optimum away from G^T w = 0) by
     enumerating the supports. On a support S the stationarity conditions
     ``alpha b_S + (beta / t) M_SS w = psi 1, 1^T w = 1, t = |G^T w|`` are, for fixed t, linear:
-    w(t) = w0 + t w1 with ``[[M_SS, -1], [1^T, 0]] [w; psi t / beta] = [-(alpha t / beta) b_S; 1]``,
+    w(t) = w0 + t w1 with ``[[M_SS, 1], [1^T, 0]] [w; -psi t / beta] = [-(alpha t / beta) b_S; 1]``,
     so ``t^2 = w(t)^T M w(t)`` is a quadratic in t, solved exactly; the best feasible candidate
     is kept (every candidate is a point of the simplex, and the optimum is one of them)."""
-    k = m.shape[0]
     best, best_w = np.inf, None
-    for size in range(1, k + 1):
-        for support in itertools.combinations(range(k), size):
-            s = list(support)
-            kkt = np.zeros((size + 1, size + 1))
-            kkt[:size, :size] = m[np.ix_(s, s)]
-            kkt[:size, size], kkt[size, :size] = -1.0, 1.0
-            rhs = np.zeros((size + 1, 2))
-            rhs[size, 0] = 1.0
-            rhs[:size, 1] = -(alpha / beta) * b[s]
-            sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-            w0, w1 = sol[:size, 0], sol[:size, 1]
-            mss = m[np.ix_(s, s)]
-            a0, a1, a2 = w0 @ mss @ w0, w0 @ mss @ w1, w1 @ mss @ w1
-            for t in np.roots([a2 - 1.0, 2.0 * a1, a0]):
-                if abs(t.imag) > 1e-12 * abs(t) or t.real <= 0:
-                    continue
-                u = w0 + t.real * w1
-                if abs(u.sum() - 1.0) > 1e-9 or u.min() < -1e-12:
-                    continue
-                w = np.zeros(k)
-                w[s] = np.maximum(u, 0.0)
-                w /= w.sum()
-                f = _ca_objective(m, b, alpha, beta, w)
-                if f < best:
-                    best, best_w = f, w
+    for s, kkt in _bordered_supports(m):
+        size = len(s)
+        rhs = np.zeros((size + 1, 2))
+        rhs[size, 0] = 1.0
+        rhs[:size, 1] = -(alpha / beta) * b[s]
+        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+        w0, w1 = sol[:size, 0], sol[:size, 1]
+        mss = kkt[:size, :size]
+        a0, a1, a2 = w0 @ mss @ w0, w0 @ mss @ w1, w1 @ mss @ w1
+        for t in np.roots([a2 - 1.0, 2.0 * a1, a0]):
+            if abs(t.imag) > 1e-12 * abs(t) or t.real <= 0:
+                continue
+            w = _simplex_point(w0 + t.real * w1, s, m.shape[0])
+            f = np.inf if w is None else _ca_objective(m, b, alpha, beta, w)
+            if f < best:
+                best, best_w = f, w
     return best_w
 
 
