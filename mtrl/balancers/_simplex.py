@@ -45,6 +45,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.linalg.lapack import dposv
 from torch import Tensor
 
 IPM_MAX_ITERS = 100  # a cap, never the stopping rule: typical solves stop after 8-25 iterations
@@ -253,35 +254,81 @@ def _pdipm(
     return x, converged(IPM_TOL)
 
 
-# The active-set solve counts as exact when its KKT conditions hold to this multiple of the
-# rounding error of the products it computes (see _min_norm_kkt); at K = 50 that rounding is
-# about K * eps = 1e-14 of the same scale, so the margin is ~100x.
-KKT_TOL = 1e-12
-# Lifted gradients (sqrt(c), g_i) count as linearly dependent (the g_i as affinely dependent) when
-# one is within this squared sine of the span of the others: exact duplicates give ~1e-16.
+# The certificates' tolerances come from rounding-error bounds that hold on any IEEE machine,
+# whatever the BLAS kernel, summation order or FMA use (Higham, "Accuracy and Stability of
+# Numerical Algorithms", 2nd ed.: gamma_n = n u / (1 - n u) bounds an n-term inner product,
+# sec. 3.1; a Cholesky solve of A x = b is exact for A + dA with |dA| <= gamma_{3n+1} |R^T| |R|,
+# Thm. 10.4, and |R^T| |R| <= sqrt(a_ii a_jj) entrywise). For a candidate w on the simplex, with
+# n_i = |g_i| and rho = sum_j w_j n_j (the weighted norm of the support, not its largest norm:
+# with norms 1e5 apart, w_j ~ 1 / n_j^2 and rho stays near the small tasks' scale):
+#   * the support's solve (Jacobi-scaled lifted Gram matrix, _lifted_gram) leaves a residual
+#     <= 2 (gamma_{3K+1} + 3u) (n_i rho + rho^2) in (M w)_i - w^T M w (the scaling and the lift
+#     add 3 roundings per entry; the lifted diagonal is at most twice n_i^2);
+#   * evaluating lam = M w - (w^T M w) 1 adds <= (gamma_K + gamma_2K + K u) (n_i rho + rho^2).
+# Their sum is below (10 K + 10) u (n_i rho + rho^2); the certificate allows twice that. So a w
+# the active set solved on the right support always passes, and a w that passes is the exact
+# KKT point of a Gram matrix within a componentwise relative perturbation of that size of the
+# computed one: exact to rounding in the backward sense.
+UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
+
+
+def kkt_factor(k: int) -> float:
+    """The tolerance factor of the certificates for K tasks: twice the rounding bound above."""
+    return 20.0 * (k + 1) * UNIT_ROUNDOFF
+
+
+# Lifted gradients count as linearly dependent (the g_i as affinely dependent) when one is within
+# this squared sine of the span of the others (Jacobi-scaled: a scale-free angle): exact duplicates
+# give ~1e-16, float32 rounding of points on a common plane ~1e-14.
 AFFINE_TOL = 1e-10
 
 
-def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``A = M_SS + c 1 1^T`` for the tasks S = idx: the Gram matrix of the lifted points
-    (sqrt(c), g_i), positive definite exactly when the g_i are affinely independent (M_SS alone
-    need not be: opposite or zero rows). c = max_S M_ii keeps the two terms of the same size."""
-    a = mh[idx][:, idx]
-    c = float(np.diagonal(a).max())
-    a += c if c > 0 else 1.0
-    return a
+def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Ahat, d)``: the lifted Gram matrix ``A = M_SS + c 1 1^T`` of the tasks S = idx (the Gram
+    matrix of the points (sqrt(c), g_i), positive definite exactly when the g_i are affinely
+    independent, which M_SS alone need not be: opposite or zero rows), Jacobi-scaled,
+    ``Ahat = A / (d d^T)`` with ``d = sqrt(diag A)``. c is the smallest nonzero M_ii on S, so
+    that d_i <= sqrt(2) |g_i|: the scaled matrix has a unit diagonal and entries of at most 1 in
+    size whatever the spread of the norms (an unscaled lift with c = max M_ii made the small
+    tasks' rows rounding noise of the large ones')."""
+    a = mh[np.ix_(idx, idx)]
+    diag = np.diagonal(a)
+    positive = diag[diag > 0]
+    a += float(positive.min()) if positive.size else 1.0
+    d = np.sqrt(np.diagonal(a))
+    a /= d[:, None]
+    a /= d[None, :]
+    return a, d
+
+
+def _lifted_solve(mh: np.ndarray, idx: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """``A^{-1} rhs`` for the lifted Gram matrix A of the tasks idx (:func:`_lifted_gram`), by a
+    Cholesky solve of the scaled system (LAPACK dposv); None when A is not numerically positive
+    definite (affinely dependent tasks) or the result is not finite."""
+    a, d = _lifted_gram(mh, idx)
+    scaled = rhs / (d[:, None] if rhs.ndim == 2 else d)
+    _, x, info = dposv(a, scaled, overwrite_a=True, overwrite_b=True)
+    if info != 0:
+        return None
+    x /= d[:, None] if rhs.ndim == 2 else d
+    return x if np.isfinite(x).all() else None
 
 
 def _affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
     """Whether the gradients of the tasks idx are affinely independent, to AFFINE_TOL: every
-    Cholesky pivot of the lifted Gram matrix (the squared distance of a lifted point from the
-    span of the ones before it) is above AFFINE_TOL times that point's squared length."""
-    a = _lifted_gram(mh, idx)
+    Cholesky pivot of the scaled lifted Gram matrix (the squared sine of the angle between a
+    lifted point and the span of the ones before it) is above AFFINE_TOL."""
+    a, _ = _lifted_gram(mh, idx)
     try:
         low = np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
         return False
-    return bool((np.diagonal(low) ** 2 > AFFINE_TOL * np.diagonal(a)).all())
+    return bool((np.diagonal(low) ** 2 > AFFINE_TOL).all())
+
+
+def _support_norm(norms: np.ndarray, w: np.ndarray) -> float:
+    """rho = sum_i w_i |g_i|: the scale of the rounding in M w and w^T M w (see kkt_factor)."""
+    return float(w @ norms)
 
 
 def _move_to_boundary(w: np.ndarray, in_s: np.ndarray, s: np.ndarray, direction: np.ndarray) -> bool:
@@ -307,21 +354,22 @@ def _min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
 
     ok: the KKT conditions hold to rounding: w >= 0, sum w = 1, and with ``lam = M w - (w^T M w) 1``
     (the multipliers of w >= 0, halved), ``lam_i >= -tol_i`` for every i and ``|lam_i| <= tol_i``
-    where w_i > 0, ``tol_i = KKT_TOL (|g_i| r + r^2)`` with |g_i| = sqrt(M_ii) and r the largest
-    |g_j| on the support: a bound on the rounding error of (M w)_i and w^T M w, so the tolerance
-    follows the scale of the tasks involved, not of the largest task (norms 1e5 apart).
+    where w_i > 0, ``tol_i = kkt_factor(K) (|g_i| rho + rho^2)`` with |g_i| = sqrt(M_ii) and
+    rho = sum_j w_j |g_j|: the rounding bound of the solve and of the evaluation of lam (see
+    :func:`kkt_factor`), which follows the tasks at stake, not the largest task.
     face: the tasks with ``lam_i <= tol_i``: those whose gradient lies on the supporting
     hyperplane ``{g : g.x = |x|^2}`` at x = G^T w, the support and any others that touch it.
     Every optimal w lives on them (lam depends on the min-norm point alone, which is unique).
     """
-    d = np.diagonal(mh)
+    k = mh.shape[0]
+    norms = np.sqrt(np.diagonal(mh))
     support = w > 0
-    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12):
+    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= kkt_factor(k)):
         return False, support
     mw = mh @ w
     lam = mw - float(w @ mw)
-    r = np.sqrt(d[support].max())
-    tol = KKT_TOL * (np.sqrt(d) * r + r * r)
+    rho = _support_norm(norms, w)
+    tol = kkt_factor(k) * (norms * rho + rho * rho)
     face = lam <= tol
     return bool((lam >= -tol).all() and face[support].all()), face
 
@@ -351,8 +399,8 @@ def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.
     decreases catch rounding-induced cycling.
     """
     k = mh.shape[0]
-    d = np.diagonal(mh)
-    tol_unit = KKT_TOL * np.sqrt(d)  # tol_i = tol_unit_i r + KKT_TOL r^2
+    norms = np.sqrt(np.diagonal(mh))
+    factor = kkt_factor(k)
     ones = np.ones(k)
     in_s = np.zeros(k, dtype=bool)
     w = np.zeros(k)
@@ -360,19 +408,17 @@ def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.
         in_s[start] = True
         w[in_s] = 1.0 / in_s.sum()
     else:
-        j = int(np.argmin(d))  # the shortest gradient: the best single-task point
+        j = int(np.argmin(norms))  # the shortest gradient: the best single-task point
         in_s[j], w[j] = True, 1.0
     value = np.inf
     for _ in range(4 * k + 10):
         while True:  # minor cycle
             s = np.flatnonzero(in_s)
-            a = _lifted_gram(mh, s)
-            try:
-                u = np.linalg.solve(a, ones[: s.size])
-            except np.linalg.LinAlgError:
+            u = _lifted_solve(mh, s, ones[: s.size])
+            if u is None:
                 return None
             total = float(u.sum())
-            if not math.isfinite(total):  # (a NaN or inf entry makes the sum so)
+            if not (math.isfinite(total) and total != 0.0):
                 return None
             u /= total
             if u.min() > 0:
@@ -385,10 +431,10 @@ def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.
         if not new_value < value:  # no progress: rounding; let the certificate judge w
             return w
         value = new_value
-        r2 = float(d[s].max())  # the largest |g_i|^2 on the support
-        violation = mw + math.sqrt(r2) * tol_unit  # below value - KKT_TOL r^2: lam_i < -tol_i
+        rho = _support_norm(norms, w)
+        violation = mw + factor * rho * norms  # below value - factor rho^2: lam_i < -tol_i
         j = int(np.argmin(violation))
-        if violation[j] >= value - KKT_TOL * r2 or in_s[j]:
+        if violation[j] >= value - factor * rho * rho or in_s[j]:
             return w
         in_s[j] = True  # enters with weight 0; the minor cycle gives it a positive one
     return w
@@ -452,9 +498,10 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
-# The conflict-averse active set is certified only where |G^T w| >= X_FLOOR r (r: the largest
-# gradient norm on the support): its KKT tolerance grows as r / |G^T w| (the gradient of |x| is
-# x / |x|), and at this floor it bounds the Frank-Wolfe gap by ~1e-8 of the objective's scale.
+# The conflict-averse active set is certified only where |G^T w| >= X_FLOOR rho (rho: the
+# weighted norm of the support, see kkt_factor): its KKT tolerance grows as rho / |G^T w| (the
+# gradient of |x| is x / |x|), and at this floor it bounds the Frank-Wolfe gap by ~1e-8 of the
+# objective's scale.
 X_FLOOR = 1e-4
 
 
@@ -465,24 +512,25 @@ def _conflict_averse_kkt(
 
     Where x = G^T w != 0, phi is differentiable, ``grad phi = alpha b + beta M w / |x|``, and w
     is optimal iff ``lam = grad phi - (w.grad phi) 1`` is >= 0, and 0 on the support. ok: so to
-    ``tol_i = KKT_TOL (|g_i| + r) (alpha R + beta r / |x|)`` (R the mean |g_j|, r the largest on
-    the support: bounds on the rounding of b_i = (M 1/K)_i, of (M w)_i / |x| and of w.grad phi,
-    and on what the support's linear solve leaves, which is relative to r^2), with
-    |x| >= X_FLOOR r. face: as in :func:`_min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
+    ``tol_i = kkt_factor(K) (|g_i| + rho) (alpha R + beta rho / |x|)`` (R the mean |g_j|, rho =
+    sum_j w_j |g_j|: the rounding bounds of b_i = (M 1/K)_i, of (M w)_i / |x| and of w.grad phi,
+    and of what the support's linear solve leaves, as in :func:`kkt_factor`), with
+    |x| >= X_FLOOR rho. face: as in :func:`_min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
     which every optimal w lives.
     """
+    k = mh.shape[0]
     norms = np.sqrt(np.diagonal(mh))
     support = w > 0
-    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12):
+    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= kkt_factor(k)):
         return False, support
     mw = mh @ w
-    r = float(norms[support].max())
+    rho = _support_norm(norms, w)
     x_norm = math.sqrt(max(float(w @ mw), 0.0))
-    if not (x_norm > 0 and x_norm >= X_FLOOR * r):
+    if not (x_norm > 0 and x_norm >= X_FLOOR * rho):
         return False, support
     grad = alpha * bh + (beta / x_norm) * mw
     lam = grad - float(w @ grad)
-    tol = KKT_TOL * (norms + r) * (alpha * float(norms.mean()) + beta * r / x_norm)
+    tol = kkt_factor(k) * (norms + rho) * (alpha * float(norms.mean()) + beta * rho / x_norm)
     face = lam <= tol
     return bool((lam >= -tol).all() and face[support].all()), face
 
@@ -513,7 +561,8 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
     """
     k = mh.shape[0]
     norms = np.sqrt(np.diagonal(mh))
-    tol_unit = KKT_TOL * alpha * float(norms.mean())  # tol_i = (tol_unit + KKT_TOL beta r / |x|) (|g_i| + r)
+    factor = kkt_factor(k)
+    tol_unit = factor * alpha * float(norms.mean())  # tol_i = (tol_unit + factor beta rho / |x|) (|g_i| + rho)
     in_s = np.zeros(k, dtype=bool)
     w = np.zeros(k)
     j = int(np.argmin(alpha * bh + beta * norms))
@@ -524,12 +573,9 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
     for _ in range(4 * k + 10):
         while True:  # minor cycle
             s = np.flatnonzero(in_s)
-            m_ss = mh[s][:, s]
-            c = float(np.diagonal(m_ss).max())
             rhs[: s.size, 1] = bh[s]
-            try:  # A^{-1} [1, b_S], A = M_SS + c 1 1^T as in _lifted_gram
-                sol = np.linalg.solve(m_ss + (c if c > 0 else 1.0), rhs[: s.size])
-            except np.linalg.LinAlgError:
+            sol = _lifted_solve(mh, s, rhs[: s.size])  # A^{-1} [1, b_S]
+            if sol is None:
                 return None
             p, r = sol[:, 0], sol[:, 1]
             total = float(p.sum())
@@ -539,7 +585,7 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
             delta = r - (float(r.sum()) / total) * p
             rho2 = alpha * alpha * float(bh[s] @ delta) / (beta * beta)
             if rho2 < 1.0:
-                x_a = math.sqrt(max(float(u @ m_ss @ u), 0.0))
+                x_a = math.sqrt(max(float(u @ mh[np.ix_(s, s)] @ u), 0.0))
                 target = u - (x_a * alpha / beta / math.sqrt(1.0 - rho2)) * delta
                 if target.min() > 0:
                     w[s] = target
@@ -558,8 +604,8 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
         if not new_value < value:  # no progress: rounding; let the certificate judge w
             return w
         value = new_value
-        r = float(norms[s].max())
-        violation = grad + (tol_unit + KKT_TOL * beta * r / x_norm) * (norms + r)
+        rho = _support_norm(norms, w)
+        violation = grad + (tol_unit + factor * beta * rho / x_norm) * (norms + rho)
         j = int(np.argmin(violation))
         if violation[j] >= value or in_s[j]:
             return w
@@ -619,9 +665,21 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
-# |g_w| below this fraction of the rms task-gradient norm is treated as zero: the float64 Gram
-# matrix gives |g_w|^2 = w^T M w to about 1e-15 of tr(M)/K, i.e. |g_w| to ~3e-8 rms.
-GW_FLOOR = 1e-7
+# A combination x = G^T w shorter than this fraction of rho = sum_i w_i |g_i| has no reliable
+# direction: the float64 Gram matrix of P-dimensional gradients gives |x|^2 = w^T M w to
+# gamma_P rho^2 at worst (about 1e-10 rho^2 at P = 1e6, ~1e-13 typically), so at |x| = 1e-4 rho
+# its direction is known to ~1e-2 at worst. Relative to rho, not to the rms task norm: with norms
+# 1e5 apart the min-norm point is as short as the smallest task, far below the rms.
+DIRECTION_FLOOR = 1e-4
+
+
+def floored_norm(m: np.ndarray, w: np.ndarray) -> float:
+    """``max(|G^T w|, DIRECTION_FLOOR rho)`` from the Gram matrix: the length to divide by when
+    only the direction of G^T w is used (CAGrad's correction, IMGrad's cosine), so that a
+    combination at rounding level fades out continuously instead of becoming a unit vector.
+    inf where both are 0 (w on zero gradients only): the direction term then vanishes."""
+    rho = float(w @ np.sqrt(np.maximum(np.diagonal(m), 0.0)))
+    return max(math.sqrt(max(float(w @ m @ w), 0.0)), DIRECTION_FLOOR * rho) or math.inf
 
 
 def conflict_averse_update(m: np.ndarray, alpha: float, beta: float, c: float) -> tuple[np.ndarray, bool]:
@@ -638,15 +696,14 @@ def conflict_averse_combination(m: np.ndarray, w: np.ndarray, c: float) -> np.nd
     with ``g_w = G^T w*``, as weights: ``d = G^T weights`` with
     ``weights = (1/K + c |g0| / |g_w| w*) / (1 + c^2)``.
 
-    |g0| and |g_w| come from the float64 Gram matrix, |g_w| floored at ``GW_FLOOR`` times the
-    rms task-gradient norm: when the inner optimum is (numerically) at g_w = 0 -- zero in the
-    convex hull of the gradients, where CAGrad's direction is not defined -- the correction term
+    |g0| and |g_w| come from the float64 Gram matrix, |g_w| floored by :func:`floored_norm`:
+    when the inner optimum is (numerically) at g_w = 0 -- zero in the convex hull of the
+    gradients, where CAGrad's direction is not defined -- the correction term
     ``c |g0| g_w / |g_w|`` fades out continuously (its length is ``c |g0| min(1, |g_w| / floor)``)
     instead of amplifying rounding noise into a unit vector.
     """
     k = m.shape[0]
     ones = np.full(k, 1.0 / k)
     g0_norm = np.sqrt(max(float(ones @ m @ ones), 0.0))
-    gw_norm = np.sqrt(max(float(w @ m @ w), 0.0))
-    coef = c * g0_norm / max(gw_norm, GW_FLOOR * np.sqrt(gram_scale(m)))
+    coef = c * g0_norm / floored_norm(m, w)
     return (ones + coef * w) / (1.0 + c * c)

@@ -15,18 +15,13 @@ from mtrl.balancers import register
 from mtrl.balancers._simplex import (
     conflict_averse_update,
     device_direction,
-    gram_scale,
+    floored_norm,
     host_gram,
     host_solve,
     min_norm_weights,
 )
 from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
 
-# |g_m| below this fraction of the rms task-gradient norm is treated as zero: the float64 Gram
-# matrix gives |g_m|^2 to ~1e-15 rms^2 (the active-set MGDA solve is exact to that rounding; its
-# interior-point fallback to a duality gap of ~1e-11 rms^2), so the *direction* of a g_m shorter
-# than ~1e-4 rms is not reliable.
-GM_FLOOR = 1e-4
 
 @register
 class IMGrad(Balancer):
@@ -40,9 +35,9 @@ class IMGrad(Balancer):
     ``(1/K + c |g0| / |g_w*| w*) / (1 + c^2)``. Since g_m is the min-norm point of a convex set
     that contains g0, ``g0.g_m >= |g_m|^2 >= 0``, so cos is in [0, 1]: the closer the MGDA
     direction is to the average, the more the objective weighs the conflict-averse term. cos
-    is computed as ``g0.g_m / (|g0| max(|g_m|, 1e-4 rms))`` (rms = sqrt(tr(G G^T)/K)), which
-    equals cos(g0, g_m) unless g_m is numerically zero (a Pareto-stationary point, where the
-    official code's ``F.cosine_similarity`` with eps 1e-8 likewise gives ~0) and tends to 0
+    is computed as ``g0.g_m / (|g0| max(|g_m|, 1e-4 rho))`` (rho = sum_i w_m,i |g_i|, the scale of
+    the rounding in |g_m|: ``floored_norm``), which equals cos(g0, g_m) unless g_m is numerically
+    zero (a Pareto-stationary point, where the official code's ``F.cosine_similarity`` with eps 1e-8 likewise gives ~0) and tends to 0
     continuously as g_m -> 0; it is 0 when g0 = 0. With cos = 0, w* minimises w.(G g0) alone.
 
     Hyperparameters: ``c=0.5`` (>= 0). The paper's MT10 experiment builds on CAGrad's MT10 setup;
@@ -87,8 +82,8 @@ class IMGrad(Balancer):
             g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k
             w_m, ok_m = min_norm_weights(m, self.support)
             self.support = w_m > 0 if ok_m else None
-            # cos(g0, g_m) with |g_m| floored at GM_FLOOR * rms task-gradient norm (see docstring)
-            gm_norm = max(np.sqrt(max(float(w_m @ m @ w_m), 0.0)), GM_FLOOR * np.sqrt(gram_scale(m)))
+            # cos(g0, g_m) with |g_m| floored (see docstring)
+            gm_norm = floored_norm(m, w_m)
             cos = float(np.clip(float(w_m @ b) / (g0_norm * gm_norm), 0.0, 1.0)) if g0_norm > 0 else 0.0
             self.last_cos = cos  # diagnostic
             weights, ok = conflict_averse_update(m, 1.5 - cos, cos * self.c * g0_norm, self.c)

@@ -170,6 +170,14 @@ def test_fairgrad_residual(k, family_name):
 DEGENERATE = ["lowrank2", "lowrank2_shared", "duplicate", "opposite", "zero_row", "zero_rows", "sum_zero", "all_zero"]
 # ... of which these have several optimal w (the tasks on the optimal face are affinely dependent)
 NOT_UNIQUE = {"lowrank2", "duplicate", "zero_rows", "all_zero"}
+# ... and this one a unique optimum that rounding cannot resolve: points on a common plane, made
+# distinct only by their float32 rounding, so that any three of them are affinely dependent to
+# rounding (scaled lifted pivots ~1e-14, below AFFINE_TOL). Whether Wolfe's path reaches the
+# optimum before it meets such a support depends on the machine's rounding (it did on Haswell
+# and Zen kernels of OpenBLAS and not on SkylakeX); when it does not, the certificate fails and
+# the interior point answers. Tested for what any path must give: the independent solve's answer
+# (test_against_independent_solvers.py).
+ROUNDING_DEGENERATE = {"lowrank2_shared"}
 
 
 def degenerate_family(name: str, k: int, seed: int = 0, dim: int = 300) -> torch.Tensor:
@@ -237,15 +245,17 @@ def _simplex_point(u: np.ndarray, s: list, k: int) -> np.ndarray | None:
     return w / w.sum()
 
 
-def assert_exact_kkt(m: np.ndarray, w: np.ndarray, tol: float = 1e-11):
+def assert_exact_kkt(m: np.ndarray, w: np.ndarray, tol: float = 1e-12):
     """KKT of min_{simplex} w^T M w to rounding: lam = M w - w^T M w >= 0, = 0 on the support,
-    to ``tol`` times the size of the products involved (|g_i| r + r^2, r the largest norm on
-    the support): a tolerance that follows the tasks at stake, not the largest one."""
+    to ``tol`` times the size of the products involved (|g_i| rho + rho^2, rho = sum_j w_j |g_j|):
+    a tolerance that follows the tasks at stake, not the largest one (with norms 1e5 apart the
+    largest norm on the support can be 1e4 times rho, and a tolerance on it passed a solution
+    1e-5 off in its objective)."""
     assert (w >= 0).all() and abs(w.sum() - 1.0) <= 1e-12
     lam = m @ w - w @ m @ w
     norms = np.sqrt(np.diagonal(m))
-    r = norms[w > 0].max()
-    bound = tol * (norms * r + r * r)
+    rho = w @ norms
+    bound = tol * (norms * rho + rho * rho)
     assert (lam >= -bound).all()
     assert (np.abs(lam[w > 0]) <= bound[w > 0]).all()
 
@@ -275,7 +285,7 @@ def test_min_norm_weights_kkt_on_hard_families(k, family_name, monkeypatch):
     tolerance and duplicated tasks share their weight equally (to ~1e-6 relative: the split is
     a flat direction of the problem, along which only the barrier term steers the iterates)."""
     m = any_family(family_name, k)
-    if family_name not in NOT_UNIQUE:
+    if family_name not in NOT_UNIQUE | ROUNDING_DEGENERATE:
         monkeypatch.setattr(simplex, "_pdipm", None)  # any call fails the test
         w, ok = min_norm_weights(m)
         assert ok
@@ -427,17 +437,20 @@ def test_conflict_averse_active_set_certified(k, family_name, alpha, c):
     problem is well conditioned (not on the exactly low-rank families, where many tasks lie
     within rounding of the optimal face and the interior point leaves ~1e-5 on each). Its one
     stated exception: |G^T w| below X_FLOOR of the support's norms, where it leaves the problem
-    to the interior point."""
+    to the interior point; and the rounding-degenerate family, where it may not certify at all
+    (ROUNDING_DEGENERATE)."""
     m = any_family(family_name, k)
     b, beta = _ca_problem(m, c)
     s = simplex.gram_scale(m)
     mh, bh, beta_h = m / s, b / s, max(beta / np.sqrt(s), 1e-12)
     w = simplex._conflict_averse_active_set(mh, bh, alpha, beta_h)
-    assert w is not None
+    if w is None:  # a support's lifted Gram matrix not positive definite: a breakdown
+        assert family_name in ROUNDING_DEGENERATE
+        return
     ok, _ = simplex._conflict_averse_kkt(mh, bh, alpha, beta_h, w)
-    x_norm, r = np.sqrt(w @ mh @ w), np.sqrt(np.diagonal(mh)[w > 0].max())
+    x_norm, rho = np.sqrt(w @ mh @ w), w @ np.sqrt(np.diagonal(mh))
     if not ok:
-        assert x_norm < simplex.X_FLOOR * r
+        assert x_norm < simplex.X_FLOOR * rho or family_name in ROUNDING_DEGENERATE
         return
     scale = alpha * np.abs(b).max() + beta * np.sqrt(np.diagonal(m).max())
     grad = alpha * b + beta * (m @ w) / np.sqrt(w @ m @ w)
