@@ -51,6 +51,7 @@ from torch import Tensor
 IPM_MAX_ITERS = 100  # a cap, never the stopping rule: typical solves stop after 8-25 iterations
 IPM_STOP = 1e-11  # the iteration stops once the relative dual residual, gap and equality residual are below
 IPM_TOL = 1e-8  # ... and the solve counts as converged (ok) when they are below this
+IPM_GAP = 1e-8  # ... and its Frank-Wolfe gap is below this, relative to the weighed tasks' scale
 
 
 @dataclass
@@ -331,6 +332,15 @@ def _support_norm(norms: np.ndarray, w: np.ndarray) -> float:
     return float(w @ norms)
 
 
+def _gap_scale(mh: np.ndarray, w: np.ndarray) -> float:
+    """rho of :func:`_support_norm` with a zero gradient counted at the smallest nonzero norm:
+    the scale on which the interior point's answer is judged (weight on zero rows makes rho
+    itself vanish while the other weights are still only as small as the iteration made them)."""
+    norms = np.sqrt(np.maximum(np.diagonal(mh), 0.0))
+    positive = norms[norms > 0]
+    return _support_norm(np.where(norms > 0, norms, positive.min() if positive.size else 1.0), w)
+
+
 def _move_to_boundary(w: np.ndarray, in_s: np.ndarray, s: np.ndarray, direction: np.ndarray) -> bool:
     """The minor cycles' step: w (support ``s``, mask ``in_s``) moves along ``direction`` (given
     on s, summing to 0) by the largest step that keeps it >= 0; the task that stops it leaves
@@ -494,7 +504,14 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
     x, ok_ipm = _pdipm(derivatives, ones / k, ones)
     if ok_ipm or not ok:
         x = np.maximum(x, 0.0)
-        return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
+        x /= x.sum()
+        # the interior point's own test is relative to the largest task; its answer must also
+        # be optimal on the scale of the tasks it weighs (a Frank-Wolfe gap, which bounds the
+        # suboptimality, of at most IPM_GAP rho^2, so |G^T x - G^T w*| <= 1e-4 rho; _gap_scale)
+        mx = mh @ x
+        gap = 2.0 * (float(x @ mx) - float(mx.min()))
+        rho = _gap_scale(mh, x)
+        return x, ok_ipm and bool(np.isfinite(x).all()) and gap <= IPM_GAP * rho * rho
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
@@ -661,7 +678,21 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
     x, ok_ipm = _pdipm(derivatives, x0, np.append(np.ones(k), 0.0))
     if ok_ipm or not ok:
         x = np.maximum(x[:k], 0.0)
-        return x / x.sum(), ok_ipm and bool(np.isfinite(x).all())
+        x /= x.sum()
+        # as in min_norm_weights: a Frank-Wolfe gap on the scale of the tasks weighed, here
+        # |phi| <= (alpha |g0| + beta) rho (phi's two terms: |w.b| <= |g0| rho, |G^T w| <= rho)
+        # (where G^T x is numerically 0, phi is not differentiable: the interior point's own test
+        # stands, and conflict_averse_combination fades the direction term out)
+        mx = mh @ x
+        x_norm = math.sqrt(max(float(x @ mx), 0.0))
+        rho = _gap_scale(mh, x)
+        ok_ipm = ok_ipm and bool(np.isfinite(x).all())
+        if x_norm > DIRECTION_FLOOR * rho:
+            grad = alpha_b + (beta / x_norm) * mx
+            gap = float(x @ grad) - float(grad.min())
+            g0_norm = math.sqrt(max(float(mh.sum()), 0.0)) / k
+            ok_ipm = ok_ipm and gap <= IPM_GAP * (alpha * g0_norm + beta) * rho
+        return x, ok_ipm
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
