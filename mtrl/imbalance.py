@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.report import BOOTSTRAP_SEED, Run, _table, _write_csv
+from mtrl.report import BOOTSTRAP_SEED, Run, _table, _write_csv, plural
 
 LOSSES = ("critic", "actor")
 PREDICTORS = ("norm_share", "proj_share", "cos_update")
@@ -220,11 +220,12 @@ def verdict(data: dict) -> str:
     if not with_ci:
         n = max((v["runs"] for v in primary.values()), default=0)
         return (f"No verdict: an interval needs correlations from at least 2 runs with both an imbalance and the "
-                f"conflict predictor and a {NAMES[o]} that differs between tasks; there are {n}.")  # fmt: skip
+                f"conflict predictor and a {NAMES[o]} that differs between tasks; "
+                f"there {'is' if n == 1 else 'are'} {n}.")  # fmt: skip
     up = [k for k, v in with_ci.items() if v["ci"][0] > 0]
     down = [k for k, v in with_ci.items() if v["ci"][1] < 0]
     shown = lambda ks: "; ".join(f"{_label(k.split(' - ')[0])} vs {_label(k.split(' - ')[1])}: {_ci(with_ci[k])}" for k in ks)  # noqa: E731
-    n = max(v["runs"] for v in with_ci.values())
+    n = max(v["runs"] for v in with_ci.values())  # at least 2: an interval needs 2 runs
     if up and not down:
         return (f"Imbalance explains the lagging tasks better than conflict here ({n} runs; difference of |rho| with "
                 f"{NAMES[o]}, 95% CI above 0 for {shown(up)}).")  # fmt: skip
@@ -291,7 +292,9 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     ax.set_yticks(range(len(keys)), [_label(k) for k in keys], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("Spearman rho across tasks, mean over runs, 95% CI")
+    # an interval needs 2 runs: promise one only where an error bar is drawn
+    cis = any(e["ci"] is not None for k, e in data["correlations"].items() if k.split("|")[1] == w)
+    ax.set_xlabel("Spearman rho across tasks, mean over runs" + (", 95% CI" if cis else ", no CI (under 2 runs)"))
     ax.set_title("Correlation with the task's outcome", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     if labels:
@@ -319,16 +322,18 @@ def write_imbalance(data: dict, out: Path) -> str:
     md = [
         "## Imbalance or conflict: what predicts the lagging tasks?\n",
         (
-            f"{len(data['runs'])} multi-task runs"
-            + (f" ({len(data['stl_runs'])} single-task runs serve as the reference)" if data["stl_runs"] else "")
+            plural(len(data["runs"]), "multi-task run")
+            + (f" ({plural(len(data['stl_runs']), 'single-task run')} "
+               f"{'serves' if len(data['stl_runs']) == 1 else 'serve'} as the reference)" if data["stl_runs"] else "")
             + ". Per run and task, from the "
             "TensorBoard statistics of the applied update d: *norm share* |g_t| / sum_j |g_j|; *projection share* "
             "proj_t / sum_j |proj_j| with proj_t = g_t.d/|d|; *cos with update* cos(g_t, d), each averaged over the "
             "logged steps of the whole run (*training*) or its last third. Outcomes: *success AUC* (area under the "
             "task's evaluation success curve / its span), *final success*"
             + (", *final success - STL* (minus the mean final success of the stl_sac runs)" if data["stl_runs"] else "")
-            + f". rho: Spearman across the {len(data['tasks'])} tasks of a run, mean over runs, [95% bootstrap CI over "
-            f"runs, {data['reps']} resamples]. Per run and task: `imbalance.csv`; all numbers: `imbalance.json`.\n"
+            + f". rho: Spearman across the {plural(len(data['tasks']), 'task')} of a run, mean over runs, [95% "
+            f"bootstrap CI over runs, {data['reps']} resamples]. Per run and task: `imbalance.csv`; all numbers: "
+            "`imbalance.json`.\n"
         ),
         f"**Verdict.** {data['verdict']}\n",
     ]
@@ -353,17 +358,18 @@ def write_imbalance(data: dict, out: Path) -> str:
                      + ", ".join(f"{NAMES[x]} {n}" for x, n in flat.items()))  # fmt: skip
     few = [n for n in data["tasks_above_zero"] if n <= 2]
     if few:
-        notes.append(f"in {len(few)} of {len(data['runs'])} runs at most 2 tasks have a {NAMES[o]} above 0 (per run: "
+        notes.append(f"in {len(few)} of {plural(len(data['runs']), 'run')} at most 2 tasks have a {NAMES[o]} "
+                     "above 0 (per run: "
                      f"{', '.join(map(str, data['tasks_above_zero']))}): such a run's rho only says where those tasks "
                      "rank on the predictor")  # fmt: skip
     for key, paths in data["missing"].items():
         loss, p = key.split("/")
         tag = {"norm_share": f"grad/{loss}/norm_share or grad/{loss}/norm", "proj_share": f"grad/{loss}/proj",
                "cos_update": f"grad/{loss}/cos_update"}[p]  # fmt: skip
-        notes.append(f"{len(paths)} of {len(data['runs'])} runs did not log `{tag}` (runs from before these "
+        notes.append(f"{len(paths)} of {plural(len(data['runs']), 'run')} did not log `{tag}` (runs from before these "
                      f"statistics, or without TensorBoard events): no {_label(key)} for " + ", ".join(f"`{x}`" for x in paths))  # fmt: skip
     if data["derived"]:
-        notes.append(f"norm share derived from the per-task norms in {len(data['derived'])} case(s): "
+        notes.append(f"norm share derived from the per-task norms in {plural(len(data['derived']), 'case')}: "
                      + "; ".join(data["derived"]))  # fmt: skip
     if not logged:
         notes.append("no run logged per-task gradient statistics, so there is no figure")

@@ -11,9 +11,21 @@ the older MT10 papers report. Learning curves are the IQM over seeds of each run
 over tasks, at every evaluation step that all runs of a method share. Probability of improvement P(X > Y) is the Mann-Whitney statistic
 per task averaged over tasks; ties count one half, so P(X > Y) + P(Y > X) = 1.
 
+The verdict names the pairs of groups whose 95% interval of P(X > Y) excludes 0.5, and compares
+only groups of at least ``MIN_RUNS`` = 3 runs. The interval comes from the stratified bootstrap,
+which resamples each group's runs within each task: with 1 run every resample is that run, so the
+interval is a point and "excludes 0.5" whenever the scores differ at all; with 2 runs a task has
+3 distinct resamples ({a, a}, {a, b}, {b, b}) and the bootstrap's spread of a mean is sqrt(1/2) =
+0.71 of the usual standard error (it divides the variance by n, not n - 1). 3 runs, where the
+"fewer than 3 runs" warning stops, give 10 resamples per task and sqrt(2/3) = 0.82: a floor, not
+a guarantee. With fewer the report says "No verdict" and why.
+
 Runs are grouped by ``summary["method"]`` (else the balancer label); runs of one method whose
 configs differ in a hyperparameter (e.g. a swept ``balancer.kwargs.c``) become separate groups
-named ``cagrad (c=0.5)``. Seed, device, schedule and length keys never split a group.
+named ``cagrad (c=0.5)``. The summary.json fields in ``SUMMARY_SETTINGS`` are settings too, with
+the value they had before the field existed (``critic_loss``: runs without it summed the two
+critics' losses). Seed, device, schedule and length keys never split a group, but the Groups
+table names every setting whose value differs between groups, these included.
 
 rliable, pandas and matplotlib come with the ``analysis`` extra and are imported only here.
 """
@@ -40,6 +52,21 @@ _NOT_A_METHOD = {
 }  # fmt: skip
 GRAD_TAGS = ["grad/critic/conflict_frac", "grad/actor/conflict_frac", "grad/critic/norm_ratio", "grad/actor/norm_ratio"]
 BOOTSTRAP_SEED = 0  # rliable resamples with numpy's global RNG; seeded so a report is reproducible
+# summary.json fields that are settings (they split groups like a hyperparameter), with the value of
+# runs made before the field existed: MT-SAC's critic loss was the sum over the two critics until
+# it became the reference's mean.
+SUMMARY_SETTINGS = {"critic_loss": "sum"}
+# Keys that say which method a run is: the group label names it, so they are never listed as a
+# difference between groups (balancer hyperparameters still split the groups of one method).
+_METHOD_KEYS = ("agent", "sac.multi_head", "balancer.")
+MIN_RUNS = 3  # runs per group for a verdict; why: the module docstring and WHY_MIN_RUNS
+WHY_MIN_RUNS = (
+    "The intervals come from a bootstrap that resamples each group's runs within each task: with 1 run "
+    "every resample is that run, so the interval is a point that excludes 0.5 whenever the scores differ; "
+    "with 2, a task has 3 distinct resamples and the interval is about 30% narrower than the runs' spread "
+    "warrants."
+)
+RESAMPLES = "a bootstrap that resamples each group's runs within each task"  # where the intervals come from
 
 
 @dataclass
@@ -50,6 +77,23 @@ class Run:
     config: dict  # flattened config.yaml; {} when the run has none
     label: str = field(default="")
     settings: str = field(default="")  # the hyperparameters in the label: "c=0.5, hidden_sizes=[8]"
+    split_by: list[str] = field(default_factory=list)  # their keys: ["balancer.kwargs.c", "sac.hidden_sizes"]
+
+
+def plural(n: int, word: str) -> str:
+    """A count as a person writes it: ``1 run``, ``2 runs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def settings(run: Run) -> dict:
+    """What a run was trained with: its flattened config and the settings its summary.json records."""
+    return {**run.config, **{k: run.summary.get(k, before) for k, before in SUMMARY_SETTINGS.items()}}
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Each key by its last part (``c`` for ``balancer.kwargs.c``), or whole where two would clash."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
 
 
 def _method(summary: dict) -> str:
@@ -93,13 +137,38 @@ def label_runs(runs: list[Run]) -> None:
     for r in runs:
         by_method.setdefault(_method(r.summary), []).append(r)
     for method, group in by_method.items():
-        keys = sorted({k for r in group for k in r.config} - _NOT_A_METHOD)
-        varying = [k for k in keys if len({repr(r.config.get(k)) for r in group}) > 1]
-        last = [k.rsplit(".", 1)[-1] for k in varying]
-        short = {k: s if last.count(s) == 1 else k for k, s in zip(varying, last)}
+        keys = sorted({k for r in group for k in settings(r)} - _NOT_A_METHOD)
+        varying = [k for k in keys if len({repr(settings(r).get(k)) for r in group}) > 1]
+        short = _short_names(varying)
         for r in group:
-            r.settings = ", ".join(f"{short[k]}={r.config.get(k)}" for k in varying)
+            r.settings = ", ".join(f"{short[k]}={settings(r).get(k)}" for k in varying)
             r.label = method + (f" ({r.settings})" if varying else "")
+            r.split_by = varying
+
+
+_FROM_SUMMARY = ("env_steps", *SUMMARY_SETTINGS)  # known for every run, with or without config.yaml
+
+
+def group_differences(groups: dict[str, list[Run]]) -> dict[str, dict[str, str]]:
+    """Per group, {setting: value} for the settings in its label and every other setting whose value
+    is not the same in all groups (the keys that never split a group included; method keys only
+    through the label). A value ``3000/300000``: the group's runs differ in it. Runs without
+    config.yaml tell only the summary's settings."""
+
+    def values(group: list[Run], key: str) -> str:  # "" when no run of the group knows the key
+        found = {repr(v): v for r in group if r.config or key in _FROM_SUMMARY
+                 for v in [r.summary["env_steps"] if key == "env_steps" else settings(r).get(key)]}  # fmt: skip
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        ordered = sorted(found.values(), key=lambda v: (0, v, "") if number(v) else (1, 0, str(v)))
+        return "/".join(map(str, ordered))
+
+    keys = sorted({k for g in groups.values() for r in g for k in [*settings(r), "env_steps"]} - {"seed"})
+    across = [k for k in keys if not k.startswith(_METHOD_KEYS)
+              and len({v for g in groups.values() if (v := values(g, k))}) > 1]  # fmt: skip
+    shown = {label: [k for k in keys if k in g[0].split_by or (k in across and values(g, k))]
+             for label, g in groups.items()}  # fmt: skip
+    short = _short_names(sorted({k for ks in shown.values() for k in ks}))
+    return {label: {short[k]: values(groups[label], k) for k in ks} for label, ks in shown.items()}
 
 
 # What makes scores comparable at all: the same tasks, the same episodes, the same evaluation.
@@ -111,20 +180,26 @@ def _protocol(run: Run) -> dict:
             **{k: run.config.get(k) for k in PROTOCOL_KEYS}}  # fmt: skip
 
 
-def check_protocols(runs: list[Run], allow_mixed: bool) -> None:
-    """Refuse (ConfigError, one line) runs of different task sets or episode protocols, unless
-    ``allow_mixed``; runs of different tasks never share a report (build says so)."""
+def protocol_difference(runs: list[Run]) -> str | None:
+    """How the runs' task sets or episode protocols differ ("max_episode_steps=50 (1 run, e.g.
+    PATH); max_episode_steps=500 (...)"), or None when they are all the same."""
     found: dict[str, list[Run]] = {}
     for r in runs:
         found.setdefault(json.dumps(_protocol(r)), []).append(r)
-    if len(found) < 2 or allow_mixed:
-        return
+    if len(found) < 2:
+        return None
     protocols = [json.loads(p) for p in found]
     differ = [k for k in protocols[0] if len({repr(p[k]) for p in protocols}) > 1]
-    parts = [" ".join(f"{k}={p[k]}" for k in differ) + f" ({len(rs)} run{'s' * (len(rs) > 1)}, e.g. {rs[0].path})"
-             for p, rs in zip(protocols, found.values())]  # fmt: skip
-    raise ConfigError(f"these runs differ in task set or episode protocol: {'; '.join(parts)}; report them "
-                      "separately, or pass --allow-mixed to put them side by side")  # fmt: skip
+    return "; ".join(" ".join(f"{k}={p[k]}" for k in differ) + f" ({plural(len(rs), 'run')}, e.g. {rs[0].path})"
+                     for p, rs in zip(protocols, found.values()))  # fmt: skip
+
+
+def check_protocols(runs: list[Run], allow_mixed: bool) -> None:
+    """Refuse (ConfigError, one line) runs of different task sets or episode protocols, unless
+    ``allow_mixed`` (then build warns); runs of different tasks never share a report (build says so)."""
+    if (differ := protocol_difference(runs)) and not allow_mixed:
+        raise ConfigError(f"these runs differ in task set or episode protocol: {differ}; report them "
+                          "separately, or pass --allow-mixed to put them side by side")  # fmt: skip
 
 
 def _best_eval(run: Run) -> dict | None:
@@ -226,6 +301,7 @@ def build(runs: list[Run], reps: int) -> dict:
     for r in sorted(runs, key=lambda r: (r.label, r.summary.get("seed", 0), str(r.path))):
         groups.setdefault(r.label, []).append(r)
     methods, scores = {}, {}
+    differs = group_differences(groups)
     for label, group in groups.items():
         final, best = score_matrices(group, tasks)
         scores[label] = final
@@ -235,6 +311,8 @@ def build(runs: list[Run], reps: int) -> dict:
         grads = [grad_stats(r.path) for r in group]
         methods[label] = {
             "settings": group[0].settings,
+            "differs": differs[label],  # what the Groups table shows: every setting that differs between groups
+            "without_config": sum(not r.config for r in group),
             "runs": [str(r.path) for r in group],
             "seeds": [r.summary.get("seed") for r in group],
             "env_steps": sorted({r.summary["env_steps"] for r in group}),
@@ -262,7 +340,9 @@ def build(runs: list[Run], reps: int) -> dict:
     for label, short in short_labels(groups).items():
         methods[label]["short"] = short
     data = {"tasks": tasks, "reps": reps, "bootstrap_seed": BOOTSTRAP_SEED, "methods": methods,
-            "probability_of_improvement": poi, "performance_profile": profiles}  # fmt: skip
+            "probability_of_improvement": poi, "performance_profile": profiles,
+            "protocols_differ": protocol_difference(runs)}  # fmt: skip
+    data["warnings"] = warnings(data)
     data["verdict"] = verdict(data)
     return data
 
@@ -289,45 +369,72 @@ def shorten(methods: dict[str, str]) -> dict[str, str]:
 
 
 def verdict(data: dict) -> str:
-    """One sentence: the pairs whose probability of improvement has a 95% CI that excludes 0.5,
-    or "no verdict at this budget" when none has."""
+    """One sentence: the pairs of groups of at least MIN_RUNS runs whose probability of improvement
+    has a 95% CI that excludes 0.5, or "No verdict" saying why (too few runs: WHY_MIN_RUNS; every
+    interval holds 0.5: "at this budget")."""
     short = {m: d["short"] for m, d in data["methods"].items()}
     labels = list(short)
     if len(labels) < 2:
         return "One group only: nothing to compare."
+    runs = {m: len(d["runs"]) for m, d in data["methods"].items()}
+    counts = sorted(set(runs.values()))
+    budget = plural(counts[0], "run") if len(counts) == 1 else f"{'/'.join(map(str, counts))} runs"
+    budget += " per group"
+    few = [short[m] for m in labels if runs[m] < MIN_RUNS]
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]
+             if min(runs[a], runs[b]) >= MIN_RUNS]  # fmt: skip
+    if not pairs:
+        named = " and ".join([", ".join(few[:-1]), few[-1]] if len(few) > 1 else few)
+        return (f"No verdict ({budget}): a verdict needs at least {MIN_RUNS} runs in each group, and "
+                f"{named} {'has' if len(few) == 1 else 'have'} fewer. {WHY_MIN_RUNS}")  # fmt: skip
     poi = data["probability_of_improvement"]
     wins, open_pairs, no_ci = [], [], []
-    for i, a in enumerate(labels):
-        for b in labels[i + 1 :]:
-            p = poi[f"{a} > {b}"]
-            if p["ci"] is None:
-                no_ci.append(f"{short[a]} / {short[b]}")
-            elif p["ci"][0] > 0.5 or p["ci"][1] < 0.5:
-                x, y = (a, b) if p["ci"][0] > 0.5 else (b, a)
-                wins.append(f"{short[x]} beats {short[y]} with P({short[x]} > {short[y]}) = {_with_ci(poi[f'{x} > {y}'])}")
-            else:
-                open_pairs.append(f"P({short[a]} > {short[b]}) = {_with_ci(p)}")
-    seeds = sorted({len(d["runs"]) for d in data["methods"].values()})
-    budget = f"{'/'.join(map(str, seeds))} seeds per group"
+    for a, b in pairs:
+        p = poi[f"{a} > {b}"]
+        if p["ci"] is None:
+            no_ci.append(f"{short[a]} / {short[b]}")
+        elif p["ci"][0] > 0.5 or p["ci"][1] < 0.5:
+            x, y = (a, b) if p["ci"][0] > 0.5 else (b, a)
+            wins.append(f"{short[x]} beats {short[y]} with P({short[x]} > {short[y]}) = "
+                        f"{_with_ci(poi[f'{x} > {y}'])}")  # fmt: skip
+        else:
+            open_pairs.append(f"P({short[a]} > {short[b]}) = {_with_ci(p)}")
     if wins:
-        sentence = f"Verdict ({budget}, 95% CIs of the probability of improvement that exclude 0.5): {'; '.join(wins)}."
+        sentence = (f"Verdict ({budget}; the pairs whose 95% CI of the probability of improvement, from "
+                    f"{RESAMPLES}, excludes 0.5): {'; '.join(wins)}.")  # fmt: skip
         if open_pairs:
             sentence += f" No verdict where the interval holds 0.5: {'; '.join(open_pairs)}."
+        steps = {s for d in data["methods"].values() for s in d["env_steps"]}
+        if len(steps) > 1 or data.get("protocols_differ"):
+            sentence += (" The groups differ in run length or episode protocol (see the warnings): this ranks "
+                         "these runs.")  # fmt: skip
+    elif open_pairs:
+        sentence = (f"No verdict at this budget ({budget}): every 95% interval of the probability of improvement "
+                    f"(from {RESAMPLES}) holds 0.5 ({'; '.join(open_pairs)}).")  # fmt: skip
     else:
-        sentence = f"No verdict at this budget ({budget})"
-        sentence += f": every probability-of-improvement interval holds 0.5 ({'; '.join(open_pairs)})." if open_pairs else "."
+        sentence = f"No verdict at this budget ({budget})."
     if no_ci:
-        sentence += f" No interval, so no verdict, for {', '.join(no_ci)}: their groups have different numbers of runs."
+        sentence += (f" No interval, so no verdict, for {', '.join(no_ci)}: their groups have different numbers "
+                     "of runs.")  # fmt: skip
+    if few:
+        sentence += (f" No verdict for {', '.join(few)}: fewer than {MIN_RUNS} runs, too few for a bootstrap over "
+                     "runs to mean something.")  # fmt: skip
     return sentence
 
 
 def warnings(data: dict) -> list[str]:
-    out = [f"{m} has {len(d['runs'])} run(s); intervals from fewer than 3 seeds mean little"
-           for m, d in data["methods"].items() if len(d["runs"]) < 3]  # fmt: skip
+    """What makes the numbers less than they seem: few runs, different lengths, mixed protocols
+    (printed on stderr and listed in report.md)."""
+    out = [f"{m} has {plural(len(d['runs']), 'run')}; intervals from fewer than {MIN_RUNS} runs mean little, "
+           "and no verdict is drawn for it"
+           for m, d in data["methods"].items() if len(d["runs"]) < MIN_RUNS]  # fmt: skip
     steps = {m: d["env_steps"] for m, d in data["methods"].items()}
     if len({s for v in steps.values() for s in v}) > 1:
         shown = ", ".join(f"{m}: {'/'.join(map(str, v))}" for m, v in steps.items())
         out.append(f"runs ended at different env_steps ({shown}); their final scores are not comparable")
+    if data.get("protocols_differ"):
+        out.append(f"these runs differ in task set or episode protocol ({data['protocols_differ']}); "
+                   "--allow-mixed puts them side by side, but their scores are not comparable")  # fmt: skip
     return out
 
 
@@ -397,7 +504,28 @@ def _finish(fig, path: Path, note: float) -> None:
     fig.savefig(path)
 
 
-def plot_curves(data: dict, path: Path) -> None:
+def _banded(d: dict) -> bool:
+    """Whether a group gets a CI band: one from fewer than MIN_RUNS runs is a line or close to one."""
+    return len(d["runs"]) >= MIN_RUNS
+
+
+def _band_title(title: str, data: dict) -> str:
+    """The title, promising 95% CI bands only for the groups that have them."""
+    banded = sum(map(_banded, data["methods"].values()))
+    if banded == len(data["methods"]):
+        return f"{title}, 95% CI"
+    if banded == 0:
+        return f"{title}, no CI band (under {MIN_RUNS} runs)"
+    return f"{title}, 95% CI for groups of {MIN_RUNS}+ runs"
+
+
+def _drawn(ax) -> dict:
+    """What a plot shows, for its caller to check: the title, the legend, the bands."""
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    return {"title": ax.get_title(), "labels": labels, "bands": len(ax.collections)}
+
+
+def plot_curves(data: dict, path: Path) -> dict:
     import matplotlib.pyplot as plt
 
     colors = _colors(list(data["methods"]))
@@ -405,36 +533,46 @@ def plot_curves(data: dict, path: Path) -> None:
     for i, (m, d) in enumerate(data["methods"].items()):
         c = d["curve"]
         if c["steps"]:
-            ax.plot(c["steps"], c["iqm"], ms=4, color=colors[m], label=f"{d['short']} ({len(d['runs'])} runs)", **_style(i))
-            ax.fill_between(c["steps"], c["ci_low"], c["ci_high"], color=colors[m], alpha=0.15, lw=0)
+            label = f"{d['short']} ({plural(len(d['runs']), 'run')}{'' if _banded(d) else ', no band'})"
+            ax.plot(c["steps"], c["iqm"], ms=4, color=colors[m], label=label, **_style(i))
+            if _banded(d):
+                ax.fill_between(c["steps"], c["ci_low"], c["ci_high"], color=colors[m], alpha=0.15, lw=0)
     ax.set_xlabel("env steps (transitions over all tasks)")
     ax.set_ylabel("IQM success rate")
     ax.set_ylim(-0.02, 1.02)
     _steps_axis(ax)
-    ax.set_title("Mean evaluation success over tasks: IQM over seeds, 95% CI", fontsize=10)
+    ax.set_title(_band_title("Mean evaluation success over tasks: IQM over seeds", data), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8, framealpha=0.8)
     _finish(fig, path, _key_note(fig, data))
+    drawn = _drawn(ax)
     plt.close(fig)
+    return drawn
 
 
-def plot_profile(data: dict, path: Path) -> None:
+def plot_profile(data: dict, path: Path) -> dict:
     import matplotlib.pyplot as plt
 
     colors = _colors(list(data["methods"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for i, (m, p) in enumerate(data["performance_profile"].items()):
+        d = data["methods"][m]
         style = {**_style(i), "marker": None}
-        ax.step(p["tau"], p["fraction"], where="post", color=colors[m], label=data["methods"][m]["short"], **style)
-        ax.fill_between(p["tau"], p["ci_low"], p["ci_high"], step="post", color=colors[m], alpha=0.15, lw=0)
+        # "(no band)" only beside banded groups: where none has one, the title says so
+        label = d["short"] + ("" if _banded(d) or not any(map(_banded, data["methods"].values())) else " (no band)")
+        ax.step(p["tau"], p["fraction"], where="post", color=colors[m], label=label, **style)
+        if _banded(d):
+            ax.fill_between(p["tau"], p["ci_low"], p["ci_high"], step="post", color=colors[m], alpha=0.15, lw=0)
     ax.set_xlabel(r"final success rate $\tau$")
     ax.set_ylabel(r"fraction of runs x tasks with success > $\tau$")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Performance profile (final), 95% CI", fontsize=10)
+    ax.set_title(_band_title("Performance profile (final)", data), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     _finish(fig, path, _key_note(fig, data))
+    drawn = _drawn(ax)
     plt.close(fig)
+    return drawn
 
 
 def plot_aggregates(data: dict, path: Path) -> None:
@@ -464,6 +602,14 @@ def plot_aggregates(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _differs(d: dict) -> str:
+    """A group's cell of the Groups table."""
+    cell = [f"{k}={v}" for k, v in d["differs"].items()]
+    if d["without_config"]:
+        cell.append(f"no config.yaml ({plural(d['without_config'], 'run')})")
+    return ", ".join(cell) or "-"
+
+
 def write(data: dict, out: Path) -> None:
     methods, tasks = data["methods"], data["tasks"]
     labels = list(methods)
@@ -489,18 +635,21 @@ def write(data: dict, out: Path) -> None:
     md = [
         "# Comparison report\n",
         (
-            f"{sum(len(d['runs']) for d in methods.values())} runs on {len(tasks)} tasks. Scores are per-task success rates; "
-            "IQM = mean of the middle 50% of all run x task scores; [95% CI] from a stratified bootstrap over runs "
-            f"(rliable, {data['reps']} resamples). *final*: the last evaluation; *best*: the evaluation with the highest "
+            f"{plural(sum(len(d['runs']) for d in methods.values()), 'run')} on {plural(len(tasks), 'task')}. "
+            "Scores are per-task success rates; IQM = mean of the middle 50% of all run x task scores; [95% CI] "
+            "from a stratified bootstrap that resamples each group's runs within each task (rliable, "
+            f"{data['reps']} resamples). *final*: the last evaluation; *best*: the evaluation with the highest "
             "mean success (what the older MT10 papers report, an optimistic number).\n"
         ),
         "## Verdict\n",
         data["verdict"] + "\n",
+        *(["## Warnings\n", "".join(f"- {w}\n" for w in data["warnings"])] if data["warnings"] else []),
         "## Groups\n",
-        "Runs are grouped by method and by the settings that differ between runs of one method (seed and "
-        "schedule keys never split a group).\n",
-        _table(["group", "runs", "settings that differ"],
-               [[d["short"], str(len(d["runs"])), d["settings"] or "-"] for d in methods.values()]),  # fmt: skip
+        "Runs are grouped by method and by the settings that differ between runs of one method (seed, device, "
+        "length and schedule keys never split a group). The last column names every setting whose value differs "
+        "between groups, splitting or not (a/b: the group's runs differ in it).\n",
+        _table(["group", "runs", "settings that differ between groups"],
+               [[d["short"], str(len(d["runs"])), _differs(d)] for d in methods.values()]),  # fmt: skip
         "## Aggregates\n",
         _table(
             ["method", "runs", *(t for _, t in agg_names)],
@@ -508,13 +657,14 @@ def write(data: dict, out: Path) -> None:
         ),
         "![aggregates](aggregates.png)\n",
         "## Learning curves\n",
-        "Each run's mean success over the tasks; the curve is the IQM over seeds, with a 95% bootstrap CI over seeds, "
-        "at the evaluation steps all runs of a method share.\n",
+        "Each run's mean success over the tasks; the curve is the IQM over seeds, at the evaluation steps all "
+        f"runs of a method share, with a 95% bootstrap CI band over seeds for groups of at least {MIN_RUNS} runs.\n",
         "![learning curves](learning_curves.png)\n",
         "## Probability of improvement\n",
         (
             "P(row > column) on final per-task success: the chance that a run of the row method beats a run of the column "
-            "method on a task, averaged over tasks.\n"
+            f"method on a task, averaged over tasks; [95% CI] from {RESAMPLES}, when both groups have as many "
+            "runs.\n"
         ),
         _table(
             ["P(row > col)", *shorts],
@@ -553,7 +703,7 @@ def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: boo
     check_protocols(runs, allow_mixed)
     data = build(runs, reps)
     print(describe_groups(data, paths), file=sys.stderr)
-    for line in warnings(data):
+    for line in data["warnings"]:
         print(f"mtrl: warning: {line}", file=sys.stderr)
     write(data, Path(out))
     from mtrl.imbalance import imbalance_section
@@ -561,7 +711,8 @@ def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: boo
     with open(Path(out) / "report.md", "a") as f:
         f.write("\n" + imbalance_section(runs, data["tasks"], Path(out), reps))
     print(f"mtrl: {data['verdict']}", file=sys.stderr)
-    print(f"mtrl: report of {len(runs)} runs ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}", file=sys.stderr)
+    print(f"mtrl: report of {plural(len(runs), 'run')} ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -578,9 +729,9 @@ def describe_groups(data: dict, paths: list[str]) -> str:
 
     methods = data["methods"]
     n = sum(len(d["runs"]) for d in methods.values())
-    lines = [f"mtrl: found {n} run{'s' * (n > 1)} in {', '.join(map(str, paths))}, "
-             f"{len(methods)} group{'s' * (len(methods) > 1)} (by method and the settings that differ):"]  # fmt: skip
+    lines = [f"mtrl: found {plural(n, 'run')} in {', '.join(map(str, paths))}, "
+             f"{plural(len(methods), 'group')} (by method and the settings that differ):"]  # fmt: skip
     for m, d in methods.items():
         name = d["short"] if d["short"] == m else f"{d['short']} = {m}"
-        lines.append(f"mtrl:   {name}: {len(d['runs'])} run(s): {', '.join(shown(r) for r in d['runs'])}")
+        lines.append(f"mtrl:   {name}: {plural(len(d['runs']), 'run')}: {', '.join(shown(r) for r in d['runs'])}")
     return "\n".join(lines)

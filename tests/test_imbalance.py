@@ -263,3 +263,39 @@ def test_runs_with_one_successful_task_are_flagged(tmp_path):
     assert main(["report", str(tmp_path), "--out", str(out), "--reps", "200"]) == 0
     section = (out / "report.md").read_text().split("## Imbalance or conflict")[1]
     assert "in 2 of 2 runs at most 2 tasks have a success AUC above 0 (per run: 1, 1)" in section
+
+
+def test_one_run_reads_in_the_singular(tmp_path):
+    """One multi-task run (no projections logged) and one single-task run: each count of 1 is singular."""
+    from tests.test_report import _plurals_wrong
+
+    rng = np.random.default_rng(6)
+    write_run(tmp_path / "mt", "ew", 0, rng.uniform(0, 1, len(TASKS)), make_stats(rng), tb_keys=("norm", "cos_update"))
+    write_run(tmp_path / "stl", "stl_sac", 0, rng.uniform(0, 1, len(TASKS)))
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path), "--out", str(out), "--reps", "200"]) == 0
+    section = (out / "report.md").read_text().split("## Imbalance or conflict")[1]
+    data = json.loads((out / "imbalance.json").read_text())
+    assert data["verdict"].startswith("No verdict: an interval needs correlations from at least 2 runs")
+    assert data["comparisons"]["critic/norm_share - critic/cos_update|train|auc"]["runs"] == 1
+    # the counts are stated (1 run with both predictors, 1 reference run, 1 run without projections)
+    assert "there is 1." in data["verdict"], data["verdict"]
+    assert "1 multi-task run (1 single-task run serves as the reference)" in section
+    assert "1 of 1 run did not log `grad/critic/proj`" in section
+    assert _plurals_wrong(section) == [], _plurals_wrong(section)
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+def test_correlation_panel_promises_intervals_only_where_drawn(runs, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(7)
+    for k in range(runs):
+        write_run(tmp_path / f"r{k}", "ew", k, rng.uniform(0, 1, len(TASKS)), make_stats(rng))
+    data = load(tmp_path, reps=200)
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to read its axes
+    plot_imbalance(data, tmp_path / "imbalance.png")
+    panel = figures[0].axes[2]
+    bars = [c for c in panel.containers if c.has_xerr]
+    assert ("95% CI" in panel.get_xlabel()) == bool(bars) == (runs > 1), (panel.get_xlabel(), len(bars))

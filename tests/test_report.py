@@ -18,9 +18,9 @@ TASKS = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3"]
 STEPS = [100, 200, 300]
 
 
-def write_run(path, balancer, seed, evals, config=None, env_steps=None, method=None):
+def write_run(path, balancer, seed, evals, config=None, env_steps=None, method=None, extra=None):
     """A finished run: eval.jsonl from ``evals`` ([steps, tasks] success rates) and the summary
-    the trainer would write from it."""
+    the trainer would write from it (plus the summary fields in ``extra``)."""
     path.mkdir(parents=True)
     lines = [{"step": s, "success_mean": float(np.mean(row)), "success": dict(zip(TASKS, map(float, row))),
               "return": dict.fromkeys(TASKS, 0.0)} for s, row in zip(STEPS, evals)]  # fmt: skip
@@ -30,6 +30,7 @@ def write_run(path, balancer, seed, evals, config=None, env_steps=None, method=N
                "best_success_mean": max(line["success_mean"] for line in lines)}  # fmt: skip
     if method:
         summary["method"] = method
+    summary.update(extra or {})
     (path / "summary.json").write_text(json.dumps(summary))
     if config is not None:
         import yaml
@@ -182,7 +183,10 @@ def test_warnings_for_few_seeds_and_unequal_lengths(tmp_path, capsys):
     write_run(tmp_path / "b", "ew", 2, np.zeros((3, 4)), env_steps=600)
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--reps", "200"]) == 0
     err = capsys.readouterr().err
-    assert "warning: ew has 2 run(s)" in err and "different env_steps" in err
+    assert "warning: ew has 2 runs;" in err and "different env_steps" in err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    printed = [line.removeprefix("mtrl: warning: ") for line in err.splitlines() if line.startswith("mtrl: warning: ")]
+    assert len(printed) == 2 and all(f"- {w}\n" in md for w in printed), (printed, md)
 
 
 @pytest.mark.parametrize("what", ["missing", "empty"])
@@ -223,9 +227,9 @@ def test_report_says_which_runs_it_found_and_how_it_grouped_them(tmp_path, capsy
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--reps", "200"]) == 0
     err = capsys.readouterr().err
     assert f"mtrl: found 9 runs in {tmp_path / 'runs'}, 3 groups" in err
-    assert "mtrl:   cagrad: 3 run(s): cagrad/seed0, cagrad/seed1, cagrad/seed2" in err
-    assert "mtrl:   ew (batch_size=640): 3 run(s): odd/seed0, odd/seed1, odd/seed2" in err
-    assert "mtrl:   ew (batch_size=None): 3 run(s): ew/seed0" in err
+    assert "mtrl:   cagrad: 3 runs: cagrad/seed0, cagrad/seed1, cagrad/seed2" in err
+    assert "mtrl:   ew (batch_size=640): 3 runs: odd/seed0, odd/seed1, odd/seed2" in err
+    assert "mtrl:   ew (batch_size=None): 3 runs: ew/seed0" in err
 
 
 @pytest.mark.parametrize("key,value", [("max_episode_steps", 50), ("num_goals", 1), ("eval_episodes", 1), ("taskset", "MT10b")])
@@ -258,7 +262,7 @@ def test_verdict_names_the_better_method_when_the_interval_excludes_one_half(tmp
     lo, hi = data["probability_of_improvement"]["A > B"]["ci"]
     assert lo > 0.5
     assert data["verdict"] == verdict(data)
-    assert data["verdict"].startswith("Verdict (5 seeds per group")
+    assert data["verdict"].startswith("Verdict (5 runs per group")
     assert f"A beats B with P(A > B) = {data['probability_of_improvement']['A > B']['value']:.2f} [{lo:.2f}, {hi:.2f}]" in data["verdict"]
 
 
@@ -269,7 +273,7 @@ def test_no_verdict_at_this_budget_when_every_interval_holds_one_half(tmp_path):
     data = json.loads((out / "report.json").read_text())
     lo, hi = data["probability_of_improvement"]["A > B"]["ci"]
     assert lo <= 0.5 <= hi
-    assert data["verdict"].startswith("No verdict at this budget (5 seeds per group)")
+    assert data["verdict"].startswith("No verdict at this budget (5 runs per group)")
     md = (out / "report.md").read_text()
     assert f"## Verdict\n\n{data['verdict']}\n" in md
 
@@ -288,3 +292,136 @@ def test_long_group_labels_are_shortened_with_a_key(tmp_path):
     assert "| ew (B) | 2 | batch_size=640, buffer_size=640000, hidden_sizes=[256, 256] |" in md
     for name in ("learning_curves.png", "performance_profile.png", "aggregates.png"):
         check_png(out / name)
+
+
+def _separated_runs(root, runs_per_group):
+    """``runs_per_group`` runs of ew and of pcgrad; every ew score is above every pcgrad score,
+    so P(ew > pcgrad) = 1 and each bootstrap resample says so too."""
+    rng = np.random.default_rng(6)
+    for method, low in (("ew", 0.5), ("pcgrad", 0.0)):
+        for seed in range(runs_per_group):
+            write_run(root / method / f"seed{seed}", method, seed, (low + rng.uniform(0, 0.4, (3, 4))).round(3))
+
+
+def _groups_table(md):
+    """{group: its cell of "settings that differ"} from report.md's Groups table."""
+    section = md.split("## Groups\n")[1].split("\n## ")[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ") and "| --- |" not in line]
+    header, body = rows[0], rows[1:]
+    assert header[-1].strip().startswith("settings that differ"), header
+    return {r[0].strip(): r[-1].strip() for r in body}
+
+
+@pytest.mark.parametrize("runs_per_group", [1, 2])
+def test_no_verdict_from_fewer_than_3_runs_per_group(runs_per_group, tmp_path):
+    _separated_runs(tmp_path / "runs", runs_per_group)
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "500"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    # the interval excludes 0.5 (with 1 run it is a point), yet it comes from too few runs to read
+    lo, hi = data["probability_of_improvement"]["ew > pcgrad"]["ci"]
+    assert lo > 0.5 and (hi - lo == 0 or runs_per_group > 1)
+    v = data["verdict"]
+    assert v.startswith("No verdict") and "beats" not in v, v
+    assert "at least 3 runs" in v and f"{runs_per_group} run{'s' * (runs_per_group > 1)} per group" in v, v
+    assert "resamples" in v and "within each task" in v, v  # says why: what the bootstrap draws
+    assert f"## Verdict\n\n{v}\n" in (out / "report.md").read_text()
+
+
+def test_a_verdict_from_3_runs_per_group(tmp_path):
+    _separated_runs(tmp_path, 3)
+    data = build(find_runs([tmp_path]), reps=500)
+    assert data["verdict"].startswith("Verdict (3 runs per group"), data["verdict"]
+    assert "ew beats pcgrad with P(ew > pcgrad) = 1.00 [1.00, 1.00]" in data["verdict"]
+    assert "runs within each task" in data["verdict"]  # the interval method names what it resamples
+
+
+def test_runs_of_different_lengths_and_protocols_are_named_and_warned(tmp_path, capsys):
+    """A smoke-preset CAGrad run beside a quick-preset EW run (--allow-mixed): the Groups table names
+    the length, schedule and protocol keys that differ although they split no group; every warning
+    printed is in report.md; and one run per group gives no verdict."""
+    presets = {
+        "cagrad": {"total_env_steps": 3000, "eval_every": 1500, "max_episode_steps": 50, "eval_episodes": 1},
+        "ew": {"total_env_steps": 300000, "eval_every": 50000, "max_episode_steps": 500, "eval_episodes": 10},
+    }
+    rng = np.random.default_rng(7)
+    for method, preset in presets.items():
+        cfg = {"taskset": "MT10", "seed": 1, "num_goals": 50, "balancer": {"critic": method, "actor": method}, **preset}
+        write_run(tmp_path / "runs" / method, method, 1, rng.uniform(0, 1, (3, 4)).round(2), cfg,
+                  env_steps=preset["total_env_steps"])  # fmt: skip
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200", "--allow-mixed"]) == 0
+    err = capsys.readouterr().err
+    md = (out / "report.md").read_text()
+    cells = _groups_table(md)
+    assert set(cells) == set(presets)
+    for method, preset in presets.items():
+        shown = cells[method].split(", ")
+        for key, value in {**preset, "env_steps": preset["total_env_steps"]}.items():
+            assert f"{key}={value}" in shown, (method, key, cells[method])
+        assert not any(s.startswith(("seed=", "critic=", "num_goals=")) for s in shown), shown  # equal or the method
+    printed = [line.removeprefix("mtrl: warning: ") for line in err.splitlines() if line.startswith("mtrl: warning: ")]
+    assert any("episode protocol" in w for w in printed) and any("env_steps" in w for w in printed), printed
+    assert all(f"- {w}\n" in md for w in printed), (printed, md)
+    data = json.loads((out / "report.json").read_text())
+    assert data["warnings"] == printed
+    assert data["verdict"].startswith("No verdict") and "beats" not in data["verdict"]
+
+
+def test_critic_loss_of_runs_made_before_the_field_is_sum(tmp_path):
+    """summary.json's critic_loss is a setting: runs lacking it used the sum over the two critics,
+    so old and new runs of one method are separate groups, and the table names it for every group."""
+    rng = np.random.default_rng(8)
+    for name, method, extra in (("ew_old", "ew", None), ("ew_new", "ew", {"critic_loss": "mean"}), ("cagrad", "cagrad", None)):
+        for seed in range(3):
+            write_run(tmp_path / "runs" / name / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2), extra=extra)
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert {m: len(d["runs"]) for m, d in data["methods"].items()} == {
+        "cagrad": 3, "ew (critic_loss=mean)": 3, "ew (critic_loss=sum)": 3}  # fmt: skip
+    cells = _groups_table((out / "report.md").read_text())
+    assert cells["cagrad"].startswith("critic_loss=sum")
+    assert cells["ew (critic_loss=mean)"].startswith("critic_loss=mean")
+    assert cells["ew (critic_loss=sum)"].startswith("critic_loss=sum")
+
+
+def _plurals_wrong(text):
+    """Phrases a person would not write: "1 runs", "1 single-task runs", "run(s)", "there are 1"."""
+    import re
+
+    return re.findall(r"\b1 (?:[\w-]+ )?(?:runs|seeds|groups|tasks|cases)\b|\w\(s\)|\bthere are 1\b", text)
+
+
+def test_counts_of_one_read_as_written(tmp_path, capsys):
+    """One EW run and one single-task run: every count of 1 in report.md and on stderr is singular."""
+    rng = np.random.default_rng(9)
+    write_run(tmp_path / "runs" / "ew", "ew", 1, rng.uniform(0, 1, (3, 4)).round(2))
+    write_run(tmp_path / "runs" / "stl", "none", 1, rng.uniform(0, 1, (3, 4)).round(2), method="stl_sac")
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
+    err, md = capsys.readouterr().err, (out / "report.md").read_text()
+    assert "mtrl:   ew: 1 run: ew" in err and "1 run per group" in md  # the counts are there, in the singular
+    assert _plurals_wrong(err) == [] and _plurals_wrong(md) == []
+    assert _plurals_wrong("1 runs, 1 multi-task runs, 2 run(s), there are 1") == ["1 runs", "1 multi-task runs", "n(s)",
+                                                                                   "there are 1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("runs_per_group", [(1, 1), (1, 3), (3, 3)])
+def test_plot_titles_promise_bands_only_where_drawn(runs_per_group, tmp_path):
+    from mtrl.report import MIN_RUNS, plot_curves, plot_profile
+
+    rng = np.random.default_rng(10)
+    for method, n in zip(("ew", "pcgrad"), runs_per_group):
+        for seed in range(n):
+            write_run(tmp_path / "runs" / method / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2))
+    data = build(find_runs([tmp_path / "runs"]), reps=200)
+    banded = sum(n >= MIN_RUNS for n in runs_per_group)
+    for plot in (plot_curves, plot_profile):
+        drawn = plot(data, tmp_path / f"{plot.__name__}.png")
+        assert drawn["bands"] == banded, (plot.__name__, drawn)
+        assert ("95%" in drawn["title"]) == (banded > 0), drawn["title"]
+        if 0 < banded < len(runs_per_group):
+            assert f"{MIN_RUNS}" in drawn["title"], drawn["title"]  # which groups have one
+        check_png(tmp_path / f"{plot.__name__}.png")
+    assert _plurals_wrong(" ".join(plot_curves(data, tmp_path / "c.png")["labels"])) == []
