@@ -292,7 +292,7 @@ def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
     that d_i <= sqrt(2) |g_i|: the scaled matrix has a unit diagonal and entries of at most 1 in
     size whatever the spread of the norms (an unscaled lift with c = max M_ii made the small
     tasks' rows rounding noise of the large ones')."""
-    a = mh[np.ix_(idx, idx)]
+    a = mh[idx][:, idx]
     diag = np.diagonal(a)
     positive = diag[diag > 0]
     a += float(positive.min()) if positive.size else 1.0
@@ -602,7 +602,7 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
             delta = r - (float(r.sum()) / total) * p
             rho2 = alpha * alpha * float(bh[s] @ delta) / (beta * beta)
             if rho2 < 1.0:
-                x_a = math.sqrt(max(float(u @ mh[np.ix_(s, s)] @ u), 0.0))
+                x_a = math.sqrt(max(float(u @ mh[s][:, s] @ u), 0.0))
                 target = u - (x_a * alpha / beta / math.sqrt(1.0 - rho2)) * delta
                 if target.min() > 0:
                     w[s] = target

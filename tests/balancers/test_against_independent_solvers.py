@@ -97,15 +97,16 @@ def test_min_norm_objective_no_worse_than_the_independent_solve(k, family_name):
     """|G^T w|^2 of mtrl's weights, evaluated on G in float64 by the test, is at most the
     reference's (to 1e-12 relative; 1e-10 on the rounding-degenerate family, where the interior
     point answers, to its tolerance), and its Frank-Wolfe gap (which bounds its suboptimality)
-    is at rounding level: 1e-11 of |G^T w|^2 + the reference's own gap."""
+    is at rounding level: 10 times that of |G^T w|^2 + the reference's own gap."""
     for seed in SEEDS[k]:
         g = gradients(family_name, k, seed).double().numpy()
         w, ok = min_norm_weights(g @ g.T)
         w_ref, gap_ref = ref.min_norm_point(g)
         f, f_ref = float(np.sum((g.T @ w) ** 2)), float(np.sum((g.T @ w_ref) ** 2))
+        rtol = 1e-10 if family_name in ROUNDING_DEGENERATE else 1e-12
         assert ok
-        assert f <= f_ref * (1 + (1e-10 if family_name in ROUNDING_DEGENERATE else 1e-12)), f"seed {seed}"
-        assert ref.min_norm_gap(g, w) <= 1e-11 * f + gap_ref, f"seed {seed}"
+        assert f <= f_ref * (1 + rtol), f"seed {seed}"
+        assert ref.min_norm_gap(g, w) <= 10 * rtol * f + gap_ref, f"seed {seed}"
 
 
 @pytest.mark.parametrize("family_name", FAMILIES_HERE)
