@@ -317,10 +317,14 @@ def pertask_grad_times(trainer: Trainer, plan: BenchPlan) -> dict[str, float]:
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
     target = agent.critic_targets(batch)
     eps, alpha = agent.noise(batch.obs), agent.alpha()
+    # over the parameters the trainer's pass takes them of: with the heads of a multi-head network
+    # left out, their gradient would stay in the autograd graph
+    params = {loss: {**trainer.params[loss], **trainer.head_params[loss]} for loss in ("critic", "actor")}
+    critic_loss = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
     cases = {
-        "critic": (lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), trainer.params["critic"], (batch.obs, batch.actions, target)),
-        "actor": (agent.actor_loss, trainer.params["actor"], (batch.obs, eps, alpha)),
-    }  # fmt: skip
+        "critic": (critic_loss, params["critic"], (batch.obs, batch.actions, target)),
+        "actor": (agent.actor_loss, params["actor"], (batch.obs, eps, alpha)),
+    }
 
     def batched(loss_fn, params, args):
         return per_task_grads(loss_fn, params, *args)[0]

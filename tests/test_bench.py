@@ -118,6 +118,7 @@ def one_thread():
 
 
 @pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.filterwarnings("error:.*requires_grad")  # a gradient the bench took is still in a graph
 def test_quick_bench_runs_on_every_preset(preset, tmp_path, one_thread):
     """`mtrl bench --quick --config <preset>` as a user runs it (the QUICK plan, every balancer)
     with the preset's own settings (multi-head, depth, balancer, episode length) and its sizes cut
