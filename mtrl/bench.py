@@ -261,14 +261,20 @@ def _device_to_host(func, args, kwargs) -> bool:
 
 
 def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> dict[str, dict[str, float]]:
-    """The balance() call alone on the critic's per-task gradients of one batch: seconds per call
-    (median), operations and host synchronisations per call, and the host-side solve time (median);
-    then the operations and synchronisations of one whole update (critic and actor, no gradient
-    statistics) with that balancer on both losses."""
+    """The balance() call alone on the critic's per-task gradients of one batch, as the trainer
+    passes them: seconds per call (median), operations and host synchronisations per call, and the
+    host-side solve time (median); then the operations and synchronisations of one whole update
+    (critic and actor, no gradient statistics) with that balancer on both losses."""
     agent, K = trainer.agent, trainer.num_tasks
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
-    loss_fn = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
-    grads, losses, _ = per_task_grads(loss_fn, trainer.params["critic"], batch.obs, batch.actions, agent.critic_targets(batch))
+    target = trainer.steps["critic_targets"](batch, agent.noise(batch.next_obs))
+    ok = torch.ones((), dtype=torch.bool, device=trainer.device)
+    # the trainer's own step, so the gradients are those of the shared parameters, detached: taken
+    # over the shared ones alone, a multi-head critic's heads would stay in the autograd graph, and
+    # a host solver cannot read a tensor that requires grad
+    grads, _, losses, _, _ = trainer.steps["critic", "task_gradients"](
+        trainer.params["critic"], trainer.head_params["critic"], (batch.obs, batch.actions, target), ok
+    )
     start_state = copy.deepcopy(
         {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
     )
@@ -311,10 +317,14 @@ def pertask_grad_times(trainer: Trainer, plan: BenchPlan) -> dict[str, float]:
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
     target = agent.critic_targets(batch)
     eps, alpha = agent.noise(batch.obs), agent.alpha()
+    # over the parameters the trainer's pass takes them of: with the heads of a multi-head network
+    # left out, their gradient would stay in the autograd graph
+    params = {loss: {**trainer.params[loss], **trainer.head_params[loss]} for loss in ("critic", "actor")}
+    critic_loss = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
     cases = {
-        "critic": (lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ()), trainer.params["critic"], (batch.obs, batch.actions, target)),
-        "actor": (agent.actor_loss, trainer.params["actor"], (batch.obs, eps, alpha)),
-    }  # fmt: skip
+        "critic": (critic_loss, params["critic"], (batch.obs, batch.actions, target)),
+        "actor": (agent.actor_loss, params["actor"], (batch.obs, eps, alpha)),
+    }
 
     def batched(loss_fn, params, args):
         return per_task_grads(loss_fn, params, *args)[0]

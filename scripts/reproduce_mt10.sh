@@ -13,8 +13,11 @@
 # (`mtrl compare --backend ray --address ...`); without it the runs are local processes.
 # MTRL_BENCH_OVERRIDES (key=value ...) is passed to the bench only: the tests use it to bench a
 # tiny network on a cheap task set; the projection is then for that, not for MT10.
+# The mtrl commands run this checkout's code, as ${PYTHON:-python} -m mtrl.cli.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# python -m imports from the working directory first: the `mtrl` on PATH may be another checkout's
+mtrl() { "${PYTHON:-python}" -m mtrl.cli "$@"; }
 
 out=runs/reproduce_mt10 jobs=1 seeds=5 address="" dry_run=0
 while [[ $# -gt 0 ]]; do
@@ -24,7 +27,7 @@ while [[ $# -gt 0 ]]; do
         --seeds) seeds="$2"; shift 2 ;;
         --address) address="$2"; shift 2 ;;
         --dry-run) dry_run=1; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '/^set -euo/q; 2,$ s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "reproduce_mt10.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done

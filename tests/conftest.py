@@ -11,6 +11,8 @@ from envs.vector import make_vector_env
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
+# two gymnasium tasks sharing a 1-d action space, built in milliseconds (MT10: 10-15 s)
+CHEAP_TASKS = "gym:MountainCarContinuous-v0,InvertedDoublePendulum-v5"
 
 
 @pytest.fixture(scope="session")

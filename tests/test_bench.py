@@ -5,12 +5,16 @@ assertion here is about wall-clock time."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
 
 import mtrl.bench
+from mtrl.balancers import available_balancers
 from mtrl.cli import main
-from tests.conftest import SMOKE
+from mtrl.config import load_config
+from tests.conftest import CHEAP_TASKS, REPO, SMOKE
 
 TINY = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1)
 
@@ -101,3 +105,37 @@ def test_bad_bench_input_exits_2_with_one_line(argv, fragment, capsys):
     assert main(["bench", "--config", str(SMOKE), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture
+def one_thread():
+    """A 16-wide network gains nothing from a second thread; on a busy 2-core machine spinning
+    threads make these benches several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.filterwarnings("error:.*requires_grad")  # a gradient the bench took is still in a graph
+def test_quick_bench_runs_on_every_preset(preset, tmp_path, one_thread):
+    """`mtrl bench --quick --config <preset>` as a user runs it (the QUICK plan, every balancer)
+    with the preset's own settings (multi-head, depth, balancer, episode length) and its sizes cut
+    to seconds: width 16 at the preset's depth, 4 transitions per task in a batch, no compile, and
+    two cheap gymnasium tasks for its task set (MT10 built twice, sync and async, takes 20-30 s a
+    preset here, MT50 minutes)."""
+    hidden = [16] * len(load_config(preset).sac.hidden_sizes)
+    path = tmp_path / "bench.json"
+    shrink = [f"taskset={CHEAP_TASKS}", "batch_size=8", "buffer_size=2000", f"sac.hidden_sizes={hidden}",
+              "compile=false"]  # fmt: skip
+    assert main(["bench", "--config", str(preset), "--quick", "--json", str(path), *shrink]) == 0
+    f = json.loads(path.read_text())
+    assert (f["taskset"], f["hidden_sizes"]) == (CHEAP_TASKS, hidden)
+    assert list(f["updates_per_s"]) == ["ew", *(b for b in available_balancers() if b != "ew")]
+    for key in ("updates_per_s", "balance_s"):
+        assert all(math.isfinite(v) and v > 0 for v in f[key].values()), key
+    # the host solvers got gradients they can read: one crossing and a solve on the host
+    for name in ("cagrad", "fairgrad", "imgrad", "mgda", "nash_mtl"):
+        assert f["balance_host_syncs"][name] == 1 and f["balance_host_s"][name] > 0, name
+    assert f["pertask_grad_max_abs_diff"] < 1e-5

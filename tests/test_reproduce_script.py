@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import CHEAP_TASKS, REPO
 
 SCRIPT = REPO / "scripts" / "reproduce_mt10.sh"
 BALANCERS = ["ew", "imgrad", "cagrad", "nash_mtl", "db_mtl"]
+PRESETS = ["mt10", "mt10_mh"]
 # hours per run as `mtrl bench` would project them (the script's cache, DIR/bench_<preset>.json)
 HOURS = {"mt10": dict(zip(BALANCERS, [10.0, 12.0, 13.0, 11.0, 10.5])),
          "mt10_mh": dict(zip(BALANCERS, [10.5, 12.5, 13.5, 11.5, 11.0]))}  # fmt: skip
@@ -56,13 +57,26 @@ def test_bad_arguments_exit_2(args, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.slow
+def test_help_prints_the_header_and_nothing_else():
+    proc = run("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("The MT10 table")
+    assert "MTRL_BENCH_OVERRIDES" in proc.stdout and "set -euo" not in proc.stdout and "#" not in proc.stdout
+
+
 def test_dry_run_benches_when_no_figures_are_cached(tmp_path):
-    # a real `mtrl bench --quick` per preset, on a tiny network and two cheap gym tasks (minutes on 2 cores)
-    cheap = "taskset=gym:MountainCarContinuous-v0,InvertedDoublePendulum-v5 batch_size=20 sac.hidden_sizes=[16,16]"
-    proc = run("--dry-run", "--out", str(tmp_path), env={"MTRL_BENCH_OVERRIDES": cheap})
+    """A real `mtrl bench --quick` per preset, this checkout's (the script runs ${PYTHON} -m
+    mtrl.cli from the repository), on a tiny network and two cheap gymnasium tasks: seconds."""
+    cheap = (f"taskset={CHEAP_TASKS} batch_size=8 buffer_size=2000 sac.hidden_sizes=[16,16,16] compile=false "
+             "torch_threads=1")  # fmt: skip
+    out = tmp_path / "repro"
+    out.mkdir()
+    proc = run("--dry-run", "--out", str(out), env={"MTRL_BENCH_OVERRIDES": cheap})
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    for preset in ("mt10", "mt10_mh"):
-        figures = json.loads((tmp_path / f"bench_{preset}.json").read_text())
-        assert set(figures["projected_full_run_hours"]) == set(BALANCERS)
+    for preset in PRESETS:
+        assert f"benchmarking configs/{preset}.yaml" in proc.stdout
+        figures = json.loads((out / f"bench_{preset}.json").read_text())
+        assert figures["quick"] and (figures["taskset"], figures["hidden_sizes"]) == (CHEAP_TASKS, [16] * 3)
+        assert list(figures["updates_per_s"]) == list(figures["projected_full_run_hours"]) == BALANCERS
     assert "projected: " in proc.stdout and proc.stdout.splitlines()[-1] == "dry run: nothing trained"
+    # the figures and the bench's output, nothing trained
+    assert sorted(p.name for p in out.iterdir()) == [f"bench_{p}.{e}" for p in PRESETS for e in ("json", "txt")]
