@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.mtsac import MTSAC
+from agents.mtsac import CRITIC_LOSS, MTSAC
 from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
@@ -538,7 +538,7 @@ class Trainer:
     def _write_summary(self) -> dict:
         c = self.counters
         return write_summary(self.run_dir, self.cfg, self.cfg.balancer.label, c.env_steps, c.updates, c.wall_time_s,
-                             self.last_eval, c.best_success_mean)  # fmt: skip
+                             self.last_eval, c.best_success_mean, CRITIC_LOSS)  # fmt: skip
 
 
 def start_run(cfg: Config, run_dir: Path, trainer_class=Trainer):
