@@ -19,6 +19,12 @@ from agents.networks import Actor, TaskHeads, TwinCritic, init_network
 from mtrl.config import SACConfig
 from mtrl.replay import Batch
 
+# How critic_loss reduces over the twin critics, as summary.json records it ("critic_loss"; runs
+# without the key summed them). "mean" is the reference's, rainx0r/metaworld-algorithms @30c9991,
+# metaworld_algorithms/rl/algorithms/mtsac.py:302 (MTSAC.update_critic):
+# ``loss = ((q_pred - next_q_value) ** 2).mean()``, q_pred stacked over the ensemble of critics.
+CRITIC_LOSS = "mean"
+
 
 class MTSAC(nn.Module):
     """Twin critics with Polyak targets, a tanh-Gaussian actor and one learned temperature per
@@ -64,9 +70,12 @@ class MTSAC(nn.Module):
         return batch.rewards + self.cfg.gamma * (1.0 - batch.terminated) * soft_next
 
     def critic_loss(self, params: dict[str, Tensor], obs: Tensor, actions: Tensor, target: Tensor) -> Tensor:
-        """mean over samples of (Q1 - y)^2 + (Q2 - y)^2."""
+        """mean over samples and over the two critics of (Q_i - y)^2, i.e. (L_Q1 + L_Q2) / 2."""
         q = functional_call(self.critic, params, (obs, actions))  # [2, ..., n]
-        return (q - target).pow(2).sum(dim=0).mean(dim=-1)
+        # The mean over the critics too, as the reference MT-SAC (see CRITIC_LOSS): the sum doubles
+        # the loss and its gradient, so the clip at sac.max_grad_norm and the balancers would see
+        # twice the reference's values
+        return (q - target).pow(2).mean(dim=(0, -1))
 
     def actor_loss(self, params: dict[str, Tensor], obs: Tensor, eps: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """mean over samples of alpha_t log pi(a|s) - min_i Q_i(s, a), a = tanh(mu + sigma eps),

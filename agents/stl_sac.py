@@ -215,8 +215,10 @@ class STLTrainer:
 
     def _write_summary(self) -> dict:
         c = self.counters
+        # SB3's own loss, 0.5 * sum over its critics of the MSE (SAC.train): with the two critics it
+        # builds by default, the mean, as MT-SAC's; runs without the key had the same loss
         return write_summary(self.run_dir, self.cfg, "none", c.env_steps, self.updates(), c.wall_time_s, self.last_eval,
-                             c.best_success_mean)  # fmt: skip
+                             c.best_success_mean, critic_loss="mean")  # fmt: skip
 
 
 def _device(name: str) -> str:

@@ -34,10 +34,13 @@ def evaluate(
     num_episodes: int,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
-) -> EvalResult:
+    stop: Callable[[], bool] | None = None,
+) -> EvalResult | None:
     """Run ``num_episodes`` episodes on each sub-env (task). ``envs`` must terminate on success
     (built with ``terminate_on_success=True``). ``progress(done, total)``, if given, hears the
-    count of finished episodes at the start and whenever it grows."""
+    count of finished episodes at the start and whenever it grows. ``stop()``, if given, is asked
+    before every vector step; once it says True the evaluation is abandoned and None returned
+    (the episodes done so far would be an estimate over fewer, and other, episodes)."""
     num_envs = envs.num_envs
     reseed(envs, seed)
     obs, _ = envs.reset()
@@ -50,6 +53,8 @@ def evaluate(
     if progress is not None:
         progress(0, total)
     while (finished < num_episodes).any():
+        if stop is not None and stop():
+            return None
         obs, reward, terminated, truncated, info = envs.step(policy(obs))
         ep_return += reward
         ep_success |= np.asarray(info["success"], dtype=float) > 0

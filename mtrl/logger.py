@@ -69,9 +69,11 @@ class RunLogger:
 
 
 def write_summary(run_dir: Path, cfg: Config, balancer: str, env_steps: int, updates: int, wall_time_s: float,
-                  final: EvalResult, best_success_mean: float) -> dict:  # fmt: skip
-    """``summary.json`` with DESIGN's keys plus ``method`` and ``agent``, written atomically.
-    ``balancer`` is the config's balancer label, or "none" for an agent without one."""
+                  final: EvalResult, best_success_mean: float, critic_loss: str) -> dict:  # fmt: skip
+    """``summary.json`` with DESIGN's keys plus ``method``, ``agent`` and ``critic_loss``, written
+    atomically. ``balancer`` is the config's balancer label, or "none" for an agent without one;
+    ``critic_loss`` how the agent's critic loss reduces over its twin critics ("mean"; runs
+    without the key summed them)."""
     wall = max(wall_time_s, 1e-9)
     summary = {
         "taskset": cfg.taskset,
@@ -87,6 +89,7 @@ def write_summary(run_dir: Path, cfg: Config, balancer: str, env_steps: int, upd
         "final_success": final.success,
         "env_steps_per_s": env_steps / wall,
         "updates_per_s": updates / wall,
+        "critic_loss": critic_loss,
     }
     tmp = Path(run_dir) / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -106,8 +106,10 @@ class EvalProgress:
         self.bar = None
         self.start = self.last_line = time.time()
         self.started = False
+        self.done = self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
         if self.tty:
             if self.bar is None:
                 self.bar = tqdm(total=total, desc=self.what, unit="episode", file=self.stream, leave=False,
@@ -123,9 +125,16 @@ class EvalProgress:
             print(f"{self.what}: {done}/{total} episodes ({format_duration(now - self.start)})", file=self.stream, flush=True)
 
     def finish(self, success_mean: float) -> None:
+        self._end(f"mean success {success_mean:.2f}")
+
+    def abandon(self) -> None:
+        """The evaluation was stopped part-way (a stop signal); it runs again, whole, on resume."""
+        self._end(f"stopped after {self.done}/{self.total} episodes, to be run again on resume")
+
+    def _end(self, what: str) -> None:
         if self.bar is not None:
             self.bar.close()
-        line = f"{self.what}: mean success {success_mean:.2f} ({format_duration(time.time() - self.start)})"
+        line = f"{self.what}: {what} ({format_duration(time.time() - self.start)})"
         if self.bar is not None:
             tqdm.write(line, file=self.stream)
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.mtsac import MTSAC
+from agents.mtsac import CRITIC_LOSS, MTSAC
 from envs.evaluation import EvalResult, evaluate
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
@@ -47,8 +47,9 @@ class NonFiniteError(RuntimeError):
 
 
 def _catch_stop_signals(trainer: "Trainer") -> dict:
-    """SIGINT/SIGTERM set ``trainer.stop_signal``; the loop finishes its update, checkpoints
-    and returns. Only the main thread can install handlers; elsewhere signals act as usual."""
+    """SIGINT/SIGTERM set ``trainer.stop_signal``; the loop finishes its vector step's updates,
+    skips or abandons an evaluation, checkpoints and returns. Only the main thread can install
+    handlers; elsewhere signals act as usual."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
@@ -140,6 +141,10 @@ class Trainer:
         self.counters = Counters(next_eval=cfg.eval_every, next_checkpoint=cfg.checkpoint_every, next_log=cfg.log_every)
         self.last_losses: dict[str, torch.Tensor] = {}
         self.last_eval: EvalResult | None = None
+        self.stop_signal: int | None = None
+        # (env steps, last evaluation's step) of the state the last checkpoint holds, written or loaded:
+        # a stop there needs no checkpoint of its own
+        self.checkpointed: tuple[int, int] | None = None
         self.resumed = resume_state is not None
         if resume_state is not None:
             self._load_state(resume_state)
@@ -205,7 +210,11 @@ class Trainer:
         self.progress = TrainProgress(cfg.total_env_steps, c.env_steps, cfg.warmup_env_steps)
 
         try:
-            while c.env_steps < cfg.total_env_steps:
+            # a stop checkpoint can stand before the evaluation due at its step (a stop skips or
+            # abandons one): it runs first, at that step, on the parameters it was due for
+            if c.next_eval <= c.env_steps < cfg.total_env_steps:
+                self._due_evaluation()
+            while self.stop_signal is None and c.env_steps < cfg.total_env_steps:
                 obs, reward, terminated, truncated, info = self._vector_step(obs, done)
                 ep_return += reward
                 ep_success |= np.asarray(info["success"], dtype=float) > 0
@@ -218,9 +227,10 @@ class Trainer:
                     self._record_success(ended, ep_success)
                     self.logger.per_task("train/return", ep_return, c.env_steps, ended)
                     ep_return[done], ep_success[done] = 0.0, False
-                if c.env_steps >= c.next_eval:
-                    self._evaluate()
-                    c.next_eval = next_mark(c.next_eval, cfg.eval_every, c.env_steps)
+                # An evaluation takes as long as thousands of updates: a stop signal skips the one
+                # due, or abandons it, and the resume runs it. The log (milliseconds) still runs.
+                if c.env_steps >= c.next_eval and self.stop_signal is None:
+                    self._due_evaluation()
                 if c.env_steps >= c.next_log:
                     now = time.time()
                     seconds = max(now - last_log_time, 1e-9)
@@ -238,26 +248,30 @@ class Trainer:
                     self._checkpoint(time.time() - wall_mark)
                     wall_mark = time.time()
                     c.next_checkpoint = next_mark(c.next_checkpoint, cfg.checkpoint_every, c.env_steps)
-                if self.stop_signal is not None:
-                    break
-
+            if self.stop_signal is None and c.last_eval_step != c.env_steps:
+                self._evaluate()
         except BaseException:
             self._close()  # TensorBoard events so far are flushed; the checkpoints stay as they are
+            _restore_signals(handlers)
             raise
         finally:
             self.progress.close()
-            _restore_signals(handlers)
-        if self.stop_signal is not None:
-            # mid-episode, possibly: a resume keeps the collected transitions and starts fresh episodes
+        try:
+            # after the final evaluation, finishing costs what stopping would (a checkpoint): finish
+            if self.stop_signal is not None and (c.env_steps < cfg.total_env_steps or c.last_eval_step != c.env_steps):
+                # A signal during a checkpoint write finds the state written already. Otherwise the stop
+                # checkpoint stands mid-episode, possibly: a resume keeps the collected transitions
+                # and starts fresh episodes.
+                if self.checkpointed != (c.env_steps, c.last_eval_step):
+                    self._checkpoint(time.time() - wall_mark)
+                self._close()
+                return {"stopped_by": signal.Signals(self.stop_signal).name, "env_steps": c.env_steps}
             self._checkpoint(time.time() - wall_mark)
+            summary = self._write_summary()
             self._close()
-            return {"stopped_by": signal.Signals(self.stop_signal).name, "env_steps": c.env_steps}
-        if c.last_eval_step != c.env_steps:
-            self._evaluate()
-        self._checkpoint(time.time() - wall_mark)
-        summary = self._write_summary()
-        self._close()
-        return summary
+            return summary
+        finally:
+            _restore_signals(handlers)  # only now: a signal during the final checkpoint or summary is ignored
 
     def _close(self) -> None:
         self.logger.close()
@@ -422,7 +436,16 @@ class Trainer:
         return losses.clone(), aux, ok  # a clone: under CUDA graphs the next replay reuses the output's memory
 
     # --- evaluation, logging, checkpoints ---------------------------------------------------------
-    def _evaluate(self) -> None:
+    def _due_evaluation(self) -> None:
+        """The evaluation of the schedule point that this step reached; the point moves on only
+        once it has run, so that one a stop abandoned stays due."""
+        c = self.counters
+        if self._evaluate():
+            c.next_eval = next_mark(c.next_eval, self.cfg.eval_every, c.env_steps)
+
+    def _evaluate(self) -> bool:
+        """The evaluation at this env step; False, with nothing of it logged or kept, when a stop
+        signal cut it short (checked before every vector step of it)."""
         if self.eval_envs is None:
             self.eval_envs = make_vector_env(
                 self.taskset, self.cfg.seed, self.cfg.vector_strategy, self.cfg.max_episode_steps,
@@ -430,12 +453,17 @@ class Trainer:
             )  # fmt: skip
         shown = self.progress.evaluation(self.counters.env_steps)
         result = evaluate(lambda o: self.agent.act(o, deterministic=True), self.eval_envs, self.task_names,
-                          self.cfg.eval_episodes, seed=self.cfg.seed, progress=shown)  # fmt: skip
+                          self.cfg.eval_episodes, seed=self.cfg.seed, progress=shown,
+                          stop=lambda: self.stop_signal is not None)  # fmt: skip
+        if result is None:
+            shown.abandon()
+            return False
         shown.finish(result.success_mean)
         self.last_eval = result
         self.counters.best_success_mean = max(self.counters.best_success_mean, result.success_mean)
         self.counters.last_eval_step = self.counters.env_steps
         self.logger.eval(self.counters.env_steps, result)
+        return True
 
     def _log_train(self, env_rate: float, update_rate: float) -> None:
         step = self.counters.env_steps
@@ -484,6 +512,7 @@ class Trainer:
         self.counters.wall_time_s += wall_since_start
         self.logger.flush()
         save_checkpoint(self.run_dir, self.counters.env_steps, self._state(), keep=self.cfg.keep_checkpoints)
+        self.checkpointed = (self.counters.env_steps, self.counters.last_eval_step)
 
     def _state(self) -> dict:
         return {
@@ -534,11 +563,12 @@ class Trainer:
         self.action_rng.bit_generator.state = rng["actions"]
         self.last_eval = None if state["last_eval"] is None else EvalResult(**state["last_eval"])
         truncate_eval_log(self.run_dir, self.counters.env_steps)
+        self.checkpointed = (self.counters.env_steps, self.counters.last_eval_step)
 
     def _write_summary(self) -> dict:
         c = self.counters
         return write_summary(self.run_dir, self.cfg, self.cfg.balancer.label, c.env_steps, c.updates, c.wall_time_s,
-                             self.last_eval, c.best_success_mean)  # fmt: skip
+                             self.last_eval, c.best_success_mean, CRITIC_LOSS)  # fmt: skip
 
 
 def start_run(cfg: Config, run_dir: Path, trainer_class=Trainer):

@@ -73,7 +73,7 @@ def test_critic_losses_match_hand_computation():
     next_q = _np_q(agent.critic_target, b["next_obs"], next_a).min(0)
     y = b["rewards"] + 0.99 * (1 - b["terminated"]) * (next_q - alpha * next_logp)
     q = _np_q(agent.critic, b["obs"], b["actions"])
-    expected = ((q[0] - y) ** 2 + (q[1] - y) ** 2).mean(-1)
+    expected = ((q[0] - y) ** 2 + (q[1] - y) ** 2).mean(-1) / 2  # the mean over the two critics
     assert losses.shape == (K,)
     np.testing.assert_allclose(losses.detach().numpy(), expected, rtol=1e-10)
 

@@ -1,6 +1,6 @@
-"""The reference MT-SAC settings (sac.max_grad_norm, sac.adam_eps, sac.init) and the presets
-that use them: the keys load, reach the one update path, and are checked; the MTMHSAC and
-parameter-scaled presets load and train."""
+"""The reference MT-SAC settings (sac.max_grad_norm, sac.adam_eps, sac.init; the critic loss's
+scale) and the presets that use them: the keys load, reach the one update path, and are
+checked; the MTMHSAC and parameter-scaled presets load and train."""
 
 import dataclasses
 import math
@@ -103,6 +103,47 @@ def test_clipping_bounds_the_global_norm_of_what_reaches_adam(balancer, multi_he
     loose = _grads_reaching_adam(balancer, free_norm * 2, multi_head, tmp_path)
     for got, g in zip(loose, free):
         torch.testing.assert_close(got, g, rtol=1e-6, atol=0)
+
+
+# --- critic loss scale ----------------------------------------------------------------------------
+@pytest.mark.parametrize("balancer", ["ew", "pcgrad"])  # the loss step and the per-task gradient path
+def test_critic_loss_is_the_reference_mean_over_the_two_critics(balancer, tmp_path):
+    """The per-task critic losses the balancer gets, and EW's unclipped gradient, against the
+    reference's ((q_pred - y) ** 2).mean() over the stacked critics, computed here with F.linear
+    and relu on copies of the critic's weights (a sum over the critics gives exactly twice)."""
+    cfg = load_config(SMOKE, {"taskset": GYM2, "batch_size": 10, "balancer": balancer, "seed": 3,
+                              "sac.max_grad_norm": 0})  # fmt: skip
+    trainer = Trainer(cfg, tmp_path)
+    agent, opt, K = trainer.agent, trainer.optimizers["critic"], trainer.num_tasks
+    batch = _batch(K, 9, 1, seed=1)
+    target = agent.critic_targets(batch)
+    names = [name for name, _ in agent.critic.named_parameters()]
+    weights = [p.detach().clone().requires_grad_() for p in agent.critic.parameters()]
+
+    def q(layers: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        for i in range(0, len(layers), 2):
+            x = torch.nn.functional.linear(x, layers[i], layers[i + 1])
+            x = torch.relu(x) if i + 2 < len(layers) else x.squeeze(-1)
+        return x
+
+    x = torch.cat([batch.obs, batch.actions], dim=-1)
+    q1 = q([w for n, w in zip(names, weights) if n.startswith("q1.")], x)
+    q2 = q([w for n, w in zip(names, weights) if n.startswith("q2.")], x)
+    q_pred = torch.stack([q1, q2])  # [2, K, n], the reference's ensemble axis first
+    expected = torch.stack([((q_pred[:, t] - target[t]) ** 2).mean() for t in range(K)])
+    # the reference's unsplit loss over the whole (stratified) batch: what EW's update descends
+    expected_grads = torch.autograd.grad(((q_pred - target) ** 2).mean(), weights)
+
+    seen = []
+    opt.step = lambda: seen.extend(p.grad.clone() for g in opt.param_groups for p in g["params"])
+    losses, _, ok = trainer._optimizer_step("critic", (batch.obs, batch.actions, target), stats=False)
+    trainer.envs.close()
+    assert bool(ok) and losses.shape == (K,)
+    torch.testing.assert_close(losses, expected.detach(), rtol=1e-5, atol=0)
+    if balancer == "ew":
+        assert len(seen) == len(expected_grads) == 12
+        for got, want in zip(seen, expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-9)
 
 
 # --- init -----------------------------------------------------------------------------------------

@@ -216,3 +216,109 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(smoke_r
     _assert_continued_cleanly(run)
     steps = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
     assert steps == [1500, 3000]
+
+
+# --- how soon a stop signal is answered ------------------------------------------------------------
+def _interrupt():
+    """SIGINT to this process, as Ctrl-C sends it: the trainer's own handler answers it."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _train(trainer) -> dict:
+    try:
+        return trainer.train()
+    except KeyboardInterrupt:  # as a failure of this test, not an interrupt of the whole session
+        pytest.fail("SIGINT reached Python's default handler: the trainer was not catching it")
+
+
+def _eval_steps(run_dir) -> list[int]:
+    path = run_dir / "eval.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_stop_when_an_evaluation_is_due_skips_it_and_the_resume_runs_it_once(smoke_run, tmp_path):
+    """SIGINT during the updates of the step where an evaluation is due: the run checkpoints
+    and exits without evaluating; the resume runs that evaluation first, at its own step. The
+    stop stands between two episodes, so the resumed run is the uninterrupted one (smoke_run)."""
+    from mtrl.config import load_config
+    from mtrl.trainer import start_run
+
+    run = tmp_path / "run"
+    trainer = start_run(load_config(SMOKE), run)  # eval_every 1500
+    updates = trainer._updates
+
+    def updates_then_interrupt():
+        updates()
+        if trainer.counters.env_steps == 1500:
+            _interrupt()
+
+    trainer._updates = updates_then_interrupt
+    assert _train(trainer) == {"stopped_by": "SIGINT", "env_steps": 1500}
+    assert _eval_steps(run) == []  # the evaluation due at 1500 did not run before the exit
+    state = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    assert state["counters"]["env_steps"] == 1500 and state["counters"]["next_eval"] == 1500
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_continued_cleanly(run)
+    assert _eval_steps(run) == [1500, 3000]
+    assert _scalars(run)["eval/success_rate_mean"] == [1500, 3000]
+    assert (run / "eval.jsonl").read_text() == (smoke_run / "eval.jsonl").read_text()
+
+
+@pytest.mark.parametrize("total, at", [(2000, 1500), (2000, 2000)])  # a periodic and the final evaluation
+def test_a_stop_during_an_evaluation_abandons_it_and_the_resume_runs_it_whole(total, at, tmp_path):
+    """SIGINT on the evaluation's third vector step: it takes no further step, nothing of it is
+    logged, and the resume runs it whole at its own step."""
+    from mtrl.config import load_config
+    from mtrl.trainer import start_run
+
+    run = tmp_path / "run"
+    trainer = start_run(load_config(SMOKE, {"total_env_steps": total}), run)
+    act, calls = trainer.agent.act, []
+
+    def act_and_interrupt(obs, deterministic):
+        if deterministic and trainer.counters.env_steps == at:
+            calls.append(len(calls))
+            if len(calls) == 3:
+                _interrupt()
+        return act(obs, deterministic)
+
+    trainer.agent.act = act_and_interrupt
+    assert _train(trainer) == {"stopped_by": "SIGINT", "env_steps": at}
+    assert len(calls) == 3
+    assert _eval_steps(run) == ([1500] if at > 1500 else [])
+    assert torch.load(list_checkpoints(run)[-1], weights_only=False)["counters"]["env_steps"] == at
+    assert not (run / "summary.json").exists()
+    assert main(["train", "--resume", str(run)]) == 0
+    _assert_continued_cleanly(run, total)
+    assert _eval_steps(run) == [1500, total]
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_a_stop_during_a_checkpoint_write_writes_no_second_one(final, tmp_path, monkeypatch):
+    """SIGINT while the checkpoint at 1000 is written: the run exits on it, without writing the
+    same state again. While the final one is written (after the final evaluation): the run
+    finishes, summary included, as it would have."""
+    import mtrl.trainer
+    from mtrl.config import load_config
+    from mtrl.trainer import start_run
+
+    run = tmp_path / "run"
+    trainer = start_run(load_config(SMOKE, {"total_env_steps": 1500}), run)  # checkpoints at 1000 and 1500
+    save, written = mtrl.trainer.save_checkpoint, []
+
+    def save_and_interrupt(run_dir, env_steps, state, keep):
+        written.append(env_steps)
+        out = save(run_dir, env_steps, state, keep)
+        if env_steps == (1500 if final else 1000) and written.count(env_steps) == 1:
+            _interrupt()
+        return out
+
+    monkeypatch.setattr(mtrl.trainer, "save_checkpoint", save_and_interrupt)
+    result = _train(trainer)
+    if final:
+        assert result["env_steps"] == 1500 and "stopped_by" not in result
+        assert written == [1000, 1500] and (run / "summary.json").exists()
+    else:
+        assert result == {"stopped_by": "SIGINT", "env_steps": 1000}
+        assert written == [1000] and not (run / "summary.json").exists()
+    assert [p.name for p in list_checkpoints(run)][-1] == f"ckpt_00000000{written[-1]:04d}.pt"

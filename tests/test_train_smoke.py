@@ -19,7 +19,7 @@ from tests.conftest import SMOKE
 TASKS = get_taskset("MT10").tasks
 SUMMARY_KEYS = {
     "taskset", "balancer", "method", "agent", "seed", "env_steps", "updates", "wall_time_s", "final_success_mean",
-    "best_success_mean", "final_success", "env_steps_per_s", "updates_per_s",
+    "best_success_mean", "final_success", "env_steps_per_s", "updates_per_s", "critic_loss",
 }  # fmt: skip
 
 
@@ -41,6 +41,7 @@ def test_run_directory_layout(smoke_run):
     summary = json.loads((smoke_run / "summary.json").read_text())
     assert set(summary) == SUMMARY_KEYS
     assert summary["method"] == "ew" and summary["agent"] == "mtsac"
+    assert summary["critic_loss"] == "mean"  # `mtrl report` reads a run without it as made with the sum
     assert summary["env_steps"] == 3000 and summary["updates"] == (3000 - 1000) // 10
     assert set(summary["final_success"]) == set(TASKS)
     evals = [json.loads(line) for line in (smoke_run / "eval.jsonl").read_text().splitlines()]
