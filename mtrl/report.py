@@ -53,9 +53,9 @@ _NOT_A_METHOD = {
 GRAD_TAGS = ["grad/critic/conflict_frac", "grad/actor/conflict_frac", "grad/critic/norm_ratio", "grad/actor/norm_ratio"]
 BOOTSTRAP_SEED = 0  # rliable resamples with numpy's global RNG; seeded so a report is reproducible
 # summary.json fields that are settings (they split groups like a hyperparameter), with the value of
-# runs made before the field existed: MT-SAC's critic loss was the sum over the two critics until
-# it became the reference's mean.
-SUMMARY_SETTINGS = {"critic_loss": "sum"}
+# runs made before the field existed, by agent: MT-SAC's critic loss was the sum over the two
+# critics until it became the reference's mean; stable-baselines3's (stl_sac) was always the mean.
+SUMMARY_SETTINGS = {"critic_loss": {"mtsac": "sum", "stl_sac": "mean"}}
 # Keys that say which method a run is: the group label names it, so they are never listed as a
 # difference between groups (balancer hyperparameters still split the groups of one method).
 _METHOD_KEYS = ("agent", "sac.multi_head", "balancer.")
@@ -87,7 +87,8 @@ def plural(n: int, word: str) -> str:
 
 def settings(run: Run) -> dict:
     """What a run was trained with: its flattened config and the settings its summary.json records."""
-    return {**run.config, **{k: run.summary.get(k, before) for k, before in SUMMARY_SETTINGS.items()}}
+    agent = run.summary.get("agent", run.config.get("agent", "mtsac"))
+    return {**run.config, **{k: run.summary.get(k, before.get(agent)) for k, before in SUMMARY_SETTINGS.items()}}
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:

@@ -425,3 +425,14 @@ def test_plot_titles_promise_bands_only_where_drawn(runs_per_group, tmp_path):
             assert f"{MIN_RUNS}" in drawn["title"], drawn["title"]  # which groups have one
         check_png(tmp_path / f"{plot.__name__}.png")
     assert _plurals_wrong(" ".join(plot_curves(data, tmp_path / "c.png")["labels"])) == []
+
+
+def test_critic_loss_of_stl_sac_runs_made_before_the_field_is_mean():
+    """stable-baselines3's SAC always took the mean over its two critics: an stl_sac run without
+    the field reads as mean, an MT-SAC one as sum."""
+    from mtrl.report import Run, settings
+
+    old_stl = Run(path=None, summary={"agent": "stl_sac", "balancer": "ew"}, evals=[], config={"agent": "stl_sac"})
+    old_mtsac = Run(path=None, summary={"balancer": "ew"}, evals=[], config={"agent": "mtsac"})
+    new_mtsac = Run(path=None, summary={"balancer": "ew", "critic_loss": "mean"}, evals=[], config={})
+    assert [settings(r)["critic_loss"] for r in (old_stl, old_mtsac, new_mtsac)] == ["mean", "sum", "mean"]
