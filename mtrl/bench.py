@@ -140,7 +140,7 @@ def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -
     start_state = copy.deepcopy(
         {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
     )
-    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.num_tasks) for name in balancers}
+    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in balancers}
     seconds: dict[str, list[float]] = {name: [] for name in balancers}
     for round_ in range(plan.rounds):
         for name in balancers:
@@ -177,7 +177,7 @@ def compile_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) 
     start_state = copy.deepcopy(
         {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
     )
-    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.num_tasks) for name in names}
+    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in names}
     seconds = {(name, mode): [] for name in names for mode in ("eager", "compiled")}
     figures: dict[str, dict[str, float]] = {"compile_s": {}, "update_host_syncs": {}}
     try:
@@ -280,7 +280,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
     )
     costs = {}
     for name in balancers:
-        balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)["critic"]
+        balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names)["critic"]
         g = grads if balancer.needs_grads else None
         balancer.balance(g, losses)  # first call: lazy state, allocations
         with CountOps() as ops:
@@ -290,7 +290,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
             solve_before = HOST.solve_s
             seconds.append(_timed(lambda: balancer.balance(g, losses), 1, trainer.device))  # noqa: B023
             host.append(HOST.solve_s - solve_before)
-        trainer.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), K)
+        trainer.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names)
         trainer.counters.updates = 1  # not a gradient-statistics update
         trainer._update()  # first update: lazy state
         with CountOps() as update_ops:

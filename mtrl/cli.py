@@ -43,10 +43,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="train a grid of balancers x seeds (skips finished runs, resumes interrupted ones)")
     c.add_argument("--config", required=True, help="YAML preset every run starts from")
-    c.add_argument("--balancers", required=True, help="comma-separated, e.g. ew,cagrad,nash_mtl")
+    c.add_argument("--balancers", help="comma-separated, e.g. ew,cagrad,nash_mtl (omitted when --set sweeps balancer.stages)")
     c.add_argument("--seeds", type=int, required=True, help="seeds per grid point: the config's seed + 0 .. N-1")
     c.add_argument("--set", action="append", default=[], metavar="key=v1,v2",
-                   help="sweep a config key over values (repeatable; grid = product)")  # fmt: skip
+                   help="sweep a config key over values, YAML as typed: commas inside [], {} or quotes do not split "
+                        "(repeatable; grid = product)")  # fmt: skip
     c.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     c.add_argument("--backend", choices=["local", "ray"], default="local")
     c.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
@@ -224,7 +225,7 @@ def _compare(args) -> int:
     from mtrl.sweep import compare, parse_sweeps
 
     return compare(
-        args.config, [b.strip() for b in args.balancers.split(",")], args.seeds, parse_sweeps(args.set),
+        args.config, [] if args.balancers is None else [b.strip() for b in args.balancers.split(",")], args.seeds, parse_sweeps(args.set),
         parse_override_args(args.overrides), args.out, jobs=args.jobs, backend=args.backend, address=args.address,
     )  # fmt: skip
 

@@ -290,11 +290,19 @@ def parse_override_args(args: list[str]) -> dict[str, str]:
     return out
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+def flatten_config(d: dict, cls=Config, prefix: str = "") -> dict[str, object]:
+    """A config mapping as dotted keys (``sac.gamma``), following the dataclasses: a hyperparameter
+    mapping (``balancer.kwargs``) is flattened one level, so that a hyperparameter whose value is
+    itself a mapping (``static``'s weights by task name) stays whole. Keys that are no field are
+    flattened all the way (``apply_overrides`` then names them in its error)."""
+    fields = _fields(cls) if cls is not None else {}
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):  # an empty mapping sets nothing
-            out.update(_flatten(v, f"{prefix}{k}."))
+        tp, nested = fields.get(k, (None, False))
+        if isinstance(v, dict) and typing.get_origin(tp) is dict:  # balancer.kwargs.<hparam>: values whole
+            out.update({f"{prefix}{k}.{h}": hv for h, hv in v.items()})
+        elif isinstance(v, dict):  # an empty mapping sets nothing
+            out.update(flatten_config(v, tp if nested else None, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -311,7 +319,7 @@ def load_config(path: str | Path, overrides: dict[str, object] | None = None) ->
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
-    cfg = apply_overrides(Config(), _flatten(data))
+    cfg = apply_overrides(Config(), flatten_config(data))
     cfg = apply_overrides(cfg, overrides or {})
     validate(cfg)
     return cfg
@@ -322,9 +330,10 @@ def validate(cfg: Config) -> None:
     from envs.tasksets import get_taskset
 
     try:
-        num_tasks = get_taskset(cfg.taskset).num_tasks
+        task_names = list(get_taskset(cfg.taskset).tasks)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    num_tasks = len(task_names)
     positive = [
         "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
         "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
@@ -347,7 +356,7 @@ def validate(cfg: Config) -> None:
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
-    _validate_balancers(cfg.balancer, num_tasks)
+    _validate_balancers(cfg.balancer, task_names)
     if cfg.agent == "stl_sac":
         _validate_stl(cfg)
     sac = cfg.sac
@@ -371,7 +380,7 @@ def validate(cfg: Config) -> None:
 AGENTS = ("mtsac", "stl_sac")
 
 
-def _validate_balancers(b: BalancerConfig, num_tasks: int) -> None:
+def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:
     """Every stage's balancers can be built, and the stages partition training: increasing
     ``until``, only the last one open-ended."""
     if b.stages and b != BalancerConfig(stages=b.stages):
@@ -388,7 +397,7 @@ def _validate_balancers(b: BalancerConfig, num_tasks: int) -> None:
                 prefix = f"{where}: " if b.stages else ""
                 raise ConfigError(f"{prefix}unknown balancer {name!r}; {did_you_mean(name, valid)}valid: {', '.join(valid)}")
         try:
-            make_loss_balancers(stage, num_tasks, where)
+            make_loss_balancers(stage, task_names, where)
         except ValueError as e:
             raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
         last = i == len(stages) - 1
@@ -449,8 +458,9 @@ def _hparam(method: str, key: str, value, hparams: dict):
     raise ValueError(f"balancer {method!r} hyperparameter {key!r} expects {type(default).__name__}, got {value!r}")
 
 
-def make_loss_balancers(bcfg: BalancerChoice, num_tasks: int, where: str = "balancer") -> dict:
-    """One balancer instance per loss ({"critic": ..., "actor": ...}), never shared. Raises
+def make_loss_balancers(bcfg: BalancerChoice, task_names: list[str], where: str = "balancer") -> dict:
+    """One balancer instance per loss ({"critic": ..., "actor": ...}), never shared, for the tasks
+    ``task_names`` (in task order). Raises
     ValueError naming the valid choices for an unknown method or hyperparameter (``where``: the
     config key of ``bcfg``, for the message)."""
     from mtrl.balancers import balancer_hparams, make_balancer
@@ -467,7 +477,7 @@ def make_loss_balancers(bcfg: BalancerChoice, num_tasks: int, where: str = "bala
     for loss, name in methods.items():
         given = {**{k: v for k, v in bcfg.kwargs.items() if k in hparams[loss]}, **own[loss]}
         typed = {k: _hparam(name, k, v, hparams[loss]) for k, v in given.items()}
-        out[loss] = make_balancer(name, num_tasks=num_tasks, **typed)
+        out[loss] = make_balancer(name, num_tasks=len(task_names), task_names=task_names, **typed)
     return out
 
 

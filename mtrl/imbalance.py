@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.report import BOOTSTRAP_SEED, Run, _table, _write_csv, plural
+from mtrl.report import BOOTSTRAP_SEED, Run, plural, table, write_csv
 
 LOSSES = ("critic", "actor")
 PREDICTORS = ("norm_share", "proj_share", "cos_update")
@@ -244,11 +244,11 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     points drawn in each scatter panel."""
     import matplotlib.pyplot as plt
 
-    from mtrl.report import _colors, shorten
+    from mtrl.report import group_colors, shorten
 
     o, w = PRIMARY
     methods = list(dict.fromkeys(data["methods"]))
-    colors = _colors(methods)
+    colors = group_colors(methods)
     # long group labels ("ew (adam_eps=..., ...)") as report.py shows them: "ew (A)", with a key
     short = shorten({m: m.split(" (")[0] for m in methods})
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100, gridspec_kw={"width_ratios": [1, 1, 1.2]})
@@ -312,7 +312,7 @@ def write_imbalance(data: dict, out: Path) -> str:
     """imbalance.csv (run x task), imbalance.json (everything), imbalance.png; the markdown part."""
     rows = data["rows"]
     header = list(rows[0]) if rows else ["run", "method", "seed", "task", *data["outcomes"]]
-    _write_csv(out / "imbalance.csv", header, [["" if r[h] is None else r[h] for h in header] for r in rows])
+    write_csv(out / "imbalance.csv", header, [["" if r[h] is None else r[h] for h in header] for r in rows])
     (out / "imbalance.json").write_text(json.dumps(data, indent=1) + "\n")
     logged = any(r.get(f"{loss}_norm_share") is not None for r in rows for loss in LOSSES)
     if logged:
@@ -341,12 +341,12 @@ def write_imbalance(data: dict, out: Path) -> str:
         md.append("![imbalance](imbalance.png)\n")
     md += [
         "Rank correlation with the outcome (higher rho: a larger value goes with more success):\n",
-        _table(["predictor", "window", *(NAMES[x] for x in data["outcomes"])],
+        table(["predictor", "window", *(NAMES[x] for x in data["outcomes"])],
                [[_label(k), NAMES[win], *(_ci(data["correlations"][f"{k}|{win}|{x}"]) for x in data["outcomes"])]
                 for win in WINDOWS for k in keys]),  # fmt: skip
         "Imbalance against conflict: |rho| of the imbalance predictor minus |rho| of cos with update, same loss "
         f"(the verdict reads the *{NAMES[o]}*, *{NAMES[w]}* column; four comparisons, not corrected for multiplicity):\n",
-        _table(["comparison", *(f"{NAMES[x]} ({NAMES[win]})" for x in data["outcomes"] for win in WINDOWS)],
+        table(["comparison", *(f"{NAMES[x]} ({NAMES[win]})" for x in data["outcomes"] for win in WINDOWS)],
                [[f"{_label(f'{loss}/{p}')} - {_label(f'{loss}/{CONFLICT}')}",
                  *(_ci(data["comparisons"][f"{loss}/{p} - {loss}/{CONFLICT}|{win}|{x}"]) for x in data["outcomes"] for win in WINDOWS)]
                 for loss in LOSSES for p in IMBALANCE]),  # fmt: skip

@@ -27,6 +27,10 @@ the value they had before the field existed (``critic_loss``: runs without it su
 critics' losses). Seed, device, schedule and length keys never split a group, but the Groups
 table names every setting whose value differs between groups, these included.
 
+Two sections follow the tables, each in its own module: the static-weights grid against
+``grad_norm_scaling`` (mtrl.static_grid, when the runs hold such a grid) and the imbalance
+diagnosis (mtrl.imbalance).
+
 rliable, pandas and matplotlib come with the ``analysis`` extra and are imported only here.
 """
 
@@ -42,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mtrl.config import ConfigError, _flatten
+from mtrl.config import ConfigError, flatten_config
 
 # Config keys that say how or how long a run ran, not what was trained: they never split a group.
 _NOT_A_METHOD = {
@@ -91,6 +95,14 @@ def settings(run: Run) -> dict:
     return {**run.config, **{k: run.summary.get(k, before.get(agent)) for k, before in SUMMARY_SETTINGS.items()}}
 
 
+def value_text(value) -> str:
+    """A setting's value as labels show it: lists and mappings in YAML's flow style
+    (``[1, 1, 4]``, ``{reach-v3: 4}``), everything else as ``str``."""
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    return str(value)
+
+
 def _short_names(keys: list[str]) -> dict[str, str]:
     """Each key by its last part (``c`` for ``balancer.kwargs.c``), or whole where two would clash."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
@@ -122,7 +134,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
             summary = json.loads((path / "summary.json").read_text())
             evals = read_eval_log(path)
             cfg_file = path / "config.yaml"
-            config = _flatten(yaml.safe_load(cfg_file.read_text()) or {}) if cfg_file.is_file() else {}
+            config = flatten_config(yaml.safe_load(cfg_file.read_text()) or {}) if cfg_file.is_file() else {}
             missing = [k for k in ("balancer", "final_success", "env_steps") if k not in summary]
             if missing:
                 raise KeyError(", ".join(missing))
@@ -142,7 +154,7 @@ def label_runs(runs: list[Run]) -> None:
         varying = [k for k in keys if len({repr(settings(r).get(k)) for r in group}) > 1]
         short = _short_names(varying)
         for r in group:
-            r.settings = ", ".join(f"{short[k]}={settings(r).get(k)}" for k in varying)
+            r.settings = ", ".join(f"{short[k]}={value_text(settings(r).get(k))}" for k in varying)
             r.label = method + (f" ({r.settings})" if varying else "")
             r.split_by = varying
 
@@ -161,7 +173,7 @@ def group_differences(groups: dict[str, list[Run]]) -> dict[str, dict[str, str]]
                  for v in [r.summary["env_steps"] if key == "env_steps" else settings(r).get(key)]}  # fmt: skip
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
         ordered = sorted(found.values(), key=lambda v: (0, v, "") if number(v) else (1, 0, str(v)))
-        return "/".join(map(str, ordered))
+        return "/".join(map(value_text, ordered))
 
     keys = sorted({k for g in groups.values() for r in g for k in [*settings(r), "env_steps"]} - {"seed"})
     across = [k for k in keys if not k.startswith(_METHOD_KEYS)
@@ -241,7 +253,7 @@ def _iqm_per_step(scores: np.ndarray) -> np.ndarray:
     return trim_mean(scores.reshape(-1, scores.shape[-1]), 0.25, axis=0)
 
 
-def _seeded(fn, *args, **kwargs):
+def seeded(fn, *args, **kwargs):
     state = np.random.get_state()
     np.random.seed(BOOTSTRAP_SEED)
     try:
@@ -254,7 +266,7 @@ def interval_estimates(scores: np.ndarray, func, reps: int) -> tuple[np.ndarray,
     """rliable's point estimate and 95% stratified-bootstrap percentile CI ([2, ...]) of func."""
     from rliable import library as rly
 
-    point, ci = _seeded(rly.get_interval_estimates, {"x": scores}, func, reps=reps)
+    point, ci = seeded(rly.get_interval_estimates, {"x": scores}, func, reps=reps)
     return point["x"], ci["x"]
 
 
@@ -273,7 +285,7 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, reps: int) -> dict:
     p = float(metrics.probability_of_improvement(x, y))
     if x.shape[0] != y.shape[0]:
         return {"value": p, "ci": None}
-    _, ci = _seeded(rly.get_interval_estimates, {"xy": [x, y]}, metrics.probability_of_improvement, reps=reps)
+    _, ci = seeded(rly.get_interval_estimates, {"xy": [x, y]}, metrics.probability_of_improvement, reps=reps)
     lo, hi = np.ravel(ci["xy"])
     return {"value": p, "ci": [float(lo), float(hi)]}
 
@@ -397,9 +409,9 @@ def verdict(data: dict) -> str:
         elif p["ci"][0] > 0.5 or p["ci"][1] < 0.5:
             x, y = (a, b) if p["ci"][0] > 0.5 else (b, a)
             wins.append(f"{short[x]} beats {short[y]} with P({short[x]} > {short[y]}) = "
-                        f"{_with_ci(poi[f'{x} > {y}'])}")  # fmt: skip
+                        f"{with_ci(poi[f'{x} > {y}'])}")  # fmt: skip
         else:
-            open_pairs.append(f"P({short[a]} > {short[b]}) = {_with_ci(p)}")
+            open_pairs.append(f"P({short[a]} > {short[b]}) = {with_ci(p)}")
     if wins:
         sentence = (f"Verdict ({budget}; the pairs whose 95% CI of the probability of improvement, from "
                     f"{RESAMPLES}, excludes 0.5): {'; '.join(wins)}.")  # fmt: skip
@@ -440,27 +452,27 @@ def warnings(data: dict) -> list[str]:
 
 
 # --- output ---------------------------------------------------------------------------------------
-def _fmt(x: float | None, digits: int = 2) -> str:
+def fmt_number(x: float | None, digits: int = 2) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _with_ci(e: dict) -> str:
+def with_ci(e: dict) -> str:
     return f"{e['value']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]" if e["ci"] else f"{e['value']:.2f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
 
 
-def _colors(labels: list[str]) -> dict[str, tuple]:
+def group_colors(labels: list[str]) -> dict[str, tuple]:
     import matplotlib.pyplot as plt
 
     cmap = plt.get_cmap("tab10")
@@ -529,7 +541,7 @@ def _drawn(ax) -> dict:
 def plot_curves(data: dict, path: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    colors = _colors(list(data["methods"]))
+    colors = group_colors(list(data["methods"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for i, (m, d) in enumerate(data["methods"].items()):
         c = d["curve"]
@@ -554,7 +566,7 @@ def plot_curves(data: dict, path: Path) -> dict:
 def plot_profile(data: dict, path: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    colors = _colors(list(data["methods"]))
+    colors = group_colors(list(data["methods"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for i, (m, p) in enumerate(data["performance_profile"].items()):
         d = data["methods"][m]
@@ -582,7 +594,7 @@ def plot_aggregates(data: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(data["methods"])
-    colors = _colors(labels)
+    colors = group_colors(labels)
     names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
     fig, axes = plt.subplots(1, 4, figsize=(10, 1.2 + 0.45 * len(labels)), dpi=100, sharey=True)
     for ax, (key, title) in zip(axes, names):
@@ -617,14 +629,14 @@ def write(data: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     agg_names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
 
-    _write_csv(out / "aggregates.csv", ["method", "runs", *(f"{k}{s}" for k, _ in agg_names for s in ("", "_ci_low", "_ci_high"))],
+    write_csv(out / "aggregates.csv", ["method", "runs", *(f"{k}{s}" for k, _ in agg_names for s in ("", "_ci_low", "_ci_high"))],
                [[m, len(d["runs"]), *(v for k, _ in agg_names for v in (d[k]["value"], *d[k]["ci"]))]
                 for m, d in methods.items()])  # fmt: skip
     per_task = [[t, *(methods[m]["per_task_final"][t] for m in labels)] for t in tasks]
-    _write_csv(out / "per_task_success.csv", ["task", *labels], per_task)
-    _write_csv(out / "probability_of_improvement.csv", ["x", "y", "p_x_better", "ci_low", "ci_high"],
+    write_csv(out / "per_task_success.csv", ["task", *labels], per_task)
+    write_csv(out / "probability_of_improvement.csv", ["x", "y", "p_x_better", "ci_low", "ci_high"],
                [[*k.split(" > "), v["value"], *(v["ci"] or ["", ""])] for k, v in data["probability_of_improvement"].items()])  # fmt: skip
-    _write_csv(out / "grad_stats.csv", ["method", *GRAD_TAGS], [[m, *("" if d["grad"][t] is None else d["grad"][t] for t in GRAD_TAGS)] for m, d in methods.items()])  # fmt: skip
+    write_csv(out / "grad_stats.csv", ["method", *GRAD_TAGS], [[m, *("" if d["grad"][t] is None else d["grad"][t] for t in GRAD_TAGS)] for m, d in methods.items()])  # fmt: skip
     plot_aggregates(data, out / "aggregates.png")
     plot_curves(data, out / "learning_curves.png")
     plot_profile(data, out / "performance_profile.png")
@@ -649,12 +661,12 @@ def write(data: dict, out: Path) -> None:
         "Runs are grouped by method and by the settings that differ between runs of one method (seed, device, "
         "length and schedule keys never split a group). The last column names every setting whose value differs "
         "between groups, splitting or not (a/b: the group's runs differ in it).\n",
-        _table(["group", "runs", "settings that differ between groups"],
+        table(["group", "runs", "settings that differ between groups"],
                [[d["short"], str(len(d["runs"])), _differs(d)] for d in methods.values()]),  # fmt: skip
         "## Aggregates\n",
-        _table(
+        table(
             ["method", "runs", *(t for _, t in agg_names)],
-            [[d["short"], str(len(d["runs"])), *(_with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()],
+            [[d["short"], str(len(d["runs"])), *(with_ci(d[k]) for k, _ in agg_names)] for m, d in methods.items()],
         ),
         "![aggregates](aggregates.png)\n",
         "## Learning curves\n",
@@ -667,24 +679,24 @@ def write(data: dict, out: Path) -> None:
             f"method on a task, averaged over tasks; [95% CI] from {RESAMPLES}, when both groups have as many "
             "runs.\n"
         ),
-        _table(
+        table(
             ["P(row > col)", *shorts],
-            [[sh[a], *("" if a == b else _with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels],
+            [[sh[a], *("" if a == b else with_ci(poi[f"{a} > {b}"]) for b in labels)] for a in labels],
         ),
         "## Performance profile\n",
         "![performance profile](performance_profile.png)\n",
         "## Final success per task (mean over runs)\n",
-        _table(
+        table(
             ["task", *shorts],
-            [[t, *map(_fmt, values)] for t, *values in per_task]
-            + [["**mean**", *(_fmt(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]],
+            [[t, *map(fmt_number, values)] for t, *values in per_task]
+            + [["**mean**", *(fmt_number(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]],
         ),
         "## Gradient statistics (mean over logged updates and runs)\n",
         (
             "conflict_frac: fraction of task pairs whose gradients have a negative cosine; norm_ratio: largest over "
             "smallest per-task gradient norm. Blank: not logged.\n"
         ),
-        _table(["method", *GRAD_TAGS], [[d["short"], *(_fmt(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
+        table(["method", *GRAD_TAGS], [[d["short"], *(fmt_number(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
         "## Runs\n",
         "".join(f"- {d['short']}: " + ", ".join(f"`{p}`" for p in d["runs"]) + "\n" for m, d in methods.items()),
     ]
@@ -708,10 +720,15 @@ def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: boo
         print(f"mtrl: warning: {line}", file=sys.stderr)
     write(data, Path(out))
     from mtrl.imbalance import imbalance_section
+    from mtrl.static_grid import static_grid_section
 
+    short = {m: d["short"] for m, d in data["methods"].items()}
+    grid_md, grid_sentence = static_grid_section(runs, data["tasks"], short, Path(out), reps)
     with open(Path(out) / "report.md", "a") as f:
-        f.write("\n" + imbalance_section(runs, data["tasks"], Path(out), reps))
+        f.write("".join("\n" + md for md in (grid_md, imbalance_section(runs, data["tasks"], Path(out), reps)) if md))
     print(f"mtrl: {data['verdict']}", file=sys.stderr)
+    if grid_sentence:
+        print(f"mtrl: static weights: {grid_sentence}", file=sys.stderr)
     print(f"mtrl: report of {plural(len(runs), 'run')} ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}",
           file=sys.stderr)  # fmt: skip
     return 0

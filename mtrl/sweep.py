@@ -1,6 +1,10 @@
 """``mtrl compare``: a grid of runs (balancers x swept values x seeds), one run directory each.
 
-    <out>/<balancer>[_<hparam><value>...]/seed<s>/    e.g. runs/cmp/cagrad_c0.9/seed2/
+    <out>/<balancer>[_<key><value>...]/seed<s>/    e.g. runs/cmp/cagrad_c0.9/seed2/,
+                                                     runs/grid/static_weights1-1-4/seed1/
+
+Swept values are YAML as typed (``--set 'balancer.kwargs.weights=[1,1,4],[4,1,1]'``: commas inside
+brackets or quotes do not split) and name their directory in a short form (:func:`value_name`).
 
 Seeds are the config's ``seed`` plus 0 .. N-1 (``seed=10`` on the command line moves the base),
 and the directory is named by the seed value itself. Every run is a separate ``mtrl train``
@@ -15,7 +19,9 @@ swept value raises ConfigError (the CLI prints one line and exits 2) and creates
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import os
 import re
@@ -27,7 +33,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtrl.config import Config, ConfigError, _flatten, load_config, to_dict
+import yaml
+
+from mtrl.config import Config, ConfigError, flatten_config, load_config, to_dict
 
 # The repository root that holds this ``mtrl``: children import the same code as the parent,
 # also from a checkout that is not installed.
@@ -55,10 +63,15 @@ class RunResult:
 
 
 def split_values(text: str) -> list[str]:
-    """``v1,v2`` -> [v1, v2], keeping commas inside brackets: ``[32,32],[64,64]`` is two values."""
-    values, depth, start = [], 0, 0
+    """``v1,v2`` -> [v1, v2], keeping commas inside brackets and quotes: ``[32,32],[64,64]`` and
+    ``{reach-v3: 4, push-v3: 2},[1,1,1]`` are two values each (YAML flow style, as typed)."""
+    values, depth, start, quote = [], 0, 0, None
     for i, ch in enumerate(text):
-        if ch in "[{(":
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
             depth += 1
         elif ch in "]})":
             depth -= 1
@@ -102,8 +115,40 @@ def _short_names(keys: list[str]) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k.replace(".", "-") for k, s in zip(keys, last)}
 
 
+NAME_LIMIT = 40  # characters of a value's part of a directory name; longer ones end in a digest
+
+
+def value_name(text: str) -> str:
+    """A swept value as part of a directory name: short, readable, safe in a path and a shell.
+    The value is read as YAML: ``0.5`` -> ``0.5``, ``[1, 1, 4]`` -> ``1-1-4``,
+    ``{reach-v3: 4}`` -> ``reach-v3=4`` (entries joined by ``+``). A name longer than NAME_LIMIT
+    is cut and ends in 6 hex digits of the value's digest, so two long values stay apart."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    name = _safe(_compact(value))
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{name[: NAME_LIMIT - 7].rstrip('-+=.')}-{digest}"
+
+
+def _compact(value) -> str:
+    if isinstance(value, dict):
+        return "+".join(f"{k}={_compact(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "-".join(_compact(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _safe(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", value).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "-", value).strip("-") or "x"
+
+
+STAGES = "balancer.stages"  # swept without --balancers: each value names every stage's balancers
 
 
 def build_grid(
@@ -117,10 +162,16 @@ def build_grid(
     """Every run of the comparison, each config loaded and validated (ConfigError otherwise).
 
     A swept balancer hyperparameter (``balancer.kwargs.c``) varies only the balancers that
-    have it; the others get one run per seed. Any other swept key varies every balancer."""
+    have it; the others get one run per seed. Any other swept key varies every balancer.
+    A swept ``balancer.stages`` takes the place of ``balancers`` (then empty): each value is a
+    method of its own, named by its stages (``loss_norm-gradnorm@1M``)."""
     from mtrl.balancers import available_balancers, balancer_hparams
 
-    if not balancers or "" in balancers:
+    if STAGES in sweeps and balancers:
+        raise ConfigError(f"--set {STAGES} names every stage's balancers; drop --balancers")
+    if not balancers and STAGES not in sweeps:
+        raise ConfigError("--balancers needs a comma-separated list of names, e.g. ew,cagrad")
+    if "" in balancers:
         raise ConfigError("--balancers needs a comma-separated list of names, e.g. ew,cagrad")
     unknown = [b for b in balancers if b not in available_balancers()]
     if unknown:
@@ -136,25 +187,30 @@ def build_grid(
         raise ConfigError(f"{key} is both swept with --set and fixed with {key}=...; give it once")
     for key in sweeps:
         h = _hparam_of(key)
+        if h is not None and STAGES in sweeps:
+            raise ConfigError(f"--set {key} beside --set {STAGES}: give the hyperparameters inside each stage")
         if h is not None and not any(h in balancer_hparams(b) for b in balancers):
             raise ConfigError(f"--set {key}: none of {', '.join(balancers)} has a hyperparameter {h!r}")
 
     base = load_config(config, overrides)
     names = _short_names(list(sweeps))
     points = []
-    for balancer in balancers:
+    for balancer in balancers or [None]:
         keys = [k for k in sweeps if _hparam_of(k) is None or _hparam_of(k) in balancer_hparams(balancer)]
         for values in itertools.product(*(sweeps[k] for k in keys)):
             swept = dict(zip(keys, values))
-            group = balancer + "".join(f"_{names[k]}{_safe(v)}" for k, v in swept.items())
+            method = {} if balancer is None else {"balancer": balancer}
+            first = load_config(config, {**overrides, **swept, **method})
+            parts = [first.balancer.label if k == STAGES else f"{names[k]}{value_name(v)}" for k, v in swept.items()]
+            group = "_".join([balancer, *parts] if balancer else parts)
             for k in range(seeds):
                 seed = base.seed + k
-                point_overrides = {**swept, "balancer": balancer, "seed": str(seed)}
+                point_overrides = {**swept, **method, "seed": str(seed)}
                 cfg = load_config(config, {**overrides, **point_overrides})
                 name = f"{group}/seed{seed}"
                 points.append(GridPoint(name, out / group / f"seed{seed}", point_overrides, cfg))
     dirs = [p.run_dir for p in points]
-    if len(set(dirs)) != len(dirs):  # e.g. values 0.5 and 0.5/ that name the same directory
+    if len(set(dirs)) != len(dirs):  # e.g. values [1,2] and [1, 2]: one value, one directory
         raise ConfigError("two grid points map to the same run directory; use distinct --set values")
     return points
 
@@ -165,10 +221,10 @@ def run_state(point: GridPoint) -> str:
     if not saved.is_file():
         return "new"
     try:
-        have = _flatten(to_dict(load_config(saved)))
+        have = flatten_config(to_dict(load_config(saved)))
     except ConfigError as e:
         raise ConfigError(f"{point.run_dir} holds a run whose config cannot be read ({e})") from None
-    want = _flatten(to_dict(point.cfg))
+    want = flatten_config(to_dict(point.cfg))
     diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
     if diff:
         shown = ", ".join(f"{k}={have.get(k)!r} (grid: {want.get(k)!r})" for k in diff[:3])

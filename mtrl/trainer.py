@@ -129,7 +129,7 @@ class Trainer:
         self.stages = balancer_stages(cfg.balancer)
         self.stage = 0
         self.stage_logged_at = -1
-        self.balancers = make_loss_balancers(self.stages[0], self.num_tasks)
+        self.balancers = make_loss_balancers(self.stages[0], self.task_names)
         # each task's recent training success, for the balancers driven by it (on the device,
         # so that passing it costs no transfer per update); updated at every episode end
         self.episodes = np.zeros(self.num_tasks, dtype=np.int64)
@@ -327,7 +327,7 @@ class Trainer:
             stage += 1  # a stage that ended before any update (inside the warm-up) is skipped
         if stage != self.stage:
             self.stage = stage
-            self.balancers = make_loss_balancers(self.stages[stage], self.num_tasks)
+            self.balancers = make_loss_balancers(self.stages[stage], self.task_names)
             for loss, balancer in self.balancers.items():
                 if balancer.traceable and not balancer.needs_grads:  # compiled into the loss step: traced anew
                     self.steps[loss, "weighted_gradients"].expect_compile()
@@ -544,7 +544,7 @@ class Trainer:
             opt.load_state_dict(state["optimizers"][k])
         # checkpoints written before staged balancing and task_success have neither: stage 0, no episodes
         self.stage = state.get("balancer_stage", 0)
-        self.balancers = make_loss_balancers(self.stages[self.stage], self.num_tasks)
+        self.balancers = make_loss_balancers(self.stages[self.stage], self.task_names)
         for k, b in self.balancers.items():
             b.load_state_dict(state["balancers"][k])
         if "task_success" in state:

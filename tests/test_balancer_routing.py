@@ -12,7 +12,7 @@ from mtrl.config import Config, ConfigError, apply_overrides, make_loss_balancer
 def _balancers(**overrides):
     cfg = apply_overrides(Config(), overrides)
     validate(cfg)
-    return make_loss_balancers(cfg.balancer, num_tasks=10)
+    return make_loss_balancers(cfg.balancer, [f"task{i}" for i in range(10)])
 
 
 def test_shorthand_gives_two_separate_instances_of_one_method():

@@ -32,10 +32,13 @@ BAD_OVERRIDES = [
     (["vector_strategy=threads"], "valid: sync, async"),
     (["compile=maybe"], "valid: auto, true, false"),
     (["seed"], "is not key=value"),
+    (["balancer=static", "balancer.kwargs.weights=[1,2,3]"], "weights has 3 entries but the task set has 10 tasks"),
+    (["balancer=static", "balancer.kwargs.weights={reach-v2: 2}"], "weights name task 'reach-v2'"),
+    (["balancer=static", "balancer.kwargs.weights={push-v3: -1}"], "the weight of push-v3 must be a finite number >= 0"),
 ]
 
 
-@pytest.mark.parametrize("overrides,message", BAD_OVERRIDES, ids=[o[0][0] for o in BAD_OVERRIDES])
+@pytest.mark.parametrize("overrides,message", BAD_OVERRIDES, ids=[o[0][-1] for o in BAD_OVERRIDES])
 def test_bad_override_exits_2_with_one_line(overrides, message, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, err = _run(["train", "--config", str(SMOKE), "--run-dir", str(run_dir), *overrides], capsys)

@@ -24,7 +24,7 @@ from tests.conftest import SMOKE
 pytestmark = pytest.mark.compile
 
 GYM2 = "gym:MountainCarContinuous-v0,InvertedDoublePendulum-v5"  # two tasks that build in a blink
-BALANCERS = ["ew", "stall_boost", "famo", "imgrad", "cagrad", "nash_mtl", "db_mtl"]  # famo: loss-only, reads the host
+BALANCERS = ["ew", "static", "stall_boost", "famo", "imgrad", "cagrad", "nash_mtl", "db_mtl"]  # famo: loss-only, reads the host
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 
 
@@ -62,7 +62,7 @@ def _updates(trainer: Trainer, start: dict, balancer: str, n: int) -> dict:
     trainer.agent.load_state_dict(start["agent"])
     for opt, state in zip(_optimizers(trainer), start["opt"]):
         opt.load_state_dict(state)
-    trainer.balancers = make_loss_balancers(BalancerConfig(critic=balancer, actor=balancer), trainer.num_tasks)
+    trainer.balancers = make_loss_balancers(BalancerConfig(critic=balancer, actor=balancer), trainer.task_names)
     trainer.counters.updates = 0
     trainer.buffer.generator.manual_seed(7)
     torch.manual_seed(7)

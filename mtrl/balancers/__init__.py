@@ -34,13 +34,14 @@ def balancer_hparams(name: str) -> dict:
         if klass is object or "__init__" not in vars(klass):
             continue
         for p in inspect.signature(klass.__init__).parameters.values():
-            if p.name not in ("self", "num_tasks") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            if p.name not in ("self", "num_tasks", "task_names") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                 params[p.name] = p.default
     return params
 
 
-def make_balancer(name: str, num_tasks: int, **hparams) -> Balancer:
-    """Build a balancer; an unknown name or hyperparameter raises ValueError naming the valid ones."""
+def make_balancer(name: str, num_tasks: int, task_names: list[str] | None = None, **hparams) -> Balancer:
+    """Build a balancer; an unknown name or hyperparameter raises ValueError naming the valid ones.
+    ``task_names`` (in task order) are needed by hyperparameters given per task by name."""
     cls = _get(name)
     valid = balancer_hparams(name)
     unknown = sorted(set(hparams) - set(valid))
@@ -49,7 +50,7 @@ def make_balancer(name: str, num_tasks: int, **hparams) -> Balancer:
             f"unknown hyperparameter(s) {', '.join(unknown)} for balancer {name!r}; "
             f"valid: {', '.join(sorted(valid)) or '(none)'}"
         )
-    return cls(num_tasks=num_tasks, **hparams)
+    return cls(num_tasks=num_tasks, task_names=task_names, **hparams)
 
 
 def _get(name: str) -> type[Balancer]:

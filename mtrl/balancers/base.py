@@ -34,7 +34,8 @@ class Balancer:
 
     A subclass's hyperparameters are the keyword arguments of its ``__init__`` with their
     defaults (``mtrl list balancers`` reads them from the signature); it passes ``**kwargs``
-    on to this ``__init__``.
+    on to this ``__init__``. ``task_names`` (not a hyperparameter) lets a method take a
+    hyperparameter per task by name (``static``'s weights).
     """
 
     name: str = ""
@@ -48,10 +49,13 @@ class Balancer:
     # loss-only method with it set runs inside the compiled loss step
     traceable: bool = False
 
-    def __init__(self, num_tasks: int, log_losses: bool = False):
+    def __init__(self, num_tasks: int, log_losses: bool = False, task_names: list[str] | None = None):
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        if task_names is not None and len(task_names) != num_tasks:
+            raise ValueError(f"{len(task_names)} task names for {num_tasks} tasks")
         self.num_tasks = num_tasks
+        self.task_names = None if task_names is None else list(task_names)  # for hyperparameters given by task name
         self.log_losses = log_losses and not self.logs_losses_itself
         # a 0-dim tensor, moved to the input's device on first use; incremented without a sync
         self.solver_failures = torch.zeros((), dtype=torch.long)
