@@ -722,8 +722,7 @@ def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: boo
     from mtrl.imbalance import imbalance_section
     from mtrl.static_grid import static_grid_section
 
-    short = {m: d["short"] for m, d in data["methods"].items()}
-    grid_md, grid_sentence = static_grid_section(runs, data["tasks"], short, Path(out), reps)
+    grid_md, grid_sentence = static_grid_section(runs, data["tasks"], Path(out), reps)
     with open(Path(out) / "report.md", "a") as f:
         f.write("".join("\n" + md for md in (grid_md, imbalance_section(runs, data["tasks"], Path(out), reps)) if md))
     print(f"mtrl: {data['verdict']}", file=sys.stderr)

@@ -106,7 +106,7 @@ def build_static_grid(runs: list[Run], tasks: list[str], reps: int) -> dict | No
     missing = [label for label, s in held_scores.items() if len(s) == 0]
     if missing:
         data["sentence"] = (f"No verdict: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no run of "
-                            f"the held-out {plural(len(held), 'seed')} ({', '.join(map(str, held))}).")  # fmt: skip
+                            f"held-out {seeds_text(held)}.")  # fmt: skip
         return data
     data["per_task"] = {label: {t: _estimate(s[:, [i]], reps) for i, t in enumerate(tasks)}
                         for label, s in held_scores.items()}  # fmt: skip
@@ -116,12 +116,15 @@ def build_static_grid(runs: list[Run], tasks: list[str], reps: int) -> dict | No
     return data
 
 
+def seeds_text(seeds: list[int]) -> str:
+    """``seed 2``, ``seeds 3, 4, 5``."""
+    return f"seed{'' if len(seeds) == 1 else 's'} {', '.join(map(str, seeds))}"
+
+
 def sentence(data: dict, diff: dict) -> str:
     fewest = min(data["held_runs"].values())
-    chosen = (f"the grid's best, {data['best']}, chosen on {plural(len(data['select_seeds']), 'seed')} "
-              f"({', '.join(map(str, data['select_seeds']))})")  # fmt: skip
-    measured = (f"IQM(grad_norm_scaling) - IQM(best) = {with_ci(diff)} on the held-out "
-                f"{plural(len(data['held_seeds']), 'seed')} ({', '.join(map(str, data['held_seeds']))})")  # fmt: skip
+    chosen = f"the grid's best, {data['best']}, chosen on {seeds_text(data['select_seeds'])}"
+    measured = f"IQM(grad_norm_scaling) - IQM(best) = {with_ci(diff)} on held-out {seeds_text(data['held_seeds'])}"
     if fewest < MIN_RUNS:
         return (f"No verdict: {chosen}, is reported on {plural(fewest, 'held-out run')} per group at the fewest, "
                 f"and a verdict needs at least {MIN_RUNS}; on these runs {measured}.")  # fmt: skip
@@ -132,7 +135,7 @@ def sentence(data: dict, diff: dict) -> str:
     return f"grad_norm_scaling is {side} {chosen}: the 95% interval of {measured} excludes 0."
 
 
-def plot_static_grid(data: dict, short: dict[str, str], path: Path) -> None:
+def plot_static_grid(data: dict, path: Path) -> None:
     """Per task and over all tasks: each reported group's held-out IQM with its 95% interval."""
     import matplotlib.pyplot as plt
 
@@ -146,14 +149,13 @@ def plot_static_grid(data: dict, short: dict[str, str], path: Path) -> None:
         x = np.arange(len(columns)) - 0.4 + width * (i + 0.5)
         v = np.array([e["value"] for e in est])
         lo, hi = np.array([e["ci"][0] for e in est]), np.array([e["ci"][1] for e in est])
-        name = f"{'best static: ' if label == data['best'] else ''}{short.get(label, label)}"
+        name = f"{'best static: ' if label == data['best'] else ''}{label}"
         ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="o", color=colors[label], capsize=3,
                     label=f"{name} ({plural(data['held_runs'][label], 'run')})")  # fmt: skip
     ax.set_xticks(range(len(columns)), columns, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(-0.05, 1.05)
     ax.set_ylabel("final success: IQM over held-out runs")
-    ax.set_title(f"Static grid's best vs grad_norm_scaling, held-out seeds {', '.join(map(str, data['held_seeds']))}, 95% CI",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(f"Static grid's best vs grad_norm_scaling on held-out {seeds_text(data['held_seeds'])}, 95% CI", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
@@ -161,23 +163,22 @@ def plot_static_grid(data: dict, short: dict[str, str], path: Path) -> None:
     plt.close(fig)
 
 
-def write_static_grid(data: dict, short: dict[str, str], out: Path) -> str:
+def write_static_grid(data: dict, out: Path) -> str:
     """static_grid.json (and .csv, .png when there are held-out scores) into ``out``; returns the
     markdown section of report.md."""
     (out / "static_grid.json").write_text(json.dumps(data, indent=1) + "\n")
     md = ["## Static loss weights: the grid's best against grad_norm_scaling\n", data["sentence"] + "\n"]
     if "selection" in data:
         md += [
-            f"Each static grid point's mean final success over tasks on the selection "
-            f"{plural(len(data['select_seeds']), 'seed')} ({', '.join(map(str, data['select_seeds']))}); the best "
-            f"is reported below on the held-out {plural(len(data['held_seeds']), 'seed')} "
-            f"({', '.join(map(str, data['held_seeds']))}), never on the seeds it was chosen on.\n",
+            f"Each static grid point's mean final success over tasks and runs on selection "
+            f"{seeds_text(data['select_seeds'])}; the best is reported below on held-out "
+            f"{seeds_text(data['held_seeds'])}, never on the seeds it was chosen on.\n",
             table(["grid point", "selection score", ""],
-                  [[short.get(g, g), f"{s:.3f}", "chosen" if g == data["best"] else ""] for g, s in data["selection"].items()]),  # fmt: skip
+                  [[g, f"{s:.3f}", "chosen" if g == data["best"] else ""] for g, s in data["selection"].items()]),  # fmt: skip
         ]
     if "overall" in data:
         labels = list(data["overall"])
-        header = ["task", *(f"{'best static: ' if m == data['best'] else ''}{short.get(m, m)}" for m in labels)]
+        header = ["task", *(f"{'best static: ' if m == data['best'] else ''}{m}" for m in labels)]
         rows = [[t, *(with_ci(data["per_task"][m][t]) for m in labels)] for t in data["tasks"]]
         rows.append(["**all tasks**", *(with_ci(data["overall"][m]) for m in labels)])
         csv_rows = []
@@ -185,20 +186,21 @@ def write_static_grid(data: dict, short: dict[str, str], out: Path) -> str:
             est = {m: data["overall"][m] if t is None else data["per_task"][m][t] for m in labels}
             csv_rows.append([t or "all tasks", *(v for m in labels for v in (est[m]["value"], *est[m]["ci"]))])
         write_csv(out / "static_grid.csv", ["task", *(f"{m}{s}" for m in labels for s in ("", "_ci_low", "_ci_high"))], csv_rows)
-        plot_static_grid(data, short, out / "static_grid.png")
+        plot_static_grid(data, out / "static_grid.png")
         md += [
             f"Final success on the held-out seeds: IQM [95% CI from {RESAMPLES}] per task (over runs) and over all "
             f"tasks (over runs x tasks); held-out runs per group: "
-            f"{', '.join(f'{short.get(m, m)} {n}' for m, n in data['held_runs'].items())}.\n",
+            f"{', '.join(f'{m} {n}' for m, n in data['held_runs'].items())}.\n",
             table(header, rows),
             "![static grid](static_grid.png)\n",
         ]
     return "\n".join(md)
 
 
-def static_grid_section(runs: list[Run], tasks: list[str], short: dict[str, str], out: Path, reps: int) -> tuple[str, str]:
-    """The report hook: (markdown section, sentence), or ("", "") when the runs are no static grid."""
+def static_grid_section(runs: list[Run], tasks: list[str], out: Path, reps: int) -> tuple[str, str]:
+    """The report hook: (markdown section, sentence), or ("", "") when the runs are no static grid.
+    Groups go by their full labels (``static (weights=[1, 1, 4])``), not report.md's short ones."""
     data = build_static_grid(runs, tasks, reps)
     if data is None:
         return "", ""
-    return write_static_grid(data, short, out), data["sentence"]
+    return write_static_grid(data, out), data["sentence"]

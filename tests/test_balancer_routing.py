@@ -68,3 +68,26 @@ def test_log_losses_option_keeps_descent_for_negative_losses():
     torch.testing.assert_close(loss_only.weights, out.weights)
     zero = make_balancer("ew", num_tasks=2, log_losses=True).balance(g, torch.zeros(2, dtype=torch.float64))
     assert torch.isfinite(zero.direction).all() and torch.isfinite(zero.weights).all()
+
+
+def test_mapping_valued_hyperparameters_survive_a_yaml_file_and_its_round_trip(tmp_path):
+    """static's weights by task name, in a config file, in a stage and back from a saved config.yaml:
+    the mapping reaches the balancer whole (not flattened into keys of its own)."""
+    import yaml
+
+    from envs.tasksets import get_taskset
+    from mtrl.config import load_config, save_config
+
+    path = tmp_path / "static.yaml"
+    path.write_text(yaml.safe_dump({"taskset": "MT10", "balancer": {"critic": "static", "actor": "ew",
+                                    "critic_kwargs": {"weights": {"push-v3": 4, "reach-v3": 2}}}}))  # fmt: skip
+    names = list(get_taskset("MT10").tasks)
+    cfg = load_config(path)
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again.balancer == cfg.balancer and cfg.balancer.critic_kwargs == {"weights": {"push-v3": 4, "reach-v3": 2}}
+    weights = make_loss_balancers(again.balancer, names)["critic"].weights
+    assert weights[names.index("push-v3")] == 4 / 14 and weights[names.index("reach-v3")] == 2 / 14
+    path.write_text(yaml.safe_dump({"taskset": "MT10", "balancer": {"stages": [
+        {"until": 1000, "balancer": "static", "kwargs": {"weights": {"push-v3": 3}}}, {"balancer": "ew"}]}}))  # fmt: skip
+    assert load_config(path).balancer.stages[0].kwargs == {"weights": {"push-v3": 3}}

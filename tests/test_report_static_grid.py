@@ -33,7 +33,7 @@ def noisy(base, seed):
     return np.clip(np.array(base) + np.random.default_rng(seed).uniform(-0.05, 0.05, len(base)), 0, 1).round(3).tolist()
 
 
-def report(root, tmp_path, reps=2000):
+def report(root, tmp_path, reps=200):
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out), "--reps", str(reps)]) == 0
     path = out / "static_grid.json"
@@ -53,7 +53,7 @@ def test_best_is_chosen_on_the_lower_seeds_and_scored_on_the_others(tmp_path):
         if seed >= 3:
             held.setdefault("a", []).append(noisy(BAD, seed))
             held.setdefault("gns", []).append(noisy(GOOD, 20 + seed))
-    grid, out = report(root, tmp_path)
+    grid, out = report(root, tmp_path, reps=1000)
     assert grid["select_seeds"] == [0, 1, 2] and grid["held_seeds"] == [3, 4, 5]
     assert grid["best"] == "static (weights=[1, 1, 1, 4])"
     a, gns = np.array(held["a"]), np.array(held["gns"])
@@ -61,7 +61,7 @@ def test_best_is_chosen_on_the_lower_seeds_and_scored_on_the_others(tmp_path):
     assert grid["overall"][grid["best"]]["value"] == pytest.approx(trim_mean(a.ravel(), 0.25), abs=1e-12)
     for i, t in enumerate(TASKS):
         assert grid["per_task"][grid["best"]][t]["value"] == pytest.approx(a[:, i].mean(), abs=1e-12)  # 3 runs: IQM = mean
-    lo, hi = stratified_bootstrap(a, lambda s: trim_mean(s.ravel(), 0.25), 2000, np.random.default_rng(1))
+    lo, hi = stratified_bootstrap(a, lambda s: trim_mean(s.ravel(), 0.25), 4000, np.random.default_rng(1))
     assert grid["overall"][grid["best"]]["ci"] == pytest.approx([lo, hi], abs=0.03)
     diff = trim_mean(gns.ravel(), 0.25) - trim_mean(a.ravel(), 0.25)
     assert grid["difference"]["value"] == pytest.approx(diff, abs=1e-12)
@@ -93,7 +93,7 @@ def test_too_few_held_out_runs_give_no_verdict(tmp_path):
         for w in ([1, 1, 1, 4], [4, 1, 1, 1]):
             static_run(root, w, seed, noisy(GOOD, seed))
         other_run(root, "grad_norm_scaling", seed, noisy(BAD, seed))
-    grid, _ = report(root, tmp_path, reps=200)
+    grid, _ = report(root, tmp_path)
     assert grid["select_seeds"] == [1] and grid["held_seeds"] == [2]
     assert grid["sentence"].startswith("No verdict: the grid's best") and "a verdict needs at least 3" in grid["sentence"]
 
@@ -103,7 +103,7 @@ def test_one_shared_seed_cannot_hold_one_out(tmp_path):
     static_run(root, [1, 1, 1, 4], 1, GOOD)
     static_run(root, [4, 1, 1, 1], 2, GOOD)  # the grid points share no seed
     other_run(root, "grad_norm_scaling", 1, BAD)
-    grid, _ = report(root, tmp_path, reps=200)
+    grid, _ = report(root, tmp_path)
     assert grid["shared_seeds"] == [] and "needs at least 2" in grid["sentence"]
 
 
@@ -112,5 +112,5 @@ def test_no_section_without_grad_norm_scaling(tmp_path):
     for seed in (1, 2):
         static_run(root, [1, 1, 1, 4], seed, GOOD)
         other_run(root, "ew", seed, BAD)
-    grid, out = report(root, tmp_path, reps=200)
+    grid, out = report(root, tmp_path)
     assert grid is None and "Static loss weights" not in (out / "report.md").read_text()
