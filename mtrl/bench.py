@@ -265,7 +265,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
     passes them: seconds per call (median), operations and host synchronisations per call, and the
     host-side solve time (median); then the operations and synchronisations of one whole update
     (critic and actor, no gradient statistics) with that balancer on both losses."""
-    agent, K = trainer.agent, trainer.num_tasks
+    agent = trainer.agent
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
     target = trainer.steps["critic_targets"](batch, agent.noise(batch.next_obs))
     ok = torch.ones((), dtype=torch.bool, device=trainer.device)

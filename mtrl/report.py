@@ -109,7 +109,8 @@ def _short_names(keys: list[str]) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
 
 
-def _method(summary: dict) -> str:
+def method_of(summary: dict) -> str:
+    """The method a run's summary.json names (runs from before the field: its balancer)."""
     return summary.get("method", summary["balancer"])
 
 
@@ -148,7 +149,7 @@ def label_runs(runs: list[Run]) -> None:
     """Set each run's group label: its method, plus the hyperparameters that vary within it."""
     by_method: dict[str, list[Run]] = {}
     for r in runs:
-        by_method.setdefault(_method(r.summary), []).append(r)
+        by_method.setdefault(method_of(r.summary), []).append(r)
     for method, group in by_method.items():
         keys = sorted({k for r in group for k in settings(r)} - _NOT_A_METHOD)
         varying = [k for k in keys if len({repr(settings(r).get(k)) for r in group}) > 1]
@@ -366,7 +367,7 @@ SHORT_LABEL = 24  # longer group labels become "method (A)" in plots and tables,
 def short_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
     """Label -> what plots and tables show: the label itself when short, else its method and a
     letter per group of that method (``ew (A)``, ``ew (B)``); report.md's key spells them out."""
-    return shorten({label: _method(group[0].summary) for label, group in groups.items()})
+    return shorten({label: method_of(group[0].summary) for label, group in groups.items()})
 
 
 def shorten(methods: dict[str, str]) -> dict[str, str]:

@@ -36,6 +36,7 @@ from mtrl.report import (
     Run,
     group_colors,
     interval_estimates,
+    method_of,
     plural,
     seeded,
     table,
@@ -44,10 +45,6 @@ from mtrl.report import (
 )
 
 STATIC, GNS, EW = "static", "grad_norm_scaling", "ew"
-
-
-def _method(run: Run) -> str:
-    return run.summary.get("method", run.summary["balancer"])
 
 
 def iqm(scores: np.ndarray) -> float:
@@ -78,9 +75,9 @@ def build_static_grid(runs: list[Run], tasks: list[str], reps: int) -> dict | No
     groups: dict[str, list[Run]] = {}
     for r in sorted(runs, key=lambda r: (r.label, r.summary.get("seed", 0))):
         groups.setdefault(r.label, []).append(r)
-    grid = {label: g for label, g in groups.items() if _method(g[0]) == STATIC}
-    gns = [label for label, g in groups.items() if _method(g[0]) == GNS]
-    ews = [label for label, g in groups.items() if _method(g[0]) == EW]
+    grid = {label: g for label, g in groups.items() if method_of(g[0].summary) == STATIC}
+    gns = [label for label, g in groups.items() if method_of(g[0].summary) == GNS]
+    ews = [label for label, g in groups.items() if method_of(g[0].summary) == EW]
     if not grid or len(gns) != 1:
         return None
     seeds = {label: {r.summary.get("seed") for r in g} for label, g in groups.items()}

@@ -169,9 +169,7 @@ def build_grid(
 
     if STAGES in sweeps and balancers:
         raise ConfigError(f"--set {STAGES} names every stage's balancers; drop --balancers")
-    if not balancers and STAGES not in sweeps:
-        raise ConfigError("--balancers needs a comma-separated list of names, e.g. ew,cagrad")
-    if "" in balancers:
+    if (not balancers and STAGES not in sweeps) or "" in balancers:
         raise ConfigError("--balancers needs a comma-separated list of names, e.g. ew,cagrad")
     unknown = [b for b in balancers if b not in available_balancers()]
     if unknown:
@@ -200,15 +198,13 @@ def build_grid(
         for values in itertools.product(*(sweeps[k] for k in keys)):
             swept = dict(zip(keys, values))
             method = {} if balancer is None else {"balancer": balancer}
-            first = load_config(config, {**overrides, **swept, **method})
-            parts = [first.balancer.label if k == STAGES else f"{names[k]}{value_name(v)}" for k, v in swept.items()]
+            runs = [{**swept, **method, "seed": str(base.seed + k)} for k in range(seeds)]
+            cfgs = [load_config(config, {**overrides, **run}) for run in runs]
+            # a swept stages list is named by its label, which the loaded config knows
+            parts = [cfgs[0].balancer.label if k == STAGES else f"{names[k]}{value_name(v)}" for k, v in swept.items()]
             group = "_".join([balancer, *parts] if balancer else parts)
-            for k in range(seeds):
-                seed = base.seed + k
-                point_overrides = {**swept, **method, "seed": str(seed)}
-                cfg = load_config(config, {**overrides, **point_overrides})
-                name = f"{group}/seed{seed}"
-                points.append(GridPoint(name, out / group / f"seed{seed}", point_overrides, cfg))
+            for run, cfg in zip(runs, cfgs):
+                points.append(GridPoint(f"{group}/seed{cfg.seed}", out / group / f"seed{cfg.seed}", run, cfg))
     dirs = [p.run_dir for p in points]
     if len(set(dirs)) != len(dirs):  # e.g. values [1,2] and [1, 2]: one value, one directory
         raise ConfigError("two grid points map to the same run directory; use distinct --set values")
