@@ -1,0 +1,92 @@
+"""The fast path is transition-exact against Meta-World through gymnasium's sync vector env:
+same seed and actions -> bit-identical qpos, qvel and mocap, observations and rewards within
+1e-9, identical success, termination and truncation flags, across resets and goal changes.
+Actions come from Meta-World's scripted policies (which reach success, so the grasp and
+success branches of the rewards run) with noise, and uniform random actions."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from metaworld import env_dict
+from metaworld.policies import ENV_POLICY_MAP
+
+from envs.metaworld_fast import MetaWorldVectorEnv
+from envs.tasksets import TaskSet
+from envs.vector import _make, reset_done
+
+TOL = 1e-9
+MT50 = tuple(env_dict.MT50_V3)
+
+
+def build_pair(tasks: tuple[str, ...], seed: int, max_episode_steps: int, terminate_on_success: bool):
+    taskset = TaskSet("exactness", tasks)
+    common = dict(seed=seed, use_one_hot=True, reward_function_version="v2", max_episode_steps=max_episode_steps,
+                  num_goals=50, terminate_on_success=terminate_on_success)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*precision lowered.*")
+        reference = _make(taskset, "sync", common)
+        fast = MetaWorldVectorEnv(_make(taskset, "sync", common), max_episode_steps, terminate_on_success)
+    return reference, fast
+
+
+def compare_rollout(reference, fast, tasks, steps: int, seed: int, scripted_fraction: float = 0.5) -> dict:
+    """Step both envs with the same actions; assert exactness at every step; return what ran."""
+    rng = np.random.default_rng(seed)
+    policies = [ENV_POLICY_MAP[t]() for t in tasks]
+    obs_r, _ = reference.reset()
+    obs_f, _ = fast.reset()
+    np.testing.assert_array_equal(obs_r, obs_f)
+    n = len(tasks)
+    scripted = rng.random(n) < scripted_fraction
+    seen = {"success": np.zeros(n, bool), "resets": 0}
+    for step in range(steps):
+        actions = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+        for i in np.flatnonzero(scripted):
+            a = policies[i].get_action(obs_r[i, :39].astype(np.float64))
+            actions[i] = np.clip(a + rng.normal(0, 0.1, 4), -1, 1).astype(np.float32)
+        out_r, out_f = reference.step(actions), fast.step(actions)
+        for i, (e_r, e_f) in enumerate(zip(reference.envs, fast.envs)):
+            d_r, d_f = e_r.unwrapped.data, e_f.data
+            where = f"{tasks[i]} at step {step}"
+            assert np.array_equal(d_r.qpos, d_f.qpos) and np.array_equal(d_r.qvel, d_f.qvel), where
+            assert np.array_equal(d_r.mocap_pos, d_f.mocap_pos) and np.array_equal(d_r.mocap_quat, d_f.mocap_quat), where
+            np.testing.assert_allclose(e_f._last_stable_obs, e_r.unwrapped._last_stable_obs, rtol=0, atol=TOL, err_msg=where)
+        np.testing.assert_allclose(out_f[0], out_r[0], rtol=0, atol=1e-6)  # float32 casts of obs within 1e-9
+        np.testing.assert_allclose(out_f[1], out_r[1], rtol=0, atol=TOL, err_msg=f"rewards at step {step}")
+        np.testing.assert_array_equal(out_f[2], out_r[2], err_msg=f"terminated at step {step}")
+        np.testing.assert_array_equal(out_f[3], out_r[3], err_msg=f"truncated at step {step}: {[tasks[i] for i in np.flatnonzero(out_f[3] != out_r[3])]} elapsed {fast._elapsed[out_f[3] != out_r[3]]}")
+        np.testing.assert_array_equal(out_f[4]["success"], np.asarray(out_r[4]["success"], dtype=float))
+        seen["success"] |= np.asarray(out_r[4]["success"]) > 0
+        done = out_r[2] | out_r[3]
+        if done.any():
+            seen["resets"] += int(done.sum())
+            scripted[done] = rng.random(int(done.sum())) < scripted_fraction
+        obs_r = reset_done(reference, out_r[0], done)
+        obs_f = reset_done(fast, out_f[0], done)
+        np.testing.assert_array_equal(obs_r, obs_f)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def mt50_pair():
+    return build_pair(MT50, seed=7, max_episode_steps=60, terminate_on_success=True)
+
+
+def test_every_mt50_task_is_exact(mt50_pair):
+    """A few episodes per task (60 steps each, success ends them): resets, goal changes and
+    terminations are all in the sweep."""
+    reference, fast = mt50_pair
+    seen = compare_rollout(reference, fast, MT50, steps=150, seed=0)
+    assert seen["resets"] >= len(MT50) * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", MT50)
+def test_long_sweep_per_task(task):
+    """Thousands of steps per task, half of the episodes scripted to success."""
+    reference, fast = build_pair((task,), seed=11, max_episode_steps=500, terminate_on_success=False)
+    seen = compare_rollout(reference, fast, (task,), steps=3000, seed=1, scripted_fraction=0.7)
+    assert seen["resets"] >= 5
