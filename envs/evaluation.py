@@ -14,6 +14,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.vector import reseed, reset_done
 
 
@@ -36,30 +37,43 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> EvalResult | None:
-    """Run ``num_episodes`` episodes on each sub-env (task). ``envs`` must terminate on success
-    (built with ``terminate_on_success=True``). ``progress(done, total)``, if given, hears the
+    """Run ``num_episodes`` episodes of each task. ``envs`` must terminate on success (built
+    with ``terminate_on_success=True``); it holds one sub-env per task, or on the fast path
+    several copies of each (``make_vector_env(copies=...)``), which share a task's episodes and
+    are stepped with one batched policy call: the same (task, goal) pairs are evaluated whatever
+    the number of copies. ``progress(done, total)``, if given, hears the
     count of finished episodes at the start and whenever it grows. ``stop()``, if given, is asked
     before every vector step; once it says True the evaluation is abandoned and None returned
     (the episodes done so far would be an estimate over fewer, and other, episodes)."""
-    num_envs = envs.num_envs
+    num_envs, num_tasks = envs.num_envs, len(task_names)
+    copies = num_envs // num_tasks
     reseed(envs, seed)
+    fast = isinstance(envs, MetaWorldVectorEnv)
+    if fast:
+        envs.plan_goals(num_episodes)
+    # copy c of a task runs its episodes c, c + copies, ...: quota[i] of them on sub-env i
+    quota = np.array([len(range(i // num_tasks, num_episodes, copies)) for i in range(num_envs)])
     obs, _ = envs.reset()
     successes = np.zeros(num_envs)
     returns = np.zeros(num_envs)
     finished = np.zeros(num_envs, dtype=int)
     ep_return = np.zeros(num_envs)
     ep_success = np.zeros(num_envs, dtype=bool)
-    total = num_envs * num_episodes
+    total = num_tasks * num_episodes
     if progress is not None:
         progress(0, total)
-    while (finished < num_episodes).any():
+    while (finished < quota).any():
         if stop is not None and stop():
+            if fast:
+                envs.idle = None
             return None
+        if fast:
+            envs.idle = finished >= quota
         obs, reward, terminated, truncated, info = envs.step(policy(obs))
         ep_return += reward
         ep_success |= np.asarray(info["success"], dtype=float) > 0
         done = terminated | truncated
-        counted = done & (finished < num_episodes)
+        counted = done & (finished < quota)
         successes += counted * ep_success
         returns += counted * ep_return
         finished += counted
@@ -68,7 +82,10 @@ def evaluate(
         ep_return[done] = 0.0
         ep_success[done] = False
         obs = reset_done(envs, obs, done)
+    if fast:
+        envs.idle = None
+    success, mean_return = (x.reshape(copies, num_tasks).sum(0) / num_episodes for x in (successes, returns))
     return EvalResult(
-        success={t: float(successes[i] / num_episodes) for i, t in enumerate(task_names)},
-        returns={t: float(returns[i] / num_episodes) for i, t in enumerate(task_names)},
+        success={t: float(success[i]) for i, t in enumerate(task_names)},
+        returns={t: float(mean_return[i]) for i, t in enumerate(task_names)},
     )

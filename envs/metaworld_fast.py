@@ -33,12 +33,16 @@ all mtrl reads.
 
 from __future__ import annotations
 
+import collections
+import copy
 import functools
+import math
 from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
 from envs.metaworld_rewards import REWARDS
@@ -82,6 +86,118 @@ def _get_endeff_pos(self: SawyerXYZEnv) -> np.ndarray:
     return self.data.xpos[self._fast_hand_id]
 
 
+def _mat_to_quat(m) -> list[float]:
+    """(x, y, z, w) of the rotation matrix ``m`` (9 floats, row-major), as scipy's
+    ``Rotation.from_matrix(m).as_quat()`` computes it (Markley 2008: the largest of the trace
+    and the diagonal picks the formula, first one on ties; scipy's sign). MuJoCo's matrices
+    are orthogonal to 1e-15, so scipy's orthogonalisation step does not apply."""
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = m
+    trace = m00 + m11 + m22
+    choice, best = 0, m00
+    if m11 > best:
+        choice, best = 1, m11
+    if m22 > best:
+        choice, best = 2, m22
+    if trace > best:
+        choice = 3
+    if choice == 0:
+        q = [1 - trace + 2 * m00, m10 + m01, m20 + m02, m21 - m12]
+    elif choice == 1:
+        q = [m10 + m01, 1 - trace + 2 * m11, m21 + m12, m02 - m20]
+    elif choice == 2:
+        q = [m20 + m02, m21 + m12, 1 - trace + 2 * m22, m10 - m01]
+    else:
+        q = [m21 - m12, m02 - m20, m10 - m01, 1 + trace]
+    n = math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+    return [q[0] / n, q[1] / n, q[2] / n, q[3] / n]
+
+
+# Where each task's ``_get_quat_objects`` reads its object orientations: a quaternion of a body
+# ("body_quat"), a rotation matrix of a geom, site or body through scipy ("geom_mat", ...), or
+# zeros. Checked against Meta-World's own method by tests/test_metaworld_fast.py.
+_QUATS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    **{t: (("body_quat", b),) for t, b in [
+        ("assembly-v3", "RoundNut"), ("basketball-v3", "bsktball"), ("bin-picking-v3", "obj"),
+        ("box-close-v3", "top_link"), ("button-press-topdown-v3", "button"),
+        ("button-press-topdown-wall-v3", "button"), ("button-press-v3", "button"),
+        ("button-press-wall-v3", "button"), ("dial-turn-v3", "dial"), ("disassemble-v3", "RoundNut"),
+        ("door-lock-v3", "door_link"), ("door-unlock-v3", "door_link"), ("drawer-open-v3", "drawer_link"),
+        ("faucet-close-v3", "faucetBase"), ("faucet-open-v3", "faucetBase"), ("hand-insert-v3", "obj"),
+        ("peg-unplug-side-v3", "plug1"), ("pick-out-of-hole-v3", "obj"), ("sweep-v3", "obj"),
+    ]},
+    **{t: (("geom_mat", g),) for t, g in [
+        ("coffee-pull-v3", "mug"), ("coffee-push-v3", "mug"), ("door-close-v3", "handle"),
+        ("door-open-v3", "handle"), ("lever-pull-v3", "objGeom"), ("pick-place-v3", "objGeom"),
+        ("pick-place-wall-v3", "objGeom"), ("plate-slide-back-side-v3", "puck"),
+        ("plate-slide-back-v3", "puck"), ("plate-slide-side-v3", "puck"), ("plate-slide-v3", "puck"),
+        ("push-back-v3", "objGeom"), ("push-v3", "objGeom"), ("push-wall-v3", "objGeom"),
+        ("reach-v3", "objGeom"), ("reach-wall-v3", "objGeom"), ("shelf-place-v3", "objGeom"),
+        ("sweep-into-v3", "objGeom"),
+    ]},
+    **{t: (("zeros", None),) for t in [
+        "drawer-close-v3", "handle-press-side-v3", "handle-press-v3", "handle-pull-side-v3",
+        "handle-pull-v3", "window-close-v3", "window-open-v3",
+    ]},
+    "coffee-button-v3": (("identity", None),),
+    "hammer-v3": (("body_quat", "hammer"), ("body_quat", "nail_link")),
+    "peg-insert-side-v3": (("site_mat", "pegGrasp"),),
+    "soccer-v3": (("body_mat", "soccer_ball"),),
+    "stick-pull-v3": (("body_mat", "stick"), ("zeros", None)),
+    "stick-push-v3": (("body_mat", "stick"), ("zeros", None)),
+}  # fmt: skip
+
+
+_TASK_NAMES = {cls: name for name, cls in ALL_V3_ENVIRONMENTS.items()}
+
+
+def _quat_objects(self: SawyerXYZEnv) -> list[float]:
+    data, out = self.data, []
+    for kind, index in self._fast_quat_parts:
+        if kind == "body_quat":
+            out += data.xquat[index].tolist()
+        elif kind == "geom_mat":
+            out += _mat_to_quat(data.geom_xmat[index].tolist())
+        elif kind == "site_mat":
+            out += _mat_to_quat(data.site_xmat[index].tolist())
+        elif kind == "body_mat":
+            out += _mat_to_quat(data.xmat[index].tolist())
+        elif kind == "zeros":
+            out += [0.0, 0.0, 0.0, 0.0]
+        else:
+            out += [1.0, 0.0, 0.0, 0.0]
+    return out
+
+
+def _curr_obs_no_goal(self: SawyerXYZEnv) -> np.ndarray:
+    """``SawyerXYZEnv._get_curr_obs_combined_no_goal``: hand position, gripper opening, then
+    (position, quaternion) per object, zero-padded to 18."""
+    xpos = self.data.xpos
+    right, left = xpos[self._fast_claw_ids[0]], xpos[self._fast_claw_ids[1]]
+    dx, dy, dz = (right - left).tolist()
+    opening = min(max(math.sqrt(dx * dx + dy * dy + dz * dz) / 0.1, 0.0), 1.0)
+    pos = np.asarray(self._get_pos_objects()).tolist()
+    quat = self._get_quat_objects() if self._fast_quat_parts is None else _quat_objects(self)
+    quat = np.asarray(quat).tolist() if isinstance(quat, np.ndarray) else quat
+    obs = np.zeros(18)
+    obs[:3] = xpos[self._fast_hand_id]
+    obs[3] = opening
+    for k in range(min(len(pos) // 3, len(quat) // 4)):
+        obs[4 + 7 * k : 7 + 7 * k] = pos[3 * k : 3 * k + 3]
+        obs[7 + 7 * k : 11 + 7 * k] = quat[4 * k : 4 * k + 4]
+    return obs
+
+
+def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
+    """``SawyerXYZEnv._get_obs``: current frame, previous frame, goal (zeros when partially observable)."""
+    curr = _curr_obs_no_goal(self)
+    obs = np.empty(39)
+    obs[:18] = curr
+    obs[18:36] = self._prev_obs
+    obs[36:] = 0.0 if self._partially_observable else self._get_pos_goal()
+    self._prev_obs = curr
+    return obs
+
+
 def _body_id(self: SawyerXYZEnv, name: str) -> int:
     ids = self._fast_ids
     key = ("body", name)
@@ -98,13 +214,19 @@ def _site_id(self: SawyerXYZEnv, name: str) -> int:
     return ids[key]
 
 
-def _init_fast(self: SawyerXYZEnv) -> None:
+def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
     """The ids the helpers index by, looked up once (Meta-World looks them up by name every step)."""
     m = self.model
     self._fast_ids = {}
     self._fast_pad_ids = (m.geom("leftpad_geom").id, m.geom("rightpad_geom").id)
     self._fast_finger_sites = (m.site("rightEndEffector").id, m.site("leftEndEffector").id)
     self._fast_hand_id = m.body("hand").id
+    self._fast_claw_ids = (m.body("rightclaw").id, m.body("leftclaw").id)
+    by_kind = {"body_quat": m.body, "body_mat": m.body, "geom_mat": m.geom, "site_mat": m.site}
+    parts = _QUATS.get(task_name)
+    self._fast_quat_parts = None if parts is None else tuple(
+        (kind, None if name is None else by_kind[kind](name).id) for kind, name in parts
+    )
 
 
 @functools.cache
@@ -120,6 +242,7 @@ def fast_env_class(cls: type[SawyerXYZEnv]) -> type[SawyerXYZEnv]:
             "get_body_com": _get_body_com,
             "_get_site_pos": _get_site_pos,
             "get_endeff_pos": _get_endeff_pos,
+            "_get_obs": _get_obs,
             "_fast_body_id": _body_id,
             "_fast_site_id": _site_id,
         },
@@ -127,30 +250,38 @@ def fast_env_class(cls: type[SawyerXYZEnv]) -> type[SawyerXYZEnv]:
 
 
 class MetaWorldVectorEnv(gym.vector.VectorEnv):
-    """The sub-envs of ``reference`` (a ``SyncVectorEnv`` of Meta-World envs built with
-    auto-reset disabled, as ``envs.vector`` builds them), stepped on the fast path.
+    """The sub-envs of ``references`` (sync vector envs of Meta-World envs built with auto-reset
+    disabled, as ``envs.vector`` builds them), stepped on the fast path. Training uses one
+    reference (sub-env t runs task t); evaluation may use several copies of the task set
+    (sub-env ``c * K + t`` is copy c of task t), stepped together so that one batched policy
+    call serves them all.
 
-    ``reset``, ``call`` (checkpoints, seeding) and ``close`` go to ``reference``; ``step`` does
-    what the sub-envs' wrapper chain and Meta-World's ``SawyerXYZEnv.step`` do, in one pass.
+    ``reset`` and ``call`` (checkpoints, seeding) go to the references; ``step`` does what the
+    sub-envs' wrapper chain and Meta-World's ``SawyerXYZEnv.step`` do, in one pass.
     """
 
-    def __init__(self, reference: gym.vector.SyncVectorEnv, max_episode_steps: int, terminate_on_success: bool):
-        self.reference = reference
-        self.num_envs = reference.num_envs
-        self.single_observation_space = reference.single_observation_space
-        self.single_action_space = reference.single_action_space
-        self.observation_space = reference.observation_space
-        self.action_space = reference.action_space
-        self.metadata = reference.metadata
-        self.envs: list[SawyerXYZEnv] = [e.unwrapped for e in reference.envs]
+    def __init__(self, references: list[gym.vector.SyncVectorEnv], max_episode_steps: int, terminate_on_success: bool):
+        first = references[0]
+        self.references = references
+        self.num_tasks = first.num_envs
+        self.copies = len(references)
+        self.num_envs = self.num_tasks * self.copies
+        self.single_observation_space = first.single_observation_space
+        self.single_action_space = first.single_action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.metadata = first.metadata
+        self._wrapped = [env for reference in references for env in reference.envs]  # the wrapper chains
+        self.envs: list[SawyerXYZEnv] = [env.unwrapped for env in self._wrapped]
         self._rewards = [REWARDS.get(type(env)) for env in self.envs]
         # tasks whose reward runs Meta-World's own numpy code (exact, slower): said once by the trainer
-        self.uncovered = [env.task_name for env, fn in zip(self.envs, self._rewards) if fn is None]
+        self.uncovered = [env.task_name for env, fn in zip(self.envs[: self.num_tasks], self._rewards) if fn is None]
         for env in self.envs:
             if env._did_see_sim_exception:  # never set in Meta-World v3; the fast step has no such branch
                 raise RuntimeError(f"{env.task_name}: the simulation reported an exception before the fast path took over")
+            task_name = _TASK_NAMES.get(type(env))
             env.__class__ = fast_env_class(type(env))
-            _init_fast(env)
+            _init_fast(env, task_name)
         self._max_episode_steps = max_episode_steps
         self._terminate_on_success = terminate_on_success
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
@@ -158,30 +289,66 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         self._mocap_high = np.stack([e.mocap_high for e in self.envs])
         self._action_scale = np.array([e.action_scale for e in self.envs], dtype=np.float64)
         obs_dim = self.single_observation_space.shape[0]
-        self._one_hot = np.zeros((self.num_envs, obs_dim - self.envs[0].sawyer_observation_space.shape[0]))
-        self._one_hot[np.arange(self.num_envs), np.arange(self.num_envs)] = 1.0
+        self._obs = np.zeros((self.num_envs, obs_dim), dtype=self.single_observation_space.dtype)
+        env_obs_dim = self.envs[0].sawyer_observation_space.shape[0]
+        self._obs[np.arange(self.num_envs), env_obs_dim + np.arange(self.num_envs) % self.num_tasks] = 1.0  # one-hot
+        self._env_obs_dim = env_obs_dim
         self._mocap_quat = np.array([1.0, 0.0, 1.0, 0.0])
+        self._goal_queues: list[collections.deque] | None = None
+        # sub-envs that ``step`` leaves as they are (reward 0, no flags): evaluation sets it for
+        # the sub-envs whose episodes are all counted, so they cost nothing while others finish
+        self.idle: np.ndarray | None = None
+
+    def plan_goals(self, num_episodes: int) -> None:
+        """From now on, the j-th episode of task t counted over its copies gets the goal that the
+        j-th episode of a single env of task t would draw from its RNG as seeded now: copy c runs
+        episodes c, c + copies, c + 2 copies, ... Evaluation calls it after re-seeding, so any
+        number of copies evaluates the same (task, goal) pairs. Episodes past the plan repeat the
+        last goal (they are not counted)."""
+        queues = []
+        for i, wrapped in enumerate(self._wrapped):
+            rng = copy.deepcopy(self.envs[i].np_random)  # the draws RandomTaskSelectWrapper would make
+            tasks = wrapped.get_wrapper_attr("tasks")
+            draws = [tasks[rng.choice(len(tasks))] for _ in range(num_episodes)]
+            queues.append(collections.deque(draws[i // self.num_tasks :: self.copies]))
+            wrapped.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
+        self._goal_queues = queues
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        mask = None if options is None else options.get("reset_mask")  # read first: the sync env pops it
-        obs, info = self.reference.reset(seed=seed, options=options)
-        if mask is None:
-            self._elapsed[:] = 0
-        else:
-            self._elapsed[np.asarray(mask, dtype=bool)] = 0
-        return obs, info
+        mask = None if options is None else options.get("reset_mask")
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        if self._goal_queues is not None:
+            for i in np.flatnonzero(mask):
+                if self._goal_queues[i]:
+                    self.envs[i].set_task(self._goal_queues[i].popleft())
+        K = self.num_tasks
+        for c, reference in enumerate(self.references):
+            part = mask[c * K : (c + 1) * K]
+            if part.all():
+                obs, _ = reference.reset(seed=seed)
+            elif part.any():
+                obs, _ = reference.reset(options={"reset_mask": part})
+            else:
+                continue
+            self._obs[c * K : (c + 1) * K][part] = obs[part]
+        self._elapsed[mask] = 0
+        return self._obs.copy(), {}
 
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
-        n = self.num_envs
-        obs = np.empty((n, self.single_observation_space.shape[0]), dtype=self.single_observation_space.dtype)
+        n, dim = self.num_envs, self._env_obs_dim
+        obs = self._obs  # the one-hot columns stay as set in __init__
         rewards = np.empty(n, dtype=np.float64)
         success = np.zeros(n, dtype=np.float64)
         truncated = np.zeros(n, dtype=bool)
         # SawyerXYZEnv.set_xyz_action for every sub-env at once, in the same dtypes: an action
         # times a Python float keeps the action's dtype (NEP 50), then adds to the float64 mocap
         delta = np.clip(actions[:, :3], -1, 1) * self._action_scale[:, None].astype(actions.dtype)
+        idle = self.idle
         for i, env in enumerate(self.envs):
+            if idle is not None and idle[i]:
+                rewards[i] = 0.0
+                continue
             data = env.data
             if env.curr_path_length >= env.max_path_length:
                 raise ValueError("You must reset the env manually once truncate==True")
@@ -208,15 +375,20 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
             else:
                 rewards[i], success[i] = reward_fn(env, o, actions[i])
             truncated[i] = env.curr_path_length == env.max_path_length
-            obs[i, : o.shape[0]] = o
-        obs[:, o.shape[0] :] = self._one_hot
+            obs[i, :dim] = o
         self._elapsed += 1
         truncated |= self._elapsed >= self._max_episode_steps
         terminated = success == 1.0 if self._terminate_on_success else np.zeros(n, dtype=bool)
-        return obs, rewards, terminated, truncated, {"success": success}
+        if idle is not None:
+            truncated &= ~idle
+        return obs.copy(), rewards, terminated, truncated, {"success": success}
 
-    def call(self, name: str, *args, **kwargs):
-        return self.reference.call(name, *args, **kwargs)
+    def call(self, name: str, *args, **kwargs) -> tuple:
+        if self.copies > 1 and name in ("get_checkpoint", "load_checkpoint"):
+            # Meta-World's checkpoints name a sub-env by task: copies would overwrite each other
+            raise ValueError("copies of a task set (evaluation envs) have no checkpoint")
+        return tuple(out for reference in self.references for out in reference.call(name, *args, **kwargs))
 
     def close(self, **kwargs):
-        self.reference.close(**kwargs)
+        for reference in self.references:
+            reference.close(**kwargs)

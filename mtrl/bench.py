@@ -46,7 +46,7 @@ from envs.vector import reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
 from mtrl.compile import compile_unavailable
-from mtrl.config import BalancerConfig, Config, make_loss_balancers
+from mtrl.config import VECTOR_STRATEGIES, BalancerConfig, Config, make_loss_balancers
 from mtrl.gradients import per_task_grads
 from mtrl.logger import RunLogger
 from mtrl.trainer import Trainer
@@ -119,17 +119,34 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
         done = terminated | truncated
 
     seconds = {"raw": 0.0, "collect": 0.0}
+    raw_cpu = 0.0
     trainer.cfg.updates_per_vector_step = 0
     chunks = max(plan.vector_steps // chunk, 1)
     for _ in range(chunks):
         for kind, step in (("raw", raw_step), ("collect", trainer_step)):
+            cpu = cpu_seconds(envs)
             seconds[kind] += _timed(step, chunk, trainer.device) * chunk
+            if kind == "raw":
+                raw_cpu += cpu_seconds(envs) - cpu
     steps = chunks * chunk * K
     trainer.cfg.updates_per_vector_step = 1
     for _ in range(2):  # first updates: allocations and vmap tracing, untimed
         trainer_step()
     train_s = _timed(trainer_step, plan.train_steps, trainer.device)
-    return {"raw": steps / seconds["raw"], "collect": steps / seconds["collect"], "train": K / train_s}
+    return {"raw": steps / seconds["raw"], "collect": steps / seconds["collect"], "train": K / train_s,
+            "raw_cpu_us": raw_cpu / steps * 1e6}  # fmt: skip
+
+
+def cpu_seconds(envs) -> float:
+    """CPU seconds used so far by this process (all its threads) and by the env worker
+    processes of an async vector env (from /proc, Linux), so that stepping strategies compare
+    by the CPU they cost, not only by wall time."""
+    total = time.process_time()
+    for process in getattr(envs, "processes", ()):
+        with open(f"/proc/{process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
 
 
 def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -> dict[str, float]:
@@ -358,17 +375,20 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
     plan = QUICK if quick else FULL
     balancers = balancers or available_balancers()
     balancers = ["ew", *[b for b in balancers if b != "ew"]]  # every ratio is to EW
-    figures: dict = {"env_steps_per_s_raw": {}, "env_steps_per_s_collect": {}, "env_steps_per_s_train": {}}
+    figures: dict = {"env_steps_per_s_raw": {}, "env_steps_per_s_collect": {}, "env_steps_per_s_train": {},
+                     "cpu_us_per_transition_raw": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mtrl-bench-") as tmp:
         # the configured strategy last: its trainer (replay filled by collection) is reused below
-        strategies = sorted(("sync", "async"), key=lambda s: s == cfg.vector_strategy)
+        strategies = sorted(VECTOR_STRATEGIES, key=lambda s: s == cfg.vector_strategy)
         for strategy in strategies:
             log(f"env stepping ({strategy}) on {cfg.taskset} ...")
             trainer = _bench_trainer(cfg, strategy, Path(tmp) / strategy)
             rates = env_rates(trainer, plan)
+            figures["cpu_us_per_transition_raw"][strategy] = rates.pop("raw_cpu_us")
             for kind, rate in rates.items():
                 figures[f"env_steps_per_s_{kind}"][strategy] = rate
-            log(f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s")
+            log(f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s;"
+                f"  raw {figures['cpu_us_per_transition_raw'][strategy]:.0f} CPU-us per transition")  # fmt: skip
             if strategy != cfg.vector_strategy:
                 trainer._close()
         log("per-task gradients: batched pass vs K backward passes ...")
@@ -419,9 +439,31 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             "projected_full_run_hours": {
                 name: (cfg.total_env_steps / collect + total_updates / rate) / 3600 for name, rate in updates.items()
             },
+            "projected_phase_hours": projected_phases(cfg, K, collect, figures["env_steps_per_s_raw"][cfg.vector_strategy],
+                                                      updates["ew"]),
+            "cpu_vs_sync": {s: figures["cpu_us_per_transition_raw"]["sync"] / figures["cpu_us_per_transition_raw"][s]
+                            for s in strategies},
         }
     )  # fmt: skip
     return figures
+
+
+def projected_phases(cfg: Config, num_tasks: int, collect_rate: float, raw_rate: float, ew_update_rate: float) -> dict:
+    """Hours of a full run of ``cfg`` by phase, from the measured rates: collection (env steps at
+    the collection rate), EW updates, and evaluation as an upper bound: every evaluation of the
+    schedule runs ``eval_episodes`` episodes per task at full length (an untrained policy never
+    succeeds early), stepped at the raw stepping rate (the policy's own forward passes not
+    counted)."""
+    evaluations = cfg.total_env_steps // cfg.eval_every
+    eval_transitions = evaluations * cfg.eval_episodes * num_tasks * cfg.max_episode_steps
+    total_updates = max(cfg.total_env_steps - cfg.warmup_env_steps, 0) / num_tasks * cfg.updates_per_vector_step
+    return {
+        "collection": cfg.total_env_steps / collect_rate / 3600,
+        "updates": total_updates / ew_update_rate / 3600,
+        "evaluation": eval_transitions / raw_rate / 3600,
+        "evaluations": evaluations,
+        "eval_transitions": eval_transitions,
+    }
 
 
 def format_table(f: dict) -> str:
@@ -429,13 +471,21 @@ def format_table(f: dict) -> str:
         f"device: {f['device']}   torch {f['torch']}   {f['taskset']} (K={f['num_tasks']}), batch {f['batch_size']}, "
         f"hidden {f['hidden_sizes']}, {'quick' if f['quick'] else 'full'} plan",
         "",
-        f"{'env steps/s':<22}{'raw':>10}{'collect':>10}{'collect/raw':>13}{'train (EW)':>12}",
+        f"{'env steps/s':<22}{'raw':>10}{'collect':>10}{'collect/raw':>13}{'train (EW)':>12}{'raw CPU-us/tr':>15}"
+        f"{'CPU vs sync':>13}",
     ]
     for s in f["env_steps_per_s_raw"]:
         lines.append(
             f"{s:<22}{f['env_steps_per_s_raw'][s]:>10.0f}{f['env_steps_per_s_collect'][s]:>10.0f}"
             f"{f['collect_vs_raw'][s]:>13.2f}{f['env_steps_per_s_train'][s]:>12.0f}"
+            f"{f['cpu_us_per_transition_raw'][s]:>15.0f}{f['cpu_vs_sync'][s]:>12.2f}x"
         )
+    p = f["projected_phase_hours"]
+    lines += [
+        f"full run of this config ({f['vector_strategy']}, EW): collection {p['collection']:.2f} h + updates "
+        f"{p['updates']:.2f} h + evaluation <= {p['evaluation']:.2f} h ({p['evaluations']} evaluations, "
+        f"{p['eval_transitions']:,} transitions at full episode length, at the raw stepping rate)",
+    ]
     lines += [
         "",
         f"{'balancer':<20}{'updates/s':>10}{'x EW time':>11}{'full run (h)':>14}{'balance ms':>12}{'ops':>7}"

@@ -144,7 +144,7 @@ class Config:
     checkpoint_every: int = 200_000
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
-    vector_strategy: str = "sync"  # sync | async
+    vector_strategy: str = "auto"  # auto (Meta-World: the fast path; gymnasium: sync) | sync | async
     max_episode_steps: int = 500
     num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
     torch_threads: int = 0  # 0: torch's default
@@ -352,7 +352,7 @@ def validate(cfg: Config) -> None:
         )
     if cfg.buffer_size < num_tasks:
         raise ConfigError(f"buffer_size {cfg.buffer_size} is smaller than the {num_tasks} tasks of {cfg.taskset}")
-    choices = {"device": ("auto", "cpu", "cuda"), "compile": ("auto", "true", "false"), "vector_strategy": ("sync", "async"), "agent": AGENTS}
+    choices = {"device": ("auto", "cpu", "cuda"), "compile": ("auto", "true", "false"), "vector_strategy": VECTOR_STRATEGIES, "agent": AGENTS}
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
@@ -378,6 +378,7 @@ def validate(cfg: Config) -> None:
 
 
 AGENTS = ("mtsac", "stl_sac")
+VECTOR_STRATEGIES = ("auto", "sync", "async")  # envs.vector.make_vector_env says what each builds
 
 
 def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from agents.mtsac import CRITIC_LOSS, MTSAC
 from envs.evaluation import EvalResult, evaluate
+from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.tasksets import get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
@@ -104,6 +105,8 @@ class Trainer:
         self.action_rng = np.random.default_rng(cfg.seed)  # warm-up random actions
 
         self.envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, num_goals=cfg.num_goals)
+        if isinstance(self.envs, MetaWorldVectorEnv) and self.envs.uncovered:
+            self._announce(f"fast path: {', '.join(self.envs.uncovered)} run Meta-World's own reward code (exact, slower)")
         self.eval_envs = None  # built at the first evaluation
         obs_dim = self.envs.single_observation_space.shape[0]
         self.action_dim = self.envs.single_action_space.shape[0]

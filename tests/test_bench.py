@@ -34,7 +34,9 @@ def test_json_has_the_issue_keys_for_every_strategy_and_balancer(figures):
                 "pertask_grad_speedup", "balance_ops", "update_ops", "balance_host_syncs", "balance_host_s"):  # fmt: skip
         assert key in figures
     assert figures["device"].startswith("cpu")
-    assert set(figures["env_steps_per_s_raw"]) == set(figures["env_steps_per_s_collect"]) == {"sync", "async"}
+    strategies = {"auto", "sync", "async"}
+    assert set(figures["env_steps_per_s_raw"]) == set(figures["env_steps_per_s_collect"]) == strategies
+    assert set(figures["cpu_us_per_transition_raw"]) == set(figures["cpu_vs_sync"]) == strategies
     assert list(figures["updates_per_s"]) == ["ew", "cagrad", "famo"]  # EW always, and first
     assert all(rate > 0 for rate in figures["updates_per_s"].values())
     assert figures["compile"] is None  # compile=false: not measured
@@ -47,6 +49,20 @@ def test_ratios_are_update_times_relative_to_ew(figures):
         assert ratios[name] == pytest.approx(rates["ew"] / rate, rel=1e-12)
     for s, raw in figures["env_steps_per_s_raw"].items():
         assert figures["collect_vs_raw"][s] == pytest.approx(figures["env_steps_per_s_collect"][s] / raw, rel=1e-12)
+
+
+def test_cpu_ratios_and_phase_projection_follow_the_measured_figures(figures):
+    cpu = figures["cpu_us_per_transition_raw"]
+    assert all(us > 0 for us in cpu.values())
+    for s, ratio in figures["cpu_vs_sync"].items():
+        assert ratio == pytest.approx(cpu["sync"] / cpu[s], rel=1e-12)
+    cfg = load_config(SMOKE)
+    p = figures["projected_phase_hours"]
+    assert p["evaluations"] == cfg.total_env_steps // cfg.eval_every
+    assert p["eval_transitions"] == p["evaluations"] * cfg.eval_episodes * 10 * cfg.max_episode_steps
+    raw = figures["env_steps_per_s_raw"][cfg.vector_strategy]
+    assert p["evaluation"] == pytest.approx(p["eval_transitions"] / raw / 3600, rel=1e-12)
+    assert p["collection"] == pytest.approx(cfg.total_env_steps / figures["env_steps_per_s_collect"][cfg.vector_strategy] / 3600)
 
 
 def test_batched_per_task_gradients_equal_k_backward_passes(figures):

@@ -29,7 +29,7 @@ BAD_OVERRIDES = [
     (["taskset=MT1:no-such-v3"], "unknown Meta-World task"),
     (["balancer=nope"], "unknown balancer 'nope'; valid:"),
     (["device=tpu"], "valid: auto, cpu, cuda"),
-    (["vector_strategy=threads"], "valid: sync, async"),
+    (["vector_strategy=threads"], "valid: auto, sync, async"),
     (["compile=maybe"], "valid: auto, true, false"),
     (["seed"], "is not key=value"),
     (["balancer=static", "balancer.kwargs.weights=[1,2,3]"], "weights has 3 entries but the task set has 10 tasks"),

@@ -28,7 +28,7 @@ def build_pair(tasks: tuple[str, ...], seed: int, max_episode_steps: int, termin
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
         reference = _make(taskset, "sync", common)
-        fast = MetaWorldVectorEnv(_make(taskset, "sync", common), max_episode_steps, terminate_on_success)
+        fast = MetaWorldVectorEnv([_make(taskset, "sync", common)], max_episode_steps, terminate_on_success)
     return reference, fast
 
 
@@ -90,3 +90,24 @@ def test_long_sweep_per_task(task):
     reference, fast = build_pair((task,), seed=11, max_episode_steps=500, terminate_on_success=False)
     seen = compare_rollout(reference, fast, (task,), steps=3000, seed=1, scripted_fraction=0.7)
     assert seen["resets"] >= 5
+
+
+def test_matrix_to_quaternion_matches_scipy():
+    """The fast observation's quaternions against scipy's ``Rotation.from_matrix(...).as_quat()``
+    (what Meta-World calls), on random rotations, on each of Markley's four branches, and on
+    the rotations objects rest in (identity, quarter and half turns, where the branch choice ties)."""
+    from scipy.spatial.transform import Rotation
+
+    from envs.metaworld_fast import _mat_to_quat
+
+    rng = np.random.default_rng(0)
+    mats = list(Rotation.random(2000, random_state=1).as_matrix())
+    mats += [Rotation.from_rotvec(axis * angle).as_matrix() for axis in np.eye(3) for angle in (0, np.pi / 2, np.pi, -np.pi / 2)]
+    mats += [Rotation.from_rotvec(rng.normal(size=3) * 1e-9).as_matrix() for _ in range(20)]
+    branches = set()
+    for m in mats:
+        expected = Rotation.from_matrix(m).as_quat()
+        got = _mat_to_quat(m.ravel().tolist())
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        branches.add(int(np.argmax([m[0, 0], m[1, 1], m[2, 2], np.trace(m)])))
+    assert branches == {0, 1, 2, 3}

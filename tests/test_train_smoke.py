@@ -148,3 +148,28 @@ def test_async_envs_overlap_updates_with_stepping_and_lag_one_vector_step(smoke_
     warmup = cfg.warmup_env_steps // 10
     assert torch.equal(overlapped["replay"]["data"][:, :warmup], sync["replay"]["data"][:, :warmup])
     assert not torch.equal(overlapped["replay"]["data"], sync["replay"]["data"])  # the policies differ after
+
+
+def test_fast_path_and_sync_path_end_with_identical_parameters(smoke_run, tmp_path):
+    """The smoke preset runs on the fast path (``vector_strategy: auto`` on Meta-World); the
+    transitions are Meta-World's, so the same run through gymnasium's sync vector env ends with
+    the same replay data, parameters and optimizer states, bit for bit, and the same evaluations."""
+    run = tmp_path / "sync"
+    assert main(["train", "--config", str(SMOKE), "--run-dir", str(run), "vector_strategy=sync"]) == 0
+    fast = torch.load(list_checkpoints(smoke_run)[-1], weights_only=False)
+    sync = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    assert yaml.safe_load((smoke_run / "config.yaml").read_text())["vector_strategy"] == "auto"
+    assert torch.equal(fast["replay"]["data"], sync["replay"]["data"])
+    for name, value in sync["agent"].items():
+        assert torch.equal(fast["agent"][name], value), name
+    for loss, state in sync["optimizers"].items():
+        for key, param_state in state["state"].items():
+            for field, value in param_state.items():
+                assert torch.equal(fast["optimizers"][loss]["state"][key][field], value), (loss, key, field)
+    # evaluation returns are sums of float64 rewards, equal to 1e-9 per step (the replay holds
+    # them as float32, bit-identical); successes are identical
+    fast_evals, sync_evals = ([json.loads(line) for line in (r / "eval.jsonl").read_text().splitlines()] for r in (smoke_run, run))
+    assert [e["step"] for e in fast_evals] == [e["step"] for e in sync_evals] == [1500, 3000]
+    for f, s in zip(fast_evals, sync_evals):
+        assert f["success"] == s["success"]
+        assert f["return"] == pytest.approx(s["return"], abs=1e-6)

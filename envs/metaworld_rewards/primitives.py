@@ -1,8 +1,9 @@
 """The float versions of ``metaworld.utils.reward_utils`` and ``SawyerXYZEnv``'s shared reward
 pieces. Same formulas, the same operation order where it matters for the last bits.
 
-Points are 3-tuples or 3-element numpy arrays indexed element-wise; everything returned is a
-Python float.
+Points are 3-tuples or 3-element numpy arrays indexed element-wise. What is returned is a
+Python float, except where Meta-World's own arithmetic is float32 (the grip term of the caging
+reward with a float32 action): there the same numpy float32 scalar comes back.
 """
 
 from __future__ import annotations
@@ -94,10 +95,12 @@ def gripper_caging_reward(env, action, obj_pos, obj_radius: float, pad_success_t
     dx, dz = tcp[0] - obj_pos[0], tcp[2] - obj_pos[2]
     caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, caging_xz_margin, "long_tail")
 
+    # gripper_closed keeps the action's dtype: with a float32 action Meta-World's products from
+    # here on are float32 arithmetic (NEP 50), and so are these
     gripper_closed = min(max(0, action[-1]), desired_gripper_effort) / desired_gripper_effort
     caging = hamacher_product(caging_y, float(caging_xz))
     gripping = gripper_closed if caging > 0.97 else 0.0
-    caging_and_gripping = hamacher_product(caging, float(gripping))
+    caging_and_gripping = hamacher_product(caging, gripping)
     if high_density:
         caging_and_gripping = (caging_and_gripping + caging) / 2
     if medium_density:

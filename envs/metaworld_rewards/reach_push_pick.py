@@ -1,3 +1,318 @@
-"""(being written)"""
+"""Float rewards for reach, reach-wall, push, push-wall, push-back, pick-place, pick-place-wall
+and pick-out-of-hole (v3 envs, reward v2). None of them sets attributes on the env in v2."""
 
-REWARDS: dict = {}
+from __future__ import annotations
+
+import math
+
+from metaworld.envs.sawyer_pick_out_of_hole_v3 import SawyerPickOutOfHoleEnvV3
+from metaworld.envs.sawyer_pick_place_v3 import SawyerPickPlaceEnvV3
+from metaworld.envs.sawyer_pick_place_wall_v3 import SawyerPickPlaceWallEnvV3
+from metaworld.envs.sawyer_push_back_v3 import SawyerPushBackEnvV3
+from metaworld.envs.sawyer_push_v3 import SawyerPushEnvV3
+from metaworld.envs.sawyer_push_wall_v3 import SawyerPushWallEnvV3
+from metaworld.envs.sawyer_reach_v3 import SawyerReachEnvV3
+from metaworld.envs.sawyer_reach_wall_v3 import SawyerReachWallEnvV3
+
+from envs.metaworld_rewards.primitives import hamacher_product
+
+_IDS = ("reach_push_pick", "sites_and_pads")
+
+
+def _read(env) -> tuple[float, float, float, float, float]:
+    """``env.tcp_center`` (the same (right + left) / 2.0 per element) and the y of the left and
+    right pads, as floats; the model ids are cached in ``env._fast_ids``."""
+    ids = env._fast_ids.get(_IDS)
+    if ids is None:
+        right, left = env._fast_finger_sites
+        ids = env._fast_ids[_IDS] = (right, left, env._fast_body_id("leftpad"), env._fast_body_id("rightpad"))
+    right, left, left_pad, right_pad = ids
+    data = env.data
+    sx = data.site_xpos
+    r0, r1, r2 = sx[right].tolist()
+    l0, l1, l2 = sx[left].tolist()
+    xpos = data.xpos
+    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0, float(xpos[left_pad, 1]), float(xpos[right_pad, 1])
+
+
+def _tcp(env) -> tuple[float, float, float]:
+    right, left = env._fast_finger_sites
+    sx = env.data.site_xpos
+    r0, r1, r2 = sx[right].tolist()
+    l0, l1, l2 = sx[left].tolist()
+    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
+
+
+def _long_tail(x: float, lower: float, upper: float, margin: float) -> float:
+    """``tolerance(x, (lower, upper), margin, "long_tail")`` at the default value 0.1 at the
+    margin (scale sqrt(1 / 0.1 - 1) = 3.0 exactly), same ValueError on a negative margin."""
+    if margin < 0:
+        raise ValueError(f"`margin` must be non-negative. Current value: {margin}")
+    if lower <= x <= upper:
+        return 1.0
+    if margin == 0:
+        return 0.0
+    t = ((lower - x) if x < lower else (x - upper)) / margin * 3.0
+    return 1 / (t * t + 1)
+
+
+def _dist(ax, ay, az, bx, by, bz) -> float:
+    x, y, z = ax - bx, ay - by, az - bz
+    return math.sqrt(x * x + y * y + z * z)
+
+
+def _caging(env, action, ox, oy, oz, tx, tz, ly, ry, obj_radius, pad_success_thresh, xz_thresh,
+            desired_gripper_effort=1.0, high_density=False):  # fmt: skip
+    """``SawyerXYZEnv._gripper_caging_reward`` (no medium density): y caging by the pads, xz
+    caging of the tcp, gripping once caged. ``primitives.gripper_caging_reward`` on the tcp and
+    pads already read. ``gripper_closed`` stays the action's numpy scalar, so once it enters
+    (caging > 0.97, action[-1] > 0) the products are float32 as in Meta-World (NEP 50)."""
+    init = env.obj_init_pos
+    iy = float(init[1])
+    caging_y = hamacher_product(
+        _long_tail(abs(ly - oy), obj_radius, pad_success_thresh, abs(abs(ly - iy) - pad_success_thresh)),
+        _long_tail(abs(ry - oy), obj_radius, pad_success_thresh, abs(abs(ry - iy) - pad_success_thresh)),
+    )
+    init_tcp = env.init_tcp
+    dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
+    xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
+    dx, dz = tx - ox, tz - oz
+    caging_xz = _long_tail(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin)
+    caging = hamacher_product(caging_y, caging_xz)
+    # gripper_closed only enters past 0.97; numpy scalar comparisons cost, so it is made here
+    if caging > 0.97:
+        gripping = min(max(0, action[-1]), desired_gripper_effort) / desired_gripper_effort
+    else:
+        gripping = 0.0
+    caging_and_gripping = hamacher_product(caging, gripping)
+    if high_density:
+        caging_and_gripping = (caging_and_gripping + caging) / 2
+    return caging_and_gripping
+
+
+def _reach_to_target(env) -> tuple[float, float]:
+    tx, ty, tz = _tcp(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    h = env.hand_init_pos
+    tcp_to_target = _dist(tx, ty, tz, g0, g1, g2)
+    margin = _dist(float(h[0]), float(h[1]), float(h[2]), g0, g1, g2)
+    in_place = _long_tail(tcp_to_target, 0, 0.05, margin)
+    return 10 * in_place, float(tcp_to_target <= 0.05)
+
+
+def reach(env, obs, action) -> tuple[float, float]:
+    """10 x long-tail tolerance of tcp-to-target; success within 0.05."""
+    return _reach_to_target(env)
+
+
+def reach_wall(env, obs, action) -> tuple[float, float]:
+    """Same terms as reach."""
+    return _reach_to_target(env)
+
+
+def push(env, obs, action) -> tuple[float, float]:
+    """2 x caging (high density), + 1 + caging term + 5 x in-place once the open tcp is at the
+    object, 10 at the target; success within TARGET_RADIUS."""
+    tcp_opened, ox, oy, oz = obs[3:7].tolist()
+    tx, ty, tz, ly, ry = _read(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    init = env.obj_init_pos
+    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    target_to_obj = _dist(ox, oy, oz, g0, g1, g2)
+    target_to_obj_init = _dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
+    radius = env.TARGET_RADIUS
+    in_place = _long_tail(target_to_obj, 0, radius, target_to_obj_init)
+    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
+    reward = 2 * object_grasped
+    if tcp_to_obj < 0.02 and tcp_opened > 0:
+        reward += 1.0 + reward + 5.0 * in_place
+    if target_to_obj < radius:
+        reward = 10.0
+    return float(reward), float(target_to_obj <= radius)
+
+
+def push_wall(env, obs, action) -> tuple[float, float]:
+    """2 x caging, + 1 + 4 x in-place to the wall's midpoint (x scaled by 3) at the object, + 3 x
+    in-place to the target past the wall (y > 0.75), 10 at the target; success within 0.07."""
+    tcp_opened, ox, oy, oz = obs[3:7].tolist()
+    tx, ty, tz, ly, ry = _read(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    init = env.obj_init_pos
+    ix, iy, iz = float(init[0]), float(init[1]), float(init[2])
+    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    # midpoint (-0.05, 0.77, obj z), x scaled by 3
+    mx, my = (ox - -0.05) * 3.0, oy - 0.77
+    obj_to_midpoint = math.sqrt(mx * mx + my * my)
+    mx, my, mz = (ix - -0.05) * 3.0, iy - 0.77, iz - oz
+    obj_to_midpoint_init = math.sqrt(mx * mx + my * my + mz * mz)
+    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
+    obj_to_target_init = _dist(ix, iy, iz, g0, g1, g2)
+    in_place_part1 = _long_tail(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init)
+    in_place_part2 = _long_tail(obj_to_target, 0, 0.05, obj_to_target_init)
+    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
+    reward = 2 * object_grasped
+    if tcp_to_obj < 0.02 and tcp_opened > 0:
+        reward = 2.0 * object_grasped + 1.0 + 4.0 * in_place_part1
+        if oy > 0.75:
+            reward = 2 * object_grasped + 1.0 + 4.0 + 3.0 * in_place_part2
+    if obj_to_target < 0.05:
+        reward = 10.0
+    return float(reward), float(obj_to_target <= 0.07)
+
+
+def _push_back_caging(env, ox, oy, oz, tx, tz, ly, ry, obj_radius) -> float:
+    """``SawyerPushBackEnvV3._gripper_caging_reward``: the mean of y-x-z caging and, once caged
+    past 0.95, tight y gripping; the action does not enter it."""
+    dy_left, dy_right = ly - oy, oy - ry
+    right_margin = abs(abs(oy - float(env.init_right_pad[1])) - 0.05)
+    left_margin = abs(abs(oy - float(env.init_left_pad[1])) - 0.05)
+    grip_margin = obj_radius + 0.003
+    y_caging = hamacher_product(
+        _long_tail(dy_right, obj_radius, 0.05, right_margin),
+        _long_tail(dy_left, obj_radius, 0.05, left_margin),
+    )
+    y_gripping = hamacher_product(
+        _long_tail(dy_right, obj_radius, grip_margin, right_margin),
+        _long_tail(dy_left, obj_radius, grip_margin, left_margin),
+    )
+    dx, dz = tx - ox, tz - oz
+    tcp_obj_xz = math.sqrt(dx * dx + dz * dz)
+    init, init_tcp = env.obj_init_pos, env.init_tcp
+    dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
+    x_z_caging = _long_tail(tcp_obj_xz, 0, 0.01, math.sqrt(dx * dx + dz * dz) - 0.01)
+    caging = hamacher_product(y_caging, x_z_caging)
+    gripping = y_gripping if caging > 0.95 else 0.0
+    return (caging + gripping) / 2
+
+
+def push_back(env, obs, action) -> tuple[float, float]:
+    """Hamacher of its own caging and in-place, + 1 + 5 x in-place with the tcp at the object
+    half-open and progress made, 10 at the target; success within 0.07."""
+    tcp_opened, ox, oy, oz = obs[3:7].tolist()
+    tx, ty, tz, ly, ry = _read(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    init = env.obj_init_pos
+    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    target_to_obj = _dist(ox, oy, oz, g0, g1, g2)
+    target_to_obj_init = _dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
+    radius = env.TARGET_RADIUS
+    in_place = _long_tail(target_to_obj, 0, radius, target_to_obj_init)
+    object_grasped = _push_back_caging(env, ox, oy, oz, tx, tz, ly, ry, env.OBJ_RADIUS)
+    reward = hamacher_product(object_grasped, in_place)
+    if tcp_to_obj < 0.01 and 0 < tcp_opened < 0.55 and target_to_obj_init - target_to_obj > 0.01:
+        reward += 1.0 + 5.0 * in_place
+    if target_to_obj < radius:
+        reward = 10.0
+    return float(reward), float(target_to_obj <= 0.07)
+
+
+def _pick_place_caging(env, action, ox, oy, oz, tx, tz, ly, ry) -> float:
+    """``SawyerPickPlaceEnvV3._gripper_caging_reward``: pads caging measured from the initial
+    pads, xz caging, and the (unscaled) gripper effort once caged, high density. The effort
+    stays the action's numpy scalar (float32 products, as in Meta-World)."""
+    right_margin = abs(abs(oy - float(env.init_right_pad[1])) - 0.05)
+    left_margin = abs(abs(oy - float(env.init_left_pad[1])) - 0.05)
+    y_caging = hamacher_product(
+        _long_tail(ly - oy, 0.015, 0.05, left_margin),
+        _long_tail(oy - ry, 0.015, 0.05, right_margin),
+    )
+    dx, dz = tx - ox, tz - oz
+    tcp_obj_xz = math.sqrt(dx * dx + dz * dz)
+    init, init_tcp = env.obj_init_pos, env.init_tcp
+    dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
+    x_z_caging = _long_tail(tcp_obj_xz, 0, 0.005, math.sqrt(dx * dx + dz * dz) - 0.005)
+    caging = hamacher_product(y_caging, x_z_caging)
+    gripping = min(max(0, action[-1]), 1) if caging > 0.97 else 0.0
+    caging_and_gripping = hamacher_product(caging, gripping)
+    return (caging_and_gripping + caging) / 2
+
+
+def pick_place(env, obs, action) -> tuple[float, float]:
+    """Hamacher of its own caging and in-place, + 1 + 5 x in-place once lifted 0.01 with the open
+    tcp at the object, 10 at the target; success within 0.07."""
+    tcp_opened, ox, oy, oz = obs[3:7].tolist()
+    tx, ty, tz, ly, ry = _read(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    init = env.obj_init_pos
+    iz = float(init[2])
+    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
+    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    in_place_margin = _dist(float(init[0]), float(init[1]), iz, g0, g1, g2)
+    in_place = _long_tail(obj_to_target, 0, 0.05, in_place_margin)
+    object_grasped = _pick_place_caging(env, action, ox, oy, oz, tx, tz, ly, ry)
+    reward = hamacher_product(object_grasped, in_place)
+    if tcp_to_obj < 0.02 and tcp_opened > 0 and oz - 0.01 > iz:
+        reward += 1.0 + 5.0 * in_place
+    if obj_to_target < 0.05:
+        reward = 10.0
+    return float(reward), float(obj_to_target <= 0.07)
+
+
+def pick_place_wall(env, obs, action) -> tuple[float, float]:
+    """Hamacher of caging and in-place to the midpoint above the wall (z scaled by 3), + 1 + 4 x
+    that once lifted 0.015 and held, + 3 x in-place to the target past the wall (y > 0.75), 10
+    at the target; success within 0.07."""
+    tcp_opened, ox, oy, oz = obs[3:7].tolist()
+    tx, ty, tz, ly, ry = _read(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    init = env.obj_init_pos
+    ix, iy, iz = float(init[0]), float(init[1]), float(init[2])
+    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    # midpoint (target x, 0.77, 0.25), z scaled by 3
+    mx, my, mz = ox - g0, oy - 0.77, (oz - 0.25) * 3.0
+    obj_to_midpoint = math.sqrt(mx * mx + my * my + mz * mz)
+    mx, my, mz = ix - g0, iy - 0.77, (iz - 0.25) * 3.0
+    obj_to_midpoint_init = math.sqrt(mx * mx + my * my + mz * mz)
+    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
+    obj_to_target_init = _dist(ix, iy, iz, g0, g1, g2)
+    in_place_part1 = _long_tail(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init)
+    in_place_part2 = _long_tail(obj_to_target, 0, 0.05, obj_to_target_init)
+    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005)
+    in_place_and_object_grasped = hamacher_product(object_grasped, in_place_part1)
+    reward = in_place_and_object_grasped
+    if tcp_to_obj < 0.02 and tcp_opened > 0 and oz - 0.015 > iz:
+        reward = in_place_and_object_grasped + 1.0 + 4.0 * in_place_part1
+        if oy > 0.75:
+            reward = in_place_and_object_grasped + 1.0 + 4.0 + 3.0 * in_place_part2
+    if obj_to_target < 0.05:
+        reward = 10.0
+    return float(reward), float(obj_to_target <= 0.07)
+
+
+def pick_out_of_hole(env, obs, action) -> tuple[float, float]:
+    """Hamacher of caging (effort 0.1, high density) and in-place, + 1 + 5 x hamacher(in-place,
+    above the funnel floor) once lifted near the tcp and not pinched empty, 10 within
+    TARGET_RADIUS (the base 0.05: the class's own _TARGET_RADIUS is unused); success within 0.07."""
+    tcp_opened, ox, oy, oz = obs[3:7].tolist()
+    tx, ty, tz, ly, ry = _read(env)
+    g0, g1, g2 = env._target_pos.tolist()
+    init = env.obj_init_pos
+    ix, iy, iz = float(init[0]), float(init[1]), float(init[2])
+    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
+    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    in_place_margin = _dist(ix, iy, iz, g0, g1, g2)
+    dx, dy = tx - ix, ty - iy
+    radius = math.sqrt(dx * dx + dy * dy)
+    floor = 0.0 if radius <= 0.03 else 0.015 * math.log(radius - 0.03) + 0.15
+    above_floor = 1.0 if tz >= floor else _long_tail(max(floor - tz, 0.0), 0.0, 0.01, 0.02)
+    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.02, 0.03, desired_gripper_effort=0.1,
+                             high_density=True)  # fmt: skip
+    in_place = _long_tail(obj_to_target, 0, 0.02, in_place_margin)
+    reward = hamacher_product(object_grasped, in_place)
+    if tcp_to_obj < 0.04 and oz - 0.02 > iz and not tcp_opened < 0.33:
+        reward += 1.0 + 5.0 * hamacher_product(in_place, above_floor)
+    if obj_to_target < env.TARGET_RADIUS:
+        reward = 10.0
+    return float(reward), float(obj_to_target <= 0.07)
+
+
+REWARDS = {
+    SawyerReachEnvV3: reach,
+    SawyerReachWallEnvV3: reach_wall,
+    SawyerPushEnvV3: push,
+    SawyerPushWallEnvV3: push_wall,
+    SawyerPushBackEnvV3: push_back,
+    SawyerPickPlaceEnvV3: pick_place,
+    SawyerPickPlaceWallEnvV3: pick_place_wall,
+    SawyerPickOutOfHoleEnvV3: pick_out_of_hole,
+}
