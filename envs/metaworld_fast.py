@@ -168,7 +168,7 @@ def _quat_objects(self: SawyerXYZEnv) -> list[float]:
     return out
 
 
-def _curr_obs_no_goal(self: SawyerXYZEnv) -> np.ndarray:
+def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
     """``SawyerXYZEnv._get_curr_obs_combined_no_goal``: hand position, gripper opening, then
     (position, quaternion) per object, zero-padded to 18."""
     xpos = self.data.xpos
@@ -178,23 +178,22 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> np.ndarray:
     pos = np.asarray(self._get_pos_objects()).tolist()
     quat = self._get_quat_objects() if self._fast_quat_parts is None else _quat_objects(self)
     quat = np.asarray(quat).tolist() if isinstance(quat, np.ndarray) else quat
-    obs = np.zeros(18)
-    obs[:3] = xpos[self._fast_hand_id]
-    obs[3] = opening
-    for k in range(min(len(pos) // 3, len(quat) // 4)):
-        obs[4 + 7 * k : 7 + 7 * k] = pos[3 * k : 3 * k + 3]
-        obs[7 + 7 * k : 11 + 7 * k] = quat[4 * k : 4 * k + 4]
-    return obs
+    out = xpos[self._fast_hand_id].tolist()
+    out.append(opening)
+    objects = min(len(pos) // 3, len(quat) // 4)
+    for k in range(objects):
+        out += pos[3 * k : 3 * k + 3]
+        out += quat[4 * k : 4 * k + 4]
+    out += [0.0] * (14 - 7 * objects)
+    return out
 
 
 def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
     """``SawyerXYZEnv._get_obs``: current frame, previous frame, goal (zeros when partially observable)."""
     curr = _curr_obs_no_goal(self)
-    obs = np.empty(39)
-    obs[:18] = curr
-    obs[18:36] = self._prev_obs
-    obs[36:] = 0.0 if self._partially_observable else self._get_pos_goal()
-    self._prev_obs = curr
+    goal = [0.0, 0.0, 0.0] if self._partially_observable else self._get_pos_goal().tolist()
+    obs = np.array(curr + self._prev_obs.tolist() + goal)
+    self._prev_obs = obs[:18].copy()
     return obs
 
 
@@ -277,6 +276,9 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         # tasks whose reward runs Meta-World's own numpy code (exact, slower): said once by the trainer
         self.uncovered = [env.task_name for env, fn in zip(self.envs[: self.num_tasks], self._rewards) if fn is None]
         for env in self.envs:
+            if env.model.nmocap != 1 or env.model.nu != 2:  # what the batched action step assumes
+                raise RuntimeError(f"{env.task_name}: {env.model.nmocap} mocap bodies and {env.model.nu} actuators, "
+                                   "the fast path expects Meta-World's Sawyer (1 and 2)")  # fmt: skip
             if env._did_see_sim_exception:  # never set in Meta-World v3; the fast step has no such branch
                 raise RuntimeError(f"{env.task_name}: the simulation reported an exception before the fast path took over")
             task_name = _TASK_NAMES.get(type(env))
@@ -344,6 +346,8 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         # SawyerXYZEnv.set_xyz_action for every sub-env at once, in the same dtypes: an action
         # times a Python float keeps the action's dtype (NEP 50), then adds to the float64 mocap
         delta = np.clip(actions[:, :3], -1, 1) * self._action_scale[:, None].astype(actions.dtype)
+        mocap = np.concatenate([env.data.mocap_pos for env in self.envs])  # one mocap body each
+        mocap = np.clip(mocap + delta, self._mocap_low, self._mocap_high)
         idle = self.idle
         for i, env in enumerate(self.envs):
             if idle is not None and idle[i]:
@@ -352,21 +356,21 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
             data = env.data
             if env.curr_path_length >= env.max_path_length:
                 raise ValueError("You must reset the env manually once truncate==True")
-            new_pos = data.mocap_pos + delta[i][None]
-            new_pos[0, :] = np.clip(new_pos[0, :], self._mocap_low[i], self._mocap_high[i])
-            data.mocap_pos = new_pos
-            data.mocap_quat = self._mocap_quat
+            data.mocap_pos[0] = mocap[i]
+            data.mocap_quat[0] = self._mocap_quat
             grip = actions[i, -1]
             data.ctrl[0] = grip
             data.ctrl[1] = -grip
             mujoco.mj_step(env.model, data, nstep=env.frame_skip)
             mujoco.mj_rnePostConstraint(env.model, data)
             env.curr_path_length += 1
+            site_xpos = data.site_xpos  # Meta-World puts the goal sites back after the physics
             for site, pos in env._target_site_config:
-                data.site(site).xpos = pos[:3]
+                site_xpos[env._fast_site_id(site)] = pos[:3]
             mujoco.mj_forward(env.model, data)
             space = env.sawyer_observation_space  # read each step: set_task may rebuild it
-            o = np.clip(env._get_obs(), space.low, space.high, dtype=np.float64)
+            o = env._get_obs()
+            np.minimum(np.maximum(o, space.low, out=o), space.high, out=o)  # np.clip's definition, without its wrapper
             env._last_stable_obs = o
             reward_fn = self._rewards[i]
             if reward_fn is None:
