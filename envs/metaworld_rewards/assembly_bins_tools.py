@@ -14,17 +14,9 @@ from metaworld.envs.sawyer_disassemble_peg_v3 import SawyerNutDisassembleEnvV3
 from metaworld.envs.sawyer_hammer_v3 import SawyerHammerEnvV3
 from metaworld.envs.sawyer_hand_insert_v3 import SawyerHandInsertEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, tolerance
+from envs.metaworld_rewards.primitives import hamacher_product, tcp_xyz, tolerance
 
 _SQRT = math.sqrt
-
-
-def _tcp(env) -> tuple[float, float, float]:
-    right, left = env._fast_finger_sites
-    sx = env.data.site_xpos
-    rx, ry, rz = sx[right].tolist()
-    lx, ly, lz = sx[left].tolist()
-    return (rx + lx) / 2.0, (ry + ly) / 2.0, (rz + lz) / 2.0
 
 
 def _caging(env, action, ox: float, oy: float, oz: float, tcp, obj_radius: float, pad_thresh: float,
@@ -106,7 +98,7 @@ def assembly(env, obs, action) -> tuple[float, float]:
     in_place = 0.1 * float(lifted) + 0.9 * tolerance(_SQRT(ex * ex + ey * ey + ez * ez), 0, 0.02, 0.4, "long_tail")
 
     wtx = hx if abs(wx - hx) < SawyerNutAssemblyEnvV3.WRENCH_HANDLE_LENGTH / 2.0 else wx
-    grab = _caging(env, action, wtx, wy, wz, _tcp(env), 0.015, 0.02, 0.01, 0.01, medium=True)
+    grab = _caging(env, action, wtx, wy, wz, tcp_xyz(env), 0.015, 0.02, 0.01, 0.01, medium=True)
     return float((2.0 * grab + 6.0 * in_place) * reward_quat), 0.0
 
 
@@ -124,7 +116,7 @@ def disassemble(env, obs, action) -> tuple[float, float]:
     reward_quat = max(1.0 - _quat_error(q0, q1, q2, q3, 0.707, 0.707) / 0.4, 0.0)
 
     wtx = hx if abs(wx - hx) < SawyerNutDisassembleEnvV3.WRENCH_HANDLE_LENGTH / 2.0 else wx
-    grab = _caging(env, action, wtx, wy, wz, _tcp(env), 0.015, 0.02, 0.01, 0.01, high=True)
+    grab = _caging(env, action, wtx, wy, wz, tcp_xyz(env), 0.015, 0.02, 0.01, 0.01, high=True)
     return float((2.0 * grab + 6.0 * in_place) * reward_quat), 0.0
 
 
@@ -141,7 +133,7 @@ def basketball(env, obs, action) -> tuple[float, float]:
     ix, iy, iz = env.obj_init_pos.tolist()
     dx, dy, dz = ix - tx, iy - ty, (iz - 0.3) * 2.0
     in_place = tolerance(target_to_obj, 0, radius, _SQRT(dx * dx + dy * dy + dz * dz), "long_tail")
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     dx, dy, dz = ox - tcp[0], oy - tcp[1], oz - tcp[2]
     held = _SQRT(dx * dx + dy * dy + dz * dz) < 0.035 and tcp_opened > 0 and oz - 0.01 > iz
     if held:
@@ -167,7 +159,7 @@ def bin_picking(env, obs, action) -> tuple[float, float]:
 
     in_place = tolerance(target_to_obj, 0, radius, env._target_to_obj_init, "long_tail")
     ix, iy, iz = env.obj_init_pos.tolist()
-    grasped = _caging(env, action, ox, oy, oz, _tcp(env), 0.015, 0.05, 0.01, 0.01, effort=0.7, high=True)
+    grasped = _caging(env, action, ox, oy, oz, tcp_xyz(env), 0.015, 0.05, 0.01, 0.01, effort=0.7, high=True)
     reward = hamacher_product(grasped, in_place)
 
     dx, dy, dz = ox - hx, oy - hy, oz - hz
@@ -226,7 +218,7 @@ def hammer(env, obs, action) -> tuple[float, float]:
     in_place = 0.1 * float(headz > 0.02) + 0.9 * tolerance(head_to_nail, 0, 0.02, 0.2, "long_tail")
 
     threshed_x = hx if abs(mx - hx) < SawyerHammerEnvV3.HAMMER_HANDLE_LENGTH / 2.0 else mx
-    grab = _caging(env, action, threshed_x, my, mz, _tcp(env), 0.015, 0.02, 0.01, 0.01, high=True)
+    grab = _caging(env, action, threshed_x, my, mz, tcp_xyz(env), 0.015, 0.02, 0.01, 0.01, high=True)
     reward = (2.0 * grab + 6.0 * in_place) * reward_quat
     success = _joint_qpos(env, "NailSlideJoint") > 0.09
     if success and reward > 5.0:
@@ -248,7 +240,7 @@ def hand_insert(env, obs, action) -> tuple[float, float]:
     ix, iy, iz = env.obj_init_pos.tolist()
     dx, dy, dz = ix - tx, iy - ty, iz - tz
     in_place = tolerance(target_to_obj, 0, radius, _SQRT(dx * dx + dy * dy + dz * dz), "long_tail")
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     grasped = _caging(env, action, ox, oy, oz, tcp, 0.015, 0.05, 0.01, 0.005, high=True)
     reward = hamacher_product(grasped, in_place)
     dx, dy, dz = ox - tcp[0], oy - tcp[1], oz - tcp[2]

@@ -14,7 +14,7 @@ from metaworld.envs.sawyer_coffee_pull_v3 import SawyerCoffeePullEnvV3
 from metaworld.envs.sawyer_coffee_push_v3 import SawyerCoffeePushEnvV3
 from metaworld.envs.sawyer_dial_turn_v3 import SawyerDialTurnEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, tolerance
+from envs.metaworld_rewards.primitives import hamacher_product, tcp_xyz, tolerance
 
 # np.linalg.norm sums the squares with fused multiply-adds, so math.sqrt(x*x + y*y + z*z) can
 # differ from it in the last bit. Where a norm decides a branch or the success flag and lies
@@ -27,19 +27,11 @@ def _reference(env, obs, action) -> tuple[float, float]:
     return float(reward), info["success"]
 
 
-def _tcp(env):
-    right, left = env._fast_finger_sites
-    sx = env.data.site_xpos
-    r0, r1, r2 = sx[right].tolist()
-    l0, l1, l2 = sx[left].tolist()
-    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
-
-
 def _button_terms(env, obs, axis: int, near_upper: float, target_margin: float):
     """tcp_to_obj, near_button, obj_to_target, button_pressed and obs[3], shared by the
     button tasks; ``axis`` is the pressing axis."""
     o3, ox, oy, oz = obs[3:7].tolist()
-    tx, ty, tz = _tcp(env)
+    tx, ty, tz = tcp_xyz(env)
     ix, iy, iz = env.init_tcp.tolist()
     dx, dy, dz = ox - tx, oy - ty, oz - tz
     tcp_to_obj = math.sqrt(dx * dx + dy * dy + dz * dz)
@@ -156,7 +148,7 @@ def _coffee_mug(env, obs, action) -> tuple[float, float]:
     target_to_obj_init = math.sqrt(dx * dx + dy * dy + dz * dz)
     dx, dy, dz = ox - gx, oy - gy, oz - gz
     obj_to_target = math.sqrt(dx * dx + dy * dy + dz * dz)
-    caged = _mug_caging(env, action, (ox, oy, oz), _tcp(env))
+    caged = _mug_caging(env, action, (ox, oy, oz), tcp_xyz(env))
     if (
         caged is None
         or abs(target_to_obj - 0.05) < _EDGE
@@ -197,7 +189,7 @@ def dial_turn(env, obs, action) -> tuple[float, float]:
     px, py, pz = ox + 0.05, oy + 0.02, oz + 0.09
     gx, gy, gz = env._target_pos.tolist()
     qx, qy, qz = env.dial_push_position.tolist()
-    tx, ty, tz = _tcp(env)
+    tx, ty, tz = tcp_xyz(env)
     ix, iy, iz = env.init_tcp.tolist()
     dx, dy, dz = ox - gx, oy - gy, oz - gz
     target_to_obj = math.sqrt(dx * dx + dy * dy + dz * dz)

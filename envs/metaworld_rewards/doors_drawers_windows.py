@@ -16,7 +16,7 @@ from metaworld.envs.sawyer_drawer_open_v3 import SawyerDrawerOpenEnvV3
 from metaworld.envs.sawyer_window_close_v3 import SawyerWindowCloseEnvV3
 from metaworld.envs.sawyer_window_open_v3 import SawyerWindowOpenEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, tolerance
+from envs.metaworld_rewards.primitives import hamacher_product, tcp_xyz, tolerance
 
 _PI = math.pi
 _DOOR_TRIED = -_PI / 90.0
@@ -40,15 +40,6 @@ def _hamacher_f32(a: float, b: float) -> float:
     ab = _f32(a * b)
     denominator = _f32(_f32(a + b) - ab)
     return _f32(ab / denominator) if denominator > 0 else 0.0
-
-
-def _tcp(env) -> tuple[float, float, float]:
-    """``tcp_center`` (the finger sites' midpoint) as floats, the same arithmetic."""
-    right, left = env._fast_finger_sites
-    xpos = env.data.site_xpos
-    rx, ry, rz = xpos[right].tolist()
-    lx, ly, lz = xpos[left].tolist()
-    return (rx + lx) / 2.0, (ry + ly) / 2.0, (rz + lz) / 2.0
 
 
 def door_open(env, obs, action) -> tuple[float, float]:
@@ -88,7 +79,7 @@ def door_open(env, obs, action) -> tuple[float, float]:
 def door_close(env, obs, action) -> tuple[float, float]:
     """3 hand_in_place (tcp to target) + 6 in_place (handle to target), gaussian; 10 within 0.05."""
     ox, oy, oz = obs[4:7].tolist()
-    cx, cy, cz = _tcp(env)
+    cx, cy, cz = tcp_xyz(env)
     tx, ty, tz = env._target_pos.tolist()
     ix, iy, iz = env.obj_init_pos.tolist()
     px, py, pz = env.hand_init_pos.tolist()
@@ -167,7 +158,7 @@ def drawer_open(env, obs, action) -> tuple[float, float]:
 def drawer_close(env, obs, action) -> tuple[float, float]:
     """10 hamacher(hamacher(reach, gripper closed), in_place); 10 within TARGET_RADIUS + 0.015."""
     ox, oy, oz = obs[4:7].tolist()
-    cx, cy, cz = _tcp(env)
+    cx, cy, cz = tcp_xyz(env)
     tx, ty, tz = env._target_pos.tolist()
     ix, iy, iz = env.obj_init_pos.tolist()
     jx, jy, jz = env.init_tcp.tolist()
@@ -206,7 +197,7 @@ def drawer_close(env, obs, action) -> tuple[float, float]:
 def _window(env, handle_site: str, handle_init_x: float, reach_sigmoid: str) -> tuple[float, float]:
     """10 hamacher(reach (tcp to handle site), in_place (handle x to target x))."""
     ox, oy, oz = env.data.site_xpos[env._fast_site_id(handle_site)].tolist()
-    cx, cy, cz = _tcp(env)
+    cx, cy, cz = tcp_xyz(env)
     target_x = float(env._target_pos[0])
     target_radius = env.TARGET_RADIUS
 

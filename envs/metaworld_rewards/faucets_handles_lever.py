@@ -13,24 +13,10 @@ from metaworld.envs.sawyer_handle_pull_side_v3 import SawyerHandlePullSideEnvV3
 from metaworld.envs.sawyer_handle_pull_v3 import SawyerHandlePullEnvV3
 from metaworld.envs.sawyer_lever_pull_v3 import SawyerLeverPullEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, tolerance
+from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz, tolerance
 
 _HALF_PI = math.pi / 2.0
 _LEVER_SUCCESS = math.pi / 24
-
-
-def _tcp(env) -> tuple[float, float, float]:
-    """``tcp_center`` as floats: (right + left) / 2.0 per axis, as the numpy version rounds."""
-    right, left = env._fast_finger_sites
-    xpos = env.data.site_xpos
-    r0, r1, r2 = xpos[right].tolist()
-    l0, l1, l2 = xpos[left].tolist()
-    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
-
-
-def _dist(a0, a1, a2, b0, b1, b2) -> float:
-    x, y, z = a0 - b0, a1 - b1, a2 - b2
-    return math.sqrt(x * x + y * y + z * z)
 
 
 def _hamacher_any(a, b):
@@ -75,12 +61,12 @@ def _faucet(env, obs, dx: float, dz: float) -> tuple[float, float]:
     g0, g1, g2 = env._target_pos.tolist()
     i0, i1, i2 = env.obj_init_pos.tolist()
     t0, t1, t2 = env.init_tcp.tolist()
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     radius = env._target_radius
-    target_to_obj = _dist(o0, o1, o2, g0, g1, g2)
-    in_place = tolerance(target_to_obj, 0, radius, abs(_dist(i0, i1, i2, g0, g1, g2) - radius), "long_tail")
-    tcp_to_obj = _dist(o0, o1, o2, *tcp)
-    reach = tolerance(tcp_to_obj, 0, 0.01, abs(_dist(i0, i1, i2, t0, t1, t2) - 0.01), "gaussian")
+    target_to_obj = dist(o0, o1, o2, g0, g1, g2)
+    in_place = tolerance(target_to_obj, 0, radius, abs(dist(i0, i1, i2, g0, g1, g2) - radius), "long_tail")
+    tcp_to_obj = dist(o0, o1, o2, *tcp)
+    reach = tolerance(tcp_to_obj, 0, 0.01, abs(dist(i0, i1, i2, t0, t1, t2) - 0.01), "gaussian")
     reward = 10.0 if target_to_obj <= radius else (2 * reach + 3 * in_place) * 2
     return reward, float(target_to_obj <= 0.07)
 
@@ -103,7 +89,7 @@ def _handle_press(env) -> tuple[float, float]:
     radius = env.TARGET_RADIUS
     target_to_obj = abs(o2 - g2)
     in_place = tolerance(target_to_obj, 0, radius, abs(abs(h2 - g2) - radius), "long_tail")
-    reach = tolerance(_dist(o0, o1, o2, *_tcp(env)), 0, 0.02, abs(_dist(h0, h1, h2, t0, t1, t2) - 0.02), "long_tail")
+    reach = tolerance(dist(o0, o1, o2, *tcp_xyz(env)), 0, 0.02, abs(dist(h0, h1, h2, t0, t1, t2) - 0.02), "long_tail")
     success = target_to_obj <= radius
     reward = 1.0 if success else hamacher_product(reach, in_place)
     return reward * 10, float(success)
@@ -122,11 +108,11 @@ def handle_press_side(env, obs, action) -> tuple[float, float]:
 def _handle_pull(env, obs, action, target_to_obj: float, target_to_obj_init: float, lifted_axis: int,
                  pad_success_thresh: float, obj_radius: float) -> float:  # fmt: skip
     obj = obs[4:7].tolist()
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     in_place = tolerance(target_to_obj, 0, env.TARGET_RADIUS, target_to_obj_init, "long_tail")
     grasped = _caging_high_density(env, action, obj, tcp, obj_radius, pad_success_thresh, 0.01)
     reward = _hamacher_any(grasped, in_place)
-    if (_dist(*obj, *tcp) < 0.035 and obs[3] > 0
+    if (dist(*obj, *tcp) < 0.035 and obs[3] > 0
             and obj[lifted_axis] - 0.01 > float(env.obj_init_pos[2])):  # fmt: skip
         reward += 1.0 + 5.0 * in_place
     if target_to_obj < env.TARGET_RADIUS:
@@ -150,8 +136,8 @@ def handle_pull_side(env, obs, action) -> tuple[float, float]:
     o0, o1, o2 = obs[4:7].tolist()
     g0, g1, g2 = env._target_pos.tolist()
     i0, i1, i2 = env.obj_init_pos.tolist()
-    target_to_obj = _dist(o0, o1, o2, g0, g1, g2)
-    target_to_obj_init = _dist(i0, i1, i2, g0, g1, g2)
+    target_to_obj = dist(o0, o1, o2, g0, g1, g2)
+    target_to_obj_init = dist(i0, i1, i2, g0, g1, g2)
     reward = _handle_pull(env, obs, action, target_to_obj, target_to_obj_init, 2, 0.06, 0.032)
     return reward, float(target_to_obj <= 0.08)
 
@@ -166,10 +152,10 @@ def lever_pull(env, obs, action) -> tuple[float, float]:
     t0, t1, t2 = env.init_tcp.tolist()
     s0, s1, s2 = env._lever_pos_init.tolist()
     g0, g1, g2 = env._target_pos.tolist()
-    shoulder = _dist((p0 + 0.0 - l0) * 4.0, (p1 + 0.055 - l1) * 1.0, (p2 + 0.07 - l2) * 4.0, 0.0, 0.0, 0.0)
-    shoulder_init = _dist((t0 + 0.0 - s0) * 4.0, (t1 + 0.055 - s1) * 1.0, (t2 + 0.07 - s2) * 4.0, 0.0, 0.0, 0.0)
+    shoulder = dist((p0 + 0.0 - l0) * 4.0, (p1 + 0.055 - l1) * 1.0, (p2 + 0.07 - l2) * 4.0, 0.0, 0.0, 0.0)
+    shoulder_init = dist((t0 + 0.0 - s0) * 4.0, (t1 + 0.055 - s1) * 1.0, (t2 + 0.07 - s2) * 4.0, 0.0, 0.0, 0.0)
     ready_to_lift = tolerance(shoulder, 0, 0.02, shoulder_init, "long_tail")
-    in_place = tolerance(_dist(l0, l1, l2, g0, g1, g2), 0, 0.04, _dist(s0, s1, s2, g0, g1, g2), "long_tail")
+    in_place = tolerance(dist(l0, l1, l2, g0, g1, g2), 0, 0.04, dist(s0, s1, s2, g0, g1, g2), "long_tail")
     lever_error = abs(-float(env.data.qpos[adr]) - _HALF_PI)
     return 10.0 * hamacher_product(ready_to_lift, in_place), float(lever_error <= _LEVER_SUCCESS)
 

@@ -13,21 +13,9 @@ from metaworld.envs.sawyer_plate_slide_back_v3 import SawyerPlateSlideBackEnvV3
 from metaworld.envs.sawyer_plate_slide_side_v3 import SawyerPlateSlideSideEnvV3
 from metaworld.envs.sawyer_plate_slide_v3 import SawyerPlateSlideEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, rect_prism_tolerance, tolerance
+from envs.metaworld_rewards.primitives import dist, hamacher_product, rect_prism_tolerance, tcp_xyz, tolerance
 
 _F32 = np.float32
-
-
-def _tcp(env, site_xpos) -> tuple[float, float, float]:
-    right, left = env._fast_finger_sites
-    r0, r1, r2 = site_xpos[right].tolist()
-    l0, l1, l2 = site_xpos[left].tolist()
-    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
-
-
-def _dist(a0, a1, a2, b0, b1, b2) -> float:
-    x, y, z = a0 - b0, a1 - b1, a2 - b2
-    return math.sqrt(x * x + y * y + z * z)
 
 
 def _len(x, y, z) -> float:
@@ -71,15 +59,15 @@ def _caging_high_density(env, action, obj, tcp, obj_radius, pad_thresh, xz_thres
 
 
 def _plate_terms(env, obs, margin_offset):
-    tcp = _tcp(env, env.data.site_xpos)
+    tcp = tcp_xyz(env)
     o0, o1, o2 = obs[4:7].tolist()
     g0, g1, g2 = env._target_pos.tolist()
     i0, i1, i2 = env.obj_init_pos.tolist()
     t0, t1, t2 = env.init_tcp.tolist()
-    obj_to_target = _dist(o0, o1, o2, g0, g1, g2)
-    in_place = tolerance(obj_to_target, 0, 0.05, _dist(i0, i1, i2, g0, g1, g2) - margin_offset, "long_tail")
-    tcp_to_obj = _dist(tcp[0], tcp[1], tcp[2], o0, o1, o2)
-    grasped = tolerance(tcp_to_obj, 0, 0.05, _dist(t0, t1, t2, i0, i1, i2) - margin_offset, "long_tail")
+    obj_to_target = dist(o0, o1, o2, g0, g1, g2)
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(i0, i1, i2, g0, g1, g2) - margin_offset, "long_tail")
+    tcp_to_obj = dist(tcp[0], tcp[1], tcp[2], o0, o1, o2)
+    grasped = tolerance(tcp_to_obj, 0, 0.05, dist(t0, t1, t2, i0, i1, i2) - margin_offset, "long_tail")
     return tcp, obj_to_target, in_place, tcp_to_obj, grasped
 
 
@@ -127,14 +115,14 @@ def peg_insert_side(env, obs, action):
     """hamacher(caging, head-in-hole gated by the collision prisms); +1 + 5 * in_place once lifted
     and open; 10 within 0.07 (y, z weighted 2) of the hole."""
     site_xpos = env.data.site_xpos
-    tcp = _tcp(env, site_xpos)
+    tcp = tcp_xyz(env)
     tcp_opened, o0, o1, o2 = obs[3:7].tolist()
     obj = (o0, o1, o2)
     head_id, brc1_id, tlc1_id, brc2_id, tlc2_id = _ids(env, ("plates_pegs", "peg_insert"), "site", _PEG_INSERT_SITES)
     h0, h1, h2 = head = site_xpos[head_id].tolist()
     g0, g1, g2 = env._target_pos.tolist()
     p0, p1, p2 = env.peg_head_pos_init.tolist()
-    tcp_to_obj = _dist(o0, o1, o2, tcp[0], tcp[1], tcp[2])
+    tcp_to_obj = dist(o0, o1, o2, tcp[0], tcp[1], tcp[2])
     obj_to_target = _len((h0 - g0) * 1.0, (h1 - g1) * 2.0, (h2 - g2) * 2.0)
     margin = _len((p0 - g0) * 1.0, (p1 - g1) * 2.0, (p2 - g2) * 2.0)
     in_place = tolerance(obj_to_target, 0, env.TARGET_RADIUS, margin, "long_tail")
@@ -165,15 +153,15 @@ def peg_insert_side(env, obs, action):
 def peg_unplug_side(env, obs, action):
     """2 * caging; 1 + 2 * caging + 5 * peg near goal once pulled with the gripper open near it;
     10 within 0.05 of the goal."""
-    tcp = _tcp(env, env.data.site_xpos)
+    tcp = tcp_xyz(env)
     tcp_opened, o0, o1, o2 = obs[3:7].tolist()
     obj = (o0, o1, o2)
     g0, g1, g2 = env._target_pos.tolist()
     i0, i1, i2 = env.obj_init_pos.tolist()
-    tcp_to_obj = _dist(o0, o1, o2, tcp[0], tcp[1], tcp[2])
-    obj_to_target = _dist(o0, o1, o2, g0, g1, g2)
+    tcp_to_obj = dist(o0, o1, o2, tcp[0], tcp[1], tcp[2])
+    obj_to_target = dist(o0, o1, o2, g0, g1, g2)
     grasped = _caging_high_density(env, action, obj, tcp, 0.025, 0.05, 0.005, 0.8)
-    in_place = tolerance(obj_to_target, 0, 0.05, _dist(i0, i1, i2, g0, g1, g2), "long_tail")
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(i0, i1, i2, g0, g1, g2), "long_tail")
     grasp_success = tcp_opened > 0.5 and (o0 - i0 > 0.015)
     reward = 2 * grasped  # float32 arithmetic below when grasped is float32, as in Meta-World
     if grasp_success and tcp_to_obj < 0.035:

@@ -15,6 +15,22 @@ _LONG_TAIL_SCALE = math.sqrt(1 / _VALUE_AT_MARGIN - 1)
 _GAUSSIAN_SCALE = math.sqrt(-2 * math.log(_VALUE_AT_MARGIN))
 
 
+def tcp_xyz(env) -> tuple[float, float, float]:
+    """``env.tcp_center`` as floats: the midpoint of the finger sites, (right + left) / 2.0 per
+    axis as numpy rounds it."""
+    right, left = env._fast_finger_sites
+    site_xpos = env.data.site_xpos
+    r0, r1, r2 = site_xpos[right].tolist()
+    l0, l1, l2 = site_xpos[left].tolist()
+    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
+
+
+def dist(ax: float, ay: float, az: float, bx: float, by: float, bz: float) -> float:
+    """|a - b| for two points given as coordinates."""
+    x, y, z = ax - bx, ay - by, az - bz
+    return math.sqrt(x * x + y * y + z * z)
+
+
 def norm3(a, b) -> float:
     """|a - b| for 3-vectors."""
     x, y, z = a[0] - b[0], a[1] - b[1], a[2] - b[2]

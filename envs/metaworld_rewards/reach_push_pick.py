@@ -14,7 +14,7 @@ from metaworld.envs.sawyer_push_wall_v3 import SawyerPushWallEnvV3
 from metaworld.envs.sawyer_reach_v3 import SawyerReachEnvV3
 from metaworld.envs.sawyer_reach_wall_v3 import SawyerReachWallEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product
+from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz
 
 _IDS = ("reach_push_pick", "sites_and_pads")
 
@@ -35,14 +35,6 @@ def _read(env) -> tuple[float, float, float, float, float]:
     return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0, float(xpos[left_pad, 1]), float(xpos[right_pad, 1])
 
 
-def _tcp(env) -> tuple[float, float, float]:
-    right, left = env._fast_finger_sites
-    sx = env.data.site_xpos
-    r0, r1, r2 = sx[right].tolist()
-    l0, l1, l2 = sx[left].tolist()
-    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
-
-
 def _long_tail(x: float, lower: float, upper: float, margin: float) -> float:
     """``tolerance(x, (lower, upper), margin, "long_tail")`` at the default value 0.1 at the
     margin (scale sqrt(1 / 0.1 - 1) = 3.0 exactly), same ValueError on a negative margin."""
@@ -54,11 +46,6 @@ def _long_tail(x: float, lower: float, upper: float, margin: float) -> float:
         return 0.0
     t = ((lower - x) if x < lower else (x - upper)) / margin * 3.0
     return 1 / (t * t + 1)
-
-
-def _dist(ax, ay, az, bx, by, bz) -> float:
-    x, y, z = ax - bx, ay - by, az - bz
-    return math.sqrt(x * x + y * y + z * z)
 
 
 def _caging(env, action, ox, oy, oz, tx, tz, ly, ry, obj_radius, pad_success_thresh, xz_thresh,
@@ -91,11 +78,11 @@ def _caging(env, action, ox, oy, oz, tx, tz, ly, ry, obj_radius, pad_success_thr
 
 
 def _reach_to_target(env) -> tuple[float, float]:
-    tx, ty, tz = _tcp(env)
+    tx, ty, tz = tcp_xyz(env)
     g0, g1, g2 = env._target_pos.tolist()
     h = env.hand_init_pos
-    tcp_to_target = _dist(tx, ty, tz, g0, g1, g2)
-    margin = _dist(float(h[0]), float(h[1]), float(h[2]), g0, g1, g2)
+    tcp_to_target = dist(tx, ty, tz, g0, g1, g2)
+    margin = dist(float(h[0]), float(h[1]), float(h[2]), g0, g1, g2)
     in_place = _long_tail(tcp_to_target, 0, 0.05, margin)
     return 10 * in_place, float(tcp_to_target <= 0.05)
 
@@ -117,9 +104,9 @@ def push(env, obs, action) -> tuple[float, float]:
     tx, ty, tz, ly, ry = _read(env)
     g0, g1, g2 = env._target_pos.tolist()
     init = env.obj_init_pos
-    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
-    target_to_obj = _dist(ox, oy, oz, g0, g1, g2)
-    target_to_obj_init = _dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
+    tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
+    target_to_obj = dist(ox, oy, oz, g0, g1, g2)
+    target_to_obj_init = dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
     radius = env.TARGET_RADIUS
     in_place = _long_tail(target_to_obj, 0, radius, target_to_obj_init)
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
@@ -139,14 +126,14 @@ def push_wall(env, obs, action) -> tuple[float, float]:
     g0, g1, g2 = env._target_pos.tolist()
     init = env.obj_init_pos
     ix, iy, iz = float(init[0]), float(init[1]), float(init[2])
-    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
     # midpoint (-0.05, 0.77, obj z), x scaled by 3
     mx, my = (ox - -0.05) * 3.0, oy - 0.77
     obj_to_midpoint = math.sqrt(mx * mx + my * my)
     mx, my, mz = (ix - -0.05) * 3.0, iy - 0.77, iz - oz
     obj_to_midpoint_init = math.sqrt(mx * mx + my * my + mz * mz)
-    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
-    obj_to_target_init = _dist(ix, iy, iz, g0, g1, g2)
+    obj_to_target = dist(ox, oy, oz, g0, g1, g2)
+    obj_to_target_init = dist(ix, iy, iz, g0, g1, g2)
     in_place_part1 = _long_tail(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init)
     in_place_part2 = _long_tail(obj_to_target, 0, 0.05, obj_to_target_init)
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
@@ -192,9 +179,9 @@ def push_back(env, obs, action) -> tuple[float, float]:
     tx, ty, tz, ly, ry = _read(env)
     g0, g1, g2 = env._target_pos.tolist()
     init = env.obj_init_pos
-    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
-    target_to_obj = _dist(ox, oy, oz, g0, g1, g2)
-    target_to_obj_init = _dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
+    tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
+    target_to_obj = dist(ox, oy, oz, g0, g1, g2)
+    target_to_obj_init = dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
     radius = env.TARGET_RADIUS
     in_place = _long_tail(target_to_obj, 0, radius, target_to_obj_init)
     object_grasped = _push_back_caging(env, ox, oy, oz, tx, tz, ly, ry, env.OBJ_RADIUS)
@@ -235,9 +222,9 @@ def pick_place(env, obs, action) -> tuple[float, float]:
     g0, g1, g2 = env._target_pos.tolist()
     init = env.obj_init_pos
     iz = float(init[2])
-    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
-    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
-    in_place_margin = _dist(float(init[0]), float(init[1]), iz, g0, g1, g2)
+    obj_to_target = dist(ox, oy, oz, g0, g1, g2)
+    tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
+    in_place_margin = dist(float(init[0]), float(init[1]), iz, g0, g1, g2)
     in_place = _long_tail(obj_to_target, 0, 0.05, in_place_margin)
     object_grasped = _pick_place_caging(env, action, ox, oy, oz, tx, tz, ly, ry)
     reward = hamacher_product(object_grasped, in_place)
@@ -257,14 +244,14 @@ def pick_place_wall(env, obs, action) -> tuple[float, float]:
     g0, g1, g2 = env._target_pos.tolist()
     init = env.obj_init_pos
     ix, iy, iz = float(init[0]), float(init[1]), float(init[2])
-    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
+    tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
     # midpoint (target x, 0.77, 0.25), z scaled by 3
     mx, my, mz = ox - g0, oy - 0.77, (oz - 0.25) * 3.0
     obj_to_midpoint = math.sqrt(mx * mx + my * my + mz * mz)
     mx, my, mz = ix - g0, iy - 0.77, (iz - 0.25) * 3.0
     obj_to_midpoint_init = math.sqrt(mx * mx + my * my + mz * mz)
-    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
-    obj_to_target_init = _dist(ix, iy, iz, g0, g1, g2)
+    obj_to_target = dist(ox, oy, oz, g0, g1, g2)
+    obj_to_target_init = dist(ix, iy, iz, g0, g1, g2)
     in_place_part1 = _long_tail(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init)
     in_place_part2 = _long_tail(obj_to_target, 0, 0.05, obj_to_target_init)
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005)
@@ -288,9 +275,9 @@ def pick_out_of_hole(env, obs, action) -> tuple[float, float]:
     g0, g1, g2 = env._target_pos.tolist()
     init = env.obj_init_pos
     ix, iy, iz = float(init[0]), float(init[1]), float(init[2])
-    obj_to_target = _dist(ox, oy, oz, g0, g1, g2)
-    tcp_to_obj = _dist(ox, oy, oz, tx, ty, tz)
-    in_place_margin = _dist(ix, iy, iz, g0, g1, g2)
+    obj_to_target = dist(ox, oy, oz, g0, g1, g2)
+    tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
+    in_place_margin = dist(ix, iy, iz, g0, g1, g2)
     dx, dy = tx - ix, ty - iy
     radius = math.sqrt(dx * dx + dy * dy)
     floor = 0.0 if radius <= 0.03 else 0.015 * math.log(radius - 0.03) + 0.15

@@ -12,27 +12,14 @@ from metaworld.envs.sawyer_stick_push_v3 import SawyerStickPushEnvV3
 from metaworld.envs.sawyer_sweep_into_goal_v3 import SawyerSweepIntoGoalEnvV3
 from metaworld.envs.sawyer_sweep_v3 import SawyerSweepEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, tolerance
+from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz, tolerance
 
 _sqrt = math.sqrt
-
-
-def _tcp(env) -> tuple[float, float, float]:
-    right, left = env._fast_finger_sites
-    sx = env.data.site_xpos
-    r0, r1, r2 = sx[right].tolist()
-    l0, l1, l2 = sx[left].tolist()
-    return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0
 
 
 def _pads_y(env) -> tuple[float, float]:
     xpos = env.data.xpos
     return float(xpos[env._fast_body_id("leftpad")][1]), float(xpos[env._fast_body_id("rightpad")][1])
-
-
-def _dist(ax, ay, az, bx, by, bz) -> float:
-    x, y, z = ax - bx, ay - by, az - bz
-    return _sqrt(x * x + y * y + z * z)
 
 
 def _caging(env, action, tcp, ox, oy, oz, init, obj_radius, pad_thresh, xz_thresh, high_density) -> float:
@@ -100,7 +87,7 @@ def soccer(env, obs, action) -> tuple[float, float]:
     goal_line = ty - 0.1
     if oy > goal_line and abs(ox - tx) > 0.10:
         in_place = min(max(in_place - 2 * ((oy - goal_line) / (1 - goal_line)), 0.0), 1.0)
-    object_grasped = _pad_caging(env, _tcp(env), ox, oy, oz, env.OBJ_RADIUS, env.OBJ_RADIUS + 0.01, 0.005)
+    object_grasped = _pad_caging(env, tcp_xyz(env), ox, oy, oz, env.OBJ_RADIUS, env.OBJ_RADIUS + 0.01, 0.005)
     reward = (3 * object_grasped) + (6.5 * in_place)
     if target_to_obj < radius:
         reward = 10.0
@@ -113,19 +100,19 @@ def stick_push(env, obs, action) -> tuple[float, float]:
     o = obs.tolist()
     sx, sy, sz = o[4] + 0.015, o[5] + 0.0, o[6] + 0.0
     cx, cy, cz = o[11], o[12], o[13]
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     tx, ty, tz = env._target_pos.tolist()
     init = env.stick_init_pos.tolist()
     object_grasped = _caging(env, action, tcp, sx, sy, sz, init, 0.04, 0.05, 0.01, True)
     reward = object_grasped
-    container_to_target = _dist(cx, cy, cz, tx, ty, tz)
+    container_to_target = dist(cx, cy, cz, tx, ty, tz)
     # Meta-World builds both tolerances every step, and a negative margin raises there
-    stick_margin = _dist(*init, tx, ty, tz) - 0.12
-    container_margin = _dist(*env.obj_init_pos.tolist(), tx, ty, tz) - 0.12
+    stick_margin = dist(*init, tx, ty, tz) - 0.12
+    container_margin = dist(*env.obj_init_pos.tolist(), tx, ty, tz) - 0.12
     if stick_margin < 0 or container_margin < 0:
         raise ValueError(f"`margin` must be non-negative. Current value: {min(stick_margin, container_margin)}")
-    if _dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > init[2]:
-        stick_in_place = tolerance(_dist(sx, sy, sz, tx, ty, tz), 0, 0.12, stick_margin, "long_tail")
+    if dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > init[2]:
+        stick_in_place = tolerance(dist(sx, sy, sz, tx, ty, tz), 0, 0.12, stick_margin, "long_tail")
         container_in_place = tolerance(container_to_target, 0, 0.12, container_margin, "long_tail")
         reward = 2.0 + 5.0 * stick_in_place + 3.0 * container_in_place
         if container_to_target <= 0.12:
@@ -151,18 +138,18 @@ def stick_pull(env, obs, action) -> tuple[float, float]:
     sx, sy, sz = o[4], o[5], o[6]
     hx, hy, hz = o[11], o[12], o[13]
     cx, cy, cz = hx + 0.05, hy + 0.0, hz + 0.0
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     tx, ty, tz = env._target_pos.tolist()
     six, siy, siz = env.stick_init_pos.tolist()
     obj_init = env.obj_init_pos.tolist()
     ix, iy, iz = obj_init
-    handle_to_target = _dist(hx, hy, hz, tx, ty, tz)
+    handle_to_target = dist(hx, hy, hz, tx, ty, tz)
     x, y, z = sx - cx, sy - cy, (sz - cz) * 2.0
     stick_to_container = _sqrt(x * x + y * y + z * z)
     x, y, z = six - (ix + 0.05), siy - (iy + 0.0), (siz - (iz + 0.0)) * 2.0
     stick_in_place = tolerance(stick_to_container, 0, 0.05, _sqrt(x * x + y * y + z * z), "long_tail")
     object_grasped = _caging(env, action, tcp, sx, sy, sz, obj_init, 0.014, 0.05, 0.01, True)
-    grasp_success = _dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > siz
+    grasp_success = dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > siz
     if grasp_success:
         object_grasped = 1
     in_place_and_object_grasped = hamacher_product(object_grasped, stick_in_place)
@@ -173,10 +160,10 @@ def stick_pull(env, obs, action) -> tuple[float, float]:
     if grasp_success:
         reward = 1.0 + in_place_and_object_grasped + 5.0 * stick_in_place
         if inserted:
-            stick_in_place_2 = tolerance(_dist(sx, sy, sz, tx, ty, tz), 0, 0.05,
-                                         _dist(six, siy, siz, tx, ty, tz), "long_tail")  # fmt: skip
-            container_in_place = tolerance(_dist(cx, cy, cz, tx, ty, tz), 0, 0.05,
-                                           _dist(ix, iy, iz, tx, ty, tz), "long_tail")  # fmt: skip
+            stick_in_place_2 = tolerance(dist(sx, sy, sz, tx, ty, tz), 0, 0.05,
+                                         dist(six, siy, siz, tx, ty, tz), "long_tail")  # fmt: skip
+            container_in_place = tolerance(dist(cx, cy, cz, tx, ty, tz), 0, 0.05,
+                                           dist(ix, iy, iz, tx, ty, tz), "long_tail")  # fmt: skip
             reward = 1.0 + in_place_and_object_grasped + 5.0 + 2.0 * stick_in_place_2 + 1.0 * container_in_place
             if handle_to_target <= 0.12:
                 reward = 10.0
@@ -188,11 +175,11 @@ def shelf_place(env, obs, action) -> tuple[float, float]:
     held: + 1 + 5 in place; 10 on the target."""
     o = obs.tolist()
     ox, oy, oz = o[4], o[5], o[6]
-    tcp = _tcp(env)
+    tcp = tcp_xyz(env)
     tx, ty, tz = env._target_pos.tolist()
     obj_init = env.obj_init_pos.tolist()
-    obj_to_target = _dist(ox, oy, oz, tx, ty, tz)
-    in_place = tolerance(obj_to_target, 0, 0.05, _dist(*obj_init, tx, ty, tz), "long_tail")
+    obj_to_target = dist(ox, oy, oz, tx, ty, tz)
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(*obj_init, tx, ty, tz), "long_tail")
     object_grasped = _caging(env, action, tcp, ox, oy, oz, obj_init, 0.02, 0.05, 0.01, False)
     reward = hamacher_product(object_grasped, in_place)
     # after np.clip Meta-World's in_place is a numpy float64, which turns a float32 reward into
@@ -207,7 +194,7 @@ def shelf_place(env, obs, action) -> tuple[float, float]:
     if in_front and oy > ty:
         in_place = 0.0
         clipped = False
-    if _dist(ox, oy, oz, *tcp) < 0.025 and o[3] > 0 and oz - 0.01 > obj_init[2]:
+    if dist(ox, oy, oz, *tcp) < 0.025 and o[3] > 0 and oz - 0.01 > obj_init[2]:
         bonus = 1.0 + 5.0 * in_place
         reward = (float(reward) + bonus) if clipped else (reward + bonus)
     if obj_to_target < 0.05:
@@ -221,9 +208,9 @@ def _sweep(env, obs, target_z_from_obj: bool, grip_margin: float, xz_margin: flo
     tx, ty, tz = env._target_pos.tolist()
     if target_z_from_obj:
         tz = oz
-    obj_to_target = _dist(ox, oy, oz, tx, ty, tz)
-    in_place = tolerance(obj_to_target, 0, 0.05, _dist(*env.obj_init_pos.tolist(), tx, ty, tz), "long_tail")
-    object_grasped = _pad_caging(env, _tcp(env), ox, oy, oz, env.OBJ_RADIUS, grip_margin, xz_margin)
+    obj_to_target = dist(ox, oy, oz, tx, ty, tz)
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(*env.obj_init_pos.tolist(), tx, ty, tz), "long_tail")
+    object_grasped = _pad_caging(env, tcp_xyz(env), ox, oy, oz, env.OBJ_RADIUS, grip_margin, xz_margin)
     reward = (2 * object_grasped) + (6 * hamacher_product(object_grasped, in_place))
     if obj_to_target < 0.05:
         reward = 10.0
