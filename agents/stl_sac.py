@@ -180,11 +180,13 @@ class STLTrainer:
     def _evaluate(self) -> None:
         cfg = self.cfg
         if self.eval_envs is None:
-            self.eval_envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps,
-                                             terminate_on_success=True, num_goals=cfg.num_goals)  # fmt: skip
+            from mtrl.trainer import make_eval_envs  # the trainer imports agents: imported at use
 
-        def policy(obs: np.ndarray) -> np.ndarray:
-            return np.stack([model.predict(obs[t], deterministic=True)[0] for t, model in enumerate(self.models)])
+            self.eval_envs = make_eval_envs(cfg, self.taskset)
+
+        def policy(obs: np.ndarray) -> np.ndarray:  # row i is task i % K (eval_envs_per_task copies)
+            K = len(self.models)
+            return np.stack([self.models[i % K].predict(o, deterministic=True)[0] for i, o in enumerate(obs)])
 
         shown = self.progress.evaluation(self.counters.env_steps)
         result = evaluate(policy, self.eval_envs, self.task_names, cfg.eval_episodes, seed=cfg.seed, progress=shown)

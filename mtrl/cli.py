@@ -243,10 +243,9 @@ def _eval(args) -> int:
     from agents.mtsac import MTSAC
     from envs.evaluation import evaluate
     from envs.tasksets import get_taskset
-    from envs.vector import make_vector_env
     from mtrl.checkpoint import CheckpointError, load_latest_checkpoint
     from mtrl.progress import EvalProgress
-    from mtrl.trainer import resolve_device
+    from mtrl.trainer import make_eval_envs, resolve_device
 
     run_dir = Path(args.run_dir)
     cfg = _load_run_config(run_dir)
@@ -261,8 +260,7 @@ def _eval(args) -> int:
     taskset = get_taskset(cfg.taskset)
     if cfg.agent != "mtsac":
         raise UsageError(f"mtrl eval reads MT-SAC checkpoints; {run_dir} is an {cfg.agent} run (its eval.jsonl has its evaluations)")
-    envs = make_vector_env(taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, terminate_on_success=True,
-                           num_goals=cfg.num_goals)  # fmt: skip
+    envs = make_eval_envs(cfg, taskset)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = MTSAC(obs_dim, action_dim, taskset.num_tasks, cfg.sac).to(resolve_device(cfg.device))
     agent.load_state_dict(state["agent"])

@@ -141,6 +141,7 @@ class Config:
     buffer_size: int = 1_000_000  # split equally over tasks
     eval_every: int = 200_000
     eval_episodes: int = 50  # per task
+    eval_envs_per_task: int = 1  # copies of each task's eval env sharing its episodes (fast path only)
     checkpoint_every: int = 200_000
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
@@ -330,14 +331,15 @@ def validate(cfg: Config) -> None:
     from envs.tasksets import get_taskset
 
     try:
-        task_names = list(get_taskset(cfg.taskset).tasks)
+        taskset = get_taskset(cfg.taskset)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    task_names = list(taskset.tasks)
     num_tasks = len(task_names)
     positive = [
         "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
         "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
-        "grad_stats_every", "max_nonfinite_in_row", "num_goals",
+        "grad_stats_every", "max_nonfinite_in_row", "num_goals", "eval_envs_per_task",
     ]  # fmt: skip
     for key in positive:
         if getattr(cfg, key) <= 0:
@@ -356,6 +358,9 @@ def validate(cfg: Config) -> None:
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
+    if cfg.eval_envs_per_task > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
+        raise ConfigError(f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
+                          f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1")  # fmt: skip
     _validate_balancers(cfg.balancer, task_names)
     if cfg.agent == "stl_sac":
         _validate_stl(cfg)

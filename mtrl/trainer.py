@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from agents.mtsac import CRITIC_LOSS, MTSAC
 from envs.evaluation import EvalResult, evaluate
 from envs.metaworld_fast import MetaWorldVectorEnv
-from envs.tasksets import get_taskset
+from envs.tasksets import TaskSet, get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
 from mtrl.compile import CompiledFunction, resolve_compile
@@ -63,6 +64,13 @@ def _catch_stop_signals(trainer: "Trainer") -> dict:
 def _restore_signals(handlers: dict) -> None:
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
+
+
+def make_eval_envs(cfg: Config, taskset: TaskSet) -> gym.vector.VectorEnv:
+    """The evaluation envs of a run: episodes end at the first success, and on the fast path
+    ``eval_envs_per_task`` copies of each task share its episodes (``envs.evaluation.evaluate``)."""
+    return make_vector_env(taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, terminate_on_success=True,
+                           num_goals=cfg.num_goals, copies=cfg.eval_envs_per_task)  # fmt: skip
 
 
 def next_mark(mark: int, every: int, step: int) -> int:
@@ -450,10 +458,7 @@ class Trainer:
         """The evaluation at this env step; False, with nothing of it logged or kept, when a stop
         signal cut it short (checked before every vector step of it)."""
         if self.eval_envs is None:
-            self.eval_envs = make_vector_env(
-                self.taskset, self.cfg.seed, self.cfg.vector_strategy, self.cfg.max_episode_steps,
-                terminate_on_success=True, num_goals=self.cfg.num_goals,
-            )  # fmt: skip
+            self.eval_envs = make_eval_envs(self.cfg, self.taskset)
         shown = self.progress.evaluation(self.counters.env_steps)
         result = evaluate(lambda o: self.agent.act(o, deterministic=True), self.eval_envs, self.task_names,
                           self.cfg.eval_episodes, seed=self.cfg.seed, progress=shown,
