@@ -306,13 +306,14 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         j-th episode of a single env of task t would draw from its RNG as seeded now: copy c runs
         episodes c, c + copies, c + 2 copies, ... Evaluation calls it after re-seeding, so any
         number of copies evaluates the same (task, goal) pairs. Episodes past the plan repeat the
-        last goal (they are not counted)."""
+        last goal (they are not counted; evaluation leaves those sub-envs idle)."""
         queues = []
         for i, wrapped in enumerate(self._wrapped):
             rng = copy.deepcopy(self.envs[i].np_random)  # the draws RandomTaskSelectWrapper would make
             tasks = wrapped.get_wrapper_attr("tasks")
             draws = [tasks[rng.choice(len(tasks))] for _ in range(num_episodes)]
-            queues.append(collections.deque(draws[i // self.num_tasks :: self.copies]))
+            # a copy with no episode to run (copies > episodes) still needs a goal to reset to
+            queues.append(collections.deque(draws[i // self.num_tasks :: self.copies] or draws[:1]))
             wrapped.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
         self._goal_queues = queues
 
@@ -338,9 +339,8 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
-        n, dim = self.num_envs, self._env_obs_dim
-        obs = self._obs  # the one-hot columns stay as set in __init__
-        rewards = np.empty(n, dtype=np.float64)
+        n = self.num_envs
+        rewards = np.zeros(n, dtype=np.float64)
         success = np.zeros(n, dtype=np.float64)
         truncated = np.zeros(n, dtype=bool)
         # SawyerXYZEnv.set_xyz_action for every sub-env at once, in the same dtypes: an action
@@ -348,11 +348,23 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         delta = np.clip(actions[:, :3], -1, 1) * self._action_scale[:, None].astype(actions.dtype)
         mocap = np.concatenate([env.data.mocap_pos for env in self.envs])  # one mocap body each
         mocap = np.clip(mocap + delta, self._mocap_low, self._mocap_high)
-        idle = self.idle
-        for i, env in enumerate(self.envs):
-            if idle is not None and idle[i]:
-                rewards[i] = 0.0
+        idle = np.zeros(n, dtype=bool) if self.idle is None else self.idle
+        self._step_envs(range(n), actions, mocap, idle, (rewards, success, truncated))
+        self._elapsed += 1
+        truncated |= self._elapsed >= self._max_episode_steps
+        truncated &= ~idle
+        terminated = success == 1.0 if self._terminate_on_success else np.zeros(n, dtype=bool)
+        return self._obs.copy(), rewards, terminated, truncated, {"success": success}
+
+    def _step_envs(self, indices: range, actions: np.ndarray, mocap: np.ndarray, idle: np.ndarray, out: tuple) -> None:
+        """``SawyerXYZEnv.step`` from the physics on, for the sub-envs ``indices``; writes their
+        observations into ``self._obs`` and reward, success and Meta-World's own truncation into ``out``."""
+        rewards, success, truncated = out
+        obs, dim = self._obs, self._env_obs_dim  # the one-hot columns stay as set in __init__
+        for i in indices:
+            if idle[i]:
                 continue
+            env = self.envs[i]
             data = env.data
             if env.curr_path_length >= env.max_path_length:
                 raise ValueError("You must reset the env manually once truncate==True")
@@ -380,12 +392,6 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
                 rewards[i], success[i] = reward_fn(env, o, actions[i])
             truncated[i] = env.curr_path_length == env.max_path_length
             obs[i, :dim] = o
-        self._elapsed += 1
-        truncated |= self._elapsed >= self._max_episode_steps
-        terminated = success == 1.0 if self._terminate_on_success else np.zeros(n, dtype=bool)
-        if idle is not None:
-            truncated &= ~idle
-        return obs.copy(), rewards, terminated, truncated, {"success": success}
 
     def call(self, name: str, *args, **kwargs) -> tuple:
         if self.copies > 1 and name in ("get_checkpoint", "load_checkpoint"):

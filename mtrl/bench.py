@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from envs.vector import reset_done
+from envs.evaluation import evaluate
+from envs.vector import make_vector_env, reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
 from mtrl.compile import compile_unavailable
@@ -60,10 +61,12 @@ class BenchPlan:
     rounds: int  # of update timing, all balancers in turn
     updates: int  # timed one by one, per balancer and round (the median counts)
     grad_repeats: int  # timed repeats of each per-task-gradient method
+    eval_episodes: int | None  # per task, of the timed evaluation; None: the config's eval_episodes
 
 
-QUICK = BenchPlan(vector_steps=100, train_steps=10, warmup_updates=2, rounds=2, updates=3, grad_repeats=3)
-FULL = BenchPlan(vector_steps=500, train_steps=50, warmup_updates=3, rounds=5, updates=6, grad_repeats=10)
+QUICK = BenchPlan(vector_steps=100, train_steps=10, warmup_updates=2, rounds=2, updates=3, grad_repeats=3, eval_episodes=2)
+FULL = BenchPlan(vector_steps=500, train_steps=50, warmup_updates=3, rounds=5, updates=6, grad_repeats=10,
+                 eval_episodes=None)  # fmt: skip
 
 
 def device_name(device: torch.device) -> str:
@@ -147,6 +150,33 @@ def cpu_seconds(envs) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     return total
+
+
+def eval_times(trainer: Trainer, plan: BenchPlan, log) -> dict:
+    """Wall seconds of one evaluation (the untrained policy: episodes run to full length unless
+    a task succeeds by chance) through gymnasium's sync vector env, on the fast path, and on the
+    fast path with several eval envs per task (``eval_envs_per_task``; 5 when the config has 1).
+    The same episodes every time, so the successes agree (checked here)."""
+    cfg = trainer.cfg
+    episodes = plan.eval_episodes or cfg.eval_episodes
+    variants = [("sync", 1)]
+    if trainer.taskset.kind == "metaworld":
+        variants += [("auto", 1), ("auto", cfg.eval_envs_per_task if cfg.eval_envs_per_task > 1 else 5)]
+    seconds, successes = {}, {}
+    for strategy, copies in variants:
+        envs = make_vector_env(trainer.taskset, cfg.seed, strategy, cfg.max_episode_steps, terminate_on_success=True,
+                               num_goals=cfg.num_goals, copies=copies)  # fmt: skip
+        start = time.perf_counter()
+        result = evaluate(lambda o: trainer.agent.act(o, deterministic=True), envs, trainer.task_names, episodes, seed=cfg.seed)
+        name = f"{strategy} x{copies}"
+        seconds[name] = time.perf_counter() - start
+        successes[name] = result.success
+        envs.close()
+        log(f"  {name}: {seconds[name]:.1f} s")
+    first = next(iter(successes.values()))
+    if any(s != first for s in successes.values()):
+        raise RuntimeError(f"evaluations of the same episodes disagree: {successes}")
+    return {"episodes_per_task": episodes, "seconds": seconds}
 
 
 def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -> dict[str, float]:
@@ -391,6 +421,8 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
                 f"  raw {figures['cpu_us_per_transition_raw'][strategy]:.0f} CPU-us per transition")  # fmt: skip
             if strategy != cfg.vector_strategy:
                 trainer._close()
+        log(f"one evaluation ({plan.eval_episodes or cfg.eval_episodes} episodes per task) ...")
+        evaluation = eval_times(trainer, plan, log)
         log("per-task gradients: batched pass vs K backward passes ...")
         grads = pertask_grad_times(trainer, plan)
         log(f"  batched {grads['batched_s'] * 1e3:.1f} ms  loop {grads['loop_s'] * 1e3:.1f} ms")
@@ -441,6 +473,7 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             },
             "projected_phase_hours": projected_phases(cfg, K, collect, figures["env_steps_per_s_raw"][cfg.vector_strategy],
                                                       updates["ew"]),
+            "eval_s": evaluation,
             "cpu_vs_sync": {s: figures["cpu_us_per_transition_raw"]["sync"] / figures["cpu_us_per_transition_raw"][s]
                             for s in strategies},
         }
@@ -480,6 +513,9 @@ def format_table(f: dict) -> str:
             f"{f['collect_vs_raw'][s]:>13.2f}{f['env_steps_per_s_train'][s]:>12.0f}"
             f"{f['cpu_us_per_transition_raw'][s]:>15.0f}{f['cpu_vs_sync'][s]:>12.2f}x"
         )
+    e = f["eval_s"]
+    lines.append(f"one evaluation, {e['episodes_per_task']} episodes per task, untrained policy: "
+                 + ", ".join(f"{name} {sec:.1f} s" for name, sec in e["seconds"].items()))  # fmt: skip
     p = f["projected_phase_hours"]
     lines += [
         f"full run of this config ({f['vector_strategy']}, EW): collection {p['collection']:.2f} h + updates "

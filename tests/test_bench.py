@@ -16,7 +16,8 @@ from mtrl.cli import main
 from mtrl.config import load_config
 from tests.conftest import CHEAP_TASKS, REPO, SMOKE
 
-TINY = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1)
+TINY = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1,
+                            eval_episodes=1)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,8 @@ def test_json_has_the_issue_keys_for_every_strategy_and_balancer(figures):
     strategies = {"auto", "sync", "async"}
     assert set(figures["env_steps_per_s_raw"]) == set(figures["env_steps_per_s_collect"]) == strategies
     assert set(figures["cpu_us_per_transition_raw"]) == set(figures["cpu_vs_sync"]) == strategies
+    assert figures["eval_s"]["episodes_per_task"] == 1
+    assert set(figures["eval_s"]["seconds"]) == {"sync x1", "auto x1", "auto x5"}
     assert list(figures["updates_per_s"]) == ["ew", "cagrad", "famo"]  # EW always, and first
     assert all(rate > 0 for rate in figures["updates_per_s"].values())
     assert figures["compile"] is None  # compile=false: not measured

@@ -31,6 +31,8 @@ BAD_OVERRIDES = [
     (["device=tpu"], "valid: auto, cpu, cuda"),
     (["vector_strategy=threads"], "valid: auto, sync, async"),
     (["compile=maybe"], "valid: auto, true, false"),
+    (["eval_envs_per_task=0"], "'eval_envs_per_task' must be > 0"),
+    (["vector_strategy=sync", "eval_envs_per_task=5"], "eval_envs_per_task 5 needs the fast path"),
     (["seed"], "is not key=value"),
     (["balancer=static", "balancer.kwargs.weights=[1,2,3]"], "weights has 3 entries but the task set has 10 tasks"),
     (["balancer=static", "balancer.kwargs.weights={reach-v2: 2}"], "weights name task 'reach-v2'"),

@@ -138,7 +138,8 @@ def test_bench_compares_compile_on_and_off(trainers):
     of both modes, ratios taken from them, compile seconds, and the host synchronisations of a
     compiled update: none for EW, the host solver's one per loss for CAGrad."""
     eager, _, _ = trainers
-    plan = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1)
+    plan = mtrl.bench.BenchPlan(vector_steps=10, train_steps=2, warmup_updates=1, rounds=2, updates=1, grad_repeats=1,
+                                eval_episodes=1)
     lines = []
     figures = mtrl.bench.compile_rates(eager, ["ew", "cagrad", "famo"], plan, lines.append)
     assert list(figures["speedup"]) == ["ew", "cagrad"]

@@ -93,5 +93,8 @@ def test_eval_copies_evaluate_the_same_goals_and_successes():
         assert other.success == results[0].success
         for t in tasks:
             assert other.returns[t] == pytest.approx(results[0].returns[t], abs=1e-6)
+    # fewer episodes than copies: copies 2 and 3 have none to run
+    few = [evaluate(policy, envs, tasks, 2, seed=12) for envs in (sync, fast4)]
+    assert few[0].success == few[1].success
     for envs in (sync, fast1, fast4):
         envs.close()
