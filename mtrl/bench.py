@@ -141,10 +141,12 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
 
 
 def cpu_seconds(envs) -> float:
-    """CPU seconds used so far by this process (all its threads) and by the env worker
-    processes of an async vector env (from /proc, Linux), so that stepping strategies compare
-    by the CPU they cost, not only by wall time."""
-    total = time.process_time()
+    """CPU seconds used so far by this thread, which steps sync and fast-path envs, and by the
+    env worker processes of an async vector env (from /proc, Linux), so that stepping strategies
+    compare by the CPU they cost, not only by wall time. torch's own threads are not counted:
+    between parallel regions its OpenMP threads spin for a while, and that CPU belongs to the
+    policy's forward pass before the step, not to the step."""
+    total = time.thread_time()
     for process in getattr(envs, "processes", ()):
         with open(f"/proc/{process.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
