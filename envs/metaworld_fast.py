@@ -172,8 +172,9 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
     """``SawyerXYZEnv._get_curr_obs_combined_no_goal``: hand position, gripper opening, then
     (position, quaternion) per object, zero-padded to 18."""
     xpos = self.data.xpos
-    right, left = xpos[self._fast_claw_ids[0]], xpos[self._fast_claw_ids[1]]
-    dx, dy, dz = (right - left).tolist()
+    r0, r1, r2 = xpos[self._fast_claw_ids[0]].tolist()
+    l0, l1, l2 = xpos[self._fast_claw_ids[1]].tolist()
+    dx, dy, dz = r0 - l0, r1 - l1, r2 - l2
     opening = min(max(math.sqrt(dx * dx + dy * dy + dz * dz) / 0.1, 0.0), 1.0)
     pos = np.asarray(self._get_pos_objects()).tolist()
     quat = self._get_quat_objects() if self._fast_quat_parts is None else _quat_objects(self)
@@ -191,32 +192,32 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
 def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
     """``SawyerXYZEnv._get_obs``: current frame, previous frame, goal (zeros when partially observable)."""
     curr = _curr_obs_no_goal(self)
-    goal = [0.0, 0.0, 0.0] if self._partially_observable else self._get_pos_goal().tolist()
+    goal = [0.0, 0.0, 0.0] if self._partially_observable else self._target_pos.tolist()  # = _get_pos_goal()
     obs = np.array(curr + self._prev_obs.tolist() + goal)
     self._prev_obs = obs[:18].copy()
     return obs
 
 
 def _body_id(self: SawyerXYZEnv, name: str) -> int:
-    ids = self._fast_ids
-    key = ("body", name)
-    if key not in ids:
-        ids[key] = self.model.body(name).id
-    return ids[key]
+    ids = self._fast_body_ids
+    if name not in ids:
+        ids[name] = self.model.body(name).id
+    return ids[name]
 
 
 def _site_id(self: SawyerXYZEnv, name: str) -> int:
-    ids = self._fast_ids
-    key = ("site", name)
-    if key not in ids:
-        ids[key] = self.model.site(name).id
-    return ids[key]
+    ids = self._fast_site_ids
+    if name not in ids:
+        ids[name] = self.model.site(name).id
+    return ids[name]
 
 
 def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
     """The ids the helpers index by, looked up once (Meta-World looks them up by name every step)."""
     m = self.model
     self._fast_ids = {}
+    self._fast_site_ids = {}
+    self._fast_body_ids = {}
     self._fast_pad_ids = (m.geom("leftpad_geom").id, m.geom("rightpad_geom").id)
     self._fast_finger_sites = (m.site("rightEndEffector").id, m.site("leftEndEffector").id)
     self._fast_hand_id = m.body("hand").id
@@ -371,8 +372,7 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
             data.mocap_pos[0] = mocap[i]
             data.mocap_quat[0] = self._mocap_quat
             grip = actions[i, -1]
-            data.ctrl[0] = grip
-            data.ctrl[1] = -grip
+            data.ctrl[:] = (grip, -grip)
             mujoco.mj_step(env.model, data, nstep=env.frame_skip)
             mujoco.mj_rnePostConstraint(env.model, data)
             env.curr_path_length += 1

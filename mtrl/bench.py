@@ -122,22 +122,43 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
         done = terminated | truncated
 
     seconds = {"raw": 0.0, "collect": 0.0}
-    raw_cpu = 0.0
     trainer.cfg.updates_per_vector_step = 0
     chunks = max(plan.vector_steps // chunk, 1)
     for _ in range(chunks):
         for kind, step in (("raw", raw_step), ("collect", trainer_step)):
-            cpu = cpu_seconds(envs)
             seconds[kind] += _timed(step, chunk, trainer.device) * chunk
-            if kind == "raw":
-                raw_cpu += cpu_seconds(envs) - cpu
     steps = chunks * chunk * K
     trainer.cfg.updates_per_vector_step = 1
     for _ in range(2):  # first updates: allocations and vmap tracing, untimed
         trainer_step()
     train_s = _timed(trainer_step, plan.train_steps, trainer.device)
-    return {"raw": steps / seconds["raw"], "collect": steps / seconds["collect"], "train": K / train_s,
-            "raw_cpu_us": raw_cpu / steps * 1e6}  # fmt: skip
+    return {"raw": steps / seconds["raw"], "collect": steps / seconds["collect"], "train": K / train_s}
+
+
+def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict[str, float]:
+    """CPU microseconds per transition of raw stepping (random actions, resets included), for
+    every strategy side by side: one vector env each, stepped in alternating chunks of
+    ``chunk`` vector steps, so that a load change hits them alike. Nothing else runs meanwhile
+    (no policy: torch's threads are idle), so the figure is the stepping's own cost."""
+    envs = {s: make_vector_env(taskset, cfg.seed, s, cfg.max_episode_steps, num_goals=cfg.num_goals) for s in VECTOR_STRATEGIES}
+    rng = np.random.default_rng(0)
+    state = {s: (e.reset()[0], np.zeros(e.num_envs, dtype=bool)) for s, e in envs.items()}
+    cpu = dict.fromkeys(envs, 0.0)
+    chunks = max(plan.vector_steps // chunk, 1)
+    for _ in range(chunks):
+        for s, e in envs.items():
+            obs, done = state[s]
+            start = cpu_seconds(e)
+            for _ in range(chunk):
+                obs = reset_done(e, obs, done)
+                obs, _, terminated, truncated, _ = e.step(rng.uniform(-1, 1, (e.num_envs, e.single_action_space.shape[0])).astype(np.float32))
+                done = terminated | truncated
+            cpu[s] += cpu_seconds(e) - start
+            state[s] = obs, done
+    for e in envs.values():
+        e.close()
+    transitions = chunks * chunk * taskset.num_tasks
+    return {s: seconds / transitions * 1e6 for s, seconds in cpu.items()}
 
 
 def cpu_seconds(envs) -> float:
@@ -407,8 +428,7 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
     plan = QUICK if quick else FULL
     balancers = balancers or available_balancers()
     balancers = ["ew", *[b for b in balancers if b != "ew"]]  # every ratio is to EW
-    figures: dict = {"env_steps_per_s_raw": {}, "env_steps_per_s_collect": {}, "env_steps_per_s_train": {},
-                     "cpu_us_per_transition_raw": {}}  # fmt: skip
+    figures: dict = {"env_steps_per_s_raw": {}, "env_steps_per_s_collect": {}, "env_steps_per_s_train": {}}
     with tempfile.TemporaryDirectory(prefix="mtrl-bench-") as tmp:
         # the configured strategy last: its trainer (replay filled by collection) is reused below
         strategies = sorted(VECTOR_STRATEGIES, key=lambda s: s == cfg.vector_strategy)
@@ -416,13 +436,14 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             log(f"env stepping ({strategy}) on {cfg.taskset} ...")
             trainer = _bench_trainer(cfg, strategy, Path(tmp) / strategy)
             rates = env_rates(trainer, plan)
-            figures["cpu_us_per_transition_raw"][strategy] = rates.pop("raw_cpu_us")
             for kind, rate in rates.items():
                 figures[f"env_steps_per_s_{kind}"][strategy] = rate
-            log(f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s;"
-                f"  raw {figures['cpu_us_per_transition_raw'][strategy]:.0f} CPU-us per transition")  # fmt: skip
+            log(f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s")
             if strategy != cfg.vector_strategy:
                 trainer._close()
+        log("raw stepping CPU per transition, the strategies side by side ...")
+        figures["cpu_us_per_transition_raw"] = stepping_cpu(cfg, trainer.taskset, plan)
+        log("  " + "  ".join(f"{s} {us:.0f} us" for s, us in figures["cpu_us_per_transition_raw"].items()))
         log(f"one evaluation ({plan.eval_episodes or cfg.eval_episodes} episodes per task) ...")
         evaluation = eval_times(trainer, plan, log)
         log("per-task gradients: batched pass vs K backward passes ...")
