@@ -138,14 +138,15 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
 def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict[str, float]:
     """CPU microseconds per transition of raw stepping (random actions, resets included), for
     every strategy side by side: one vector env each, stepped in alternating chunks of
-    ``chunk`` vector steps, so that a load change hits them alike. Nothing else runs meanwhile
+    ``chunk`` vector steps (3 x the plan's vector steps each, after one untimed round), so that
+    a load change hits them alike. Nothing else runs meanwhile
     (no policy: torch's threads are idle), so the figure is the stepping's own cost."""
     envs = {s: make_vector_env(taskset, cfg.seed, s, cfg.max_episode_steps, num_goals=cfg.num_goals) for s in VECTOR_STRATEGIES}
     rng = np.random.default_rng(0)
     state = {s: (e.reset()[0], np.zeros(e.num_envs, dtype=bool)) for s, e in envs.items()}
     cpu = dict.fromkeys(envs, 0.0)
-    chunks = max(plan.vector_steps // chunk, 1)
-    for _ in range(chunks):
+    chunks = max(3 * plan.vector_steps // chunk, 1)  # 3x: these are cheap, and the ratio is noisy
+    for round_ in range(chunks + 1):
         for s, e in envs.items():
             obs, done = state[s]
             start = cpu_seconds(e)
@@ -153,7 +154,8 @@ def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict
                 obs = reset_done(e, obs, done)
                 obs, _, terminated, truncated, _ = e.step(rng.uniform(-1, 1, (e.num_envs, e.single_action_space.shape[0])).astype(np.float32))
                 done = terminated | truncated
-            cpu[s] += cpu_seconds(e) - start
+            if round_:  # the first round warms up (first lookups, caches), untimed
+                cpu[s] += cpu_seconds(e) - start
             state[s] = obs, done
     for e in envs.values():
         e.close()
