@@ -12,15 +12,17 @@ What this module keeps and what it replaces:
 - **Kept, as Meta-World ships it**: the envs themselves (built by ``envs.vector`` exactly as the
   sync path builds them, so models, goal sets, seeding and resets are the same objects), every
   reset (through the gymnasium vector env that built them, wrappers included), the RNG
-  checkpoints, and each task's own ``evaluate_state`` (the reward) and ``_get_pos_objects`` /
-  ``_get_quat_objects``.
+  checkpoints, and each task's own ``_get_pos_objects``.
 - **Replaced**: the per-step path. The actions of all sub-envs are clipped, scaled and added to
   the mocap bodies in one batched numpy operation, the physics is called directly, and what
   the wrappers do per step (time limit, terminate-on-success, one-hot id) is done on arrays for
-  all sub-envs at once. The helpers that Meta-World's observation and reward code call by name
-  (``tcp_center``, ``get_body_com``, ``_get_site_pos``, ``touching_object``, the observation's
-  hand and gripper part) are replaced by index-based ones with the same arithmetic, through a
-  subclass of each env's own class (``fast_env_class``).
+  all sub-envs at once. The observation is assembled from lists (object orientations from the
+  table ``_QUATS`` and ``_mat_to_quat``, scipy's formula); each task's reward is its float
+  version in ``envs.metaworld_rewards`` (Meta-World's own ``evaluate_state`` for a task without
+  one). The helpers that Meta-World's code calls by name (``tcp_center``, ``get_body_com``,
+  ``_get_site_pos``, ``touching_object``) are replaced by index-based ones with the same
+  arithmetic, through a subclass of each env's own class (``fast_env_class``), so resets use
+  them too.
 
 Transition-exact: for the same seed and actions, qpos, qvel and mocap state are bit-identical
 to the sync path, observations and rewards agree to 1e-9 and the success, termination and
