@@ -43,15 +43,20 @@ def _button_terms(env, obs, axis: int, near_upper: float, target_margin: float):
     return o3, tcp_to_obj, near_button, obj_to_target, button_pressed
 
 
-def button_press(env, obs, action) -> tuple[float, float]:
+def _press(env, obs, action, press_margin: float) -> tuple[float, float]:
     """2 * hamacher(gripper closed, near button) + 8 * button pressed once within 5 cm."""
-    o3, tcp_to_obj, near, obj_to_target, pressed = _button_terms(env, obs, 1, 0.05, float(env._obj_to_target_init))
+    o3, tcp_to_obj, near, obj_to_target, pressed = _button_terms(env, obs, 1, 0.05, press_margin)
     if abs(tcp_to_obj - 0.05) < _EDGE:
         return _reference(env, obs, action)
     reward = 2 * hamacher_product(max(o3, 0.0), near)
     if tcp_to_obj <= 0.05:
         reward += 8 * pressed
     return reward, 1.0 if obj_to_target <= 0.02 else 0.0
+
+
+def button_press(env, obs, action) -> tuple[float, float]:
+    """``_press`` with the press margin of the button's initial distance to its target."""
+    return _press(env, obs, action, float(env._obj_to_target_init))
 
 
 def button_press_wall(env, obs, action) -> tuple[float, float]:
@@ -92,13 +97,7 @@ def button_press_topdown_wall(env, obs, action) -> tuple[float, float]:
 
 def coffee_button(env, obs, action) -> tuple[float, float]:
     """button_press's reward with the press margin ``max_dist``."""
-    o3, tcp_to_obj, near, obj_to_target, pressed = _button_terms(env, obs, 1, 0.05, float(env.max_dist))
-    if abs(tcp_to_obj - 0.05) < _EDGE:
-        return _reference(env, obs, action)
-    reward = 2 * hamacher_product(max(o3, 0.0), near)
-    if tcp_to_obj <= 0.05:
-        reward += 8 * pressed
-    return reward, 1.0 if obj_to_target <= 0.02 else 0.0
+    return _press(env, obs, action, float(env.max_dist))
 
 
 def _mug_caging(env, action, obj, tcp):

@@ -14,7 +14,7 @@ from metaworld.envs.sawyer_push_wall_v3 import SawyerPushWallEnvV3
 from metaworld.envs.sawyer_reach_v3 import SawyerReachEnvV3
 from metaworld.envs.sawyer_reach_wall_v3 import SawyerReachWallEnvV3
 
-from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz
+from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz, tolerance
 
 _IDS = ("reach_push_pick", "sites_and_pads")
 
@@ -35,18 +35,6 @@ def _read(env) -> tuple[float, float, float, float, float]:
     return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0, float(xpos[left_pad, 1]), float(xpos[right_pad, 1])
 
 
-def _long_tail(x: float, lower: float, upper: float, margin: float) -> float:
-    """``tolerance(x, (lower, upper), margin, "long_tail")`` at the default value 0.1 at the
-    margin (scale sqrt(1 / 0.1 - 1) = 3.0 exactly), same ValueError on a negative margin."""
-    if margin < 0:
-        raise ValueError(f"`margin` must be non-negative. Current value: {margin}")
-    if lower <= x <= upper:
-        return 1.0
-    if margin == 0:
-        return 0.0
-    t = ((lower - x) if x < lower else (x - upper)) / margin * 3.0
-    return 1 / (t * t + 1)
-
 
 def _caging(env, action, ox, oy, oz, tx, tz, ly, ry, obj_radius, pad_success_thresh, xz_thresh,
             desired_gripper_effort=1.0, high_density=False):  # fmt: skip
@@ -57,14 +45,14 @@ def _caging(env, action, ox, oy, oz, tx, tz, ly, ry, obj_radius, pad_success_thr
     init = env.obj_init_pos
     iy = float(init[1])
     caging_y = hamacher_product(
-        _long_tail(abs(ly - oy), obj_radius, pad_success_thresh, abs(abs(ly - iy) - pad_success_thresh)),
-        _long_tail(abs(ry - oy), obj_radius, pad_success_thresh, abs(abs(ry - iy) - pad_success_thresh)),
+        tolerance(abs(ly - oy), obj_radius, pad_success_thresh, abs(abs(ly - iy) - pad_success_thresh), "long_tail"),
+        tolerance(abs(ry - oy), obj_radius, pad_success_thresh, abs(abs(ry - iy) - pad_success_thresh), "long_tail"),
     )
     init_tcp = env.init_tcp
     dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
     xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
     dx, dz = tx - ox, tz - oz
-    caging_xz = _long_tail(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin)
+    caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
     caging = hamacher_product(caging_y, caging_xz)
     # gripper_closed only enters past 0.97; numpy scalar comparisons cost, so it is made here
     if caging > 0.97:
@@ -83,7 +71,7 @@ def _reach_to_target(env) -> tuple[float, float]:
     h = env.hand_init_pos
     tcp_to_target = dist(tx, ty, tz, g0, g1, g2)
     margin = dist(float(h[0]), float(h[1]), float(h[2]), g0, g1, g2)
-    in_place = _long_tail(tcp_to_target, 0, 0.05, margin)
+    in_place = tolerance(tcp_to_target, 0, 0.05, margin, "long_tail")
     return 10 * in_place, float(tcp_to_target <= 0.05)
 
 
@@ -108,7 +96,7 @@ def push(env, obs, action) -> tuple[float, float]:
     target_to_obj = dist(ox, oy, oz, g0, g1, g2)
     target_to_obj_init = dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
     radius = env.TARGET_RADIUS
-    in_place = _long_tail(target_to_obj, 0, radius, target_to_obj_init)
+    in_place = tolerance(target_to_obj, 0, radius, target_to_obj_init, "long_tail")
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
     reward = 2 * object_grasped
     if tcp_to_obj < 0.02 and tcp_opened > 0:
@@ -134,8 +122,8 @@ def push_wall(env, obs, action) -> tuple[float, float]:
     obj_to_midpoint_init = math.sqrt(mx * mx + my * my + mz * mz)
     obj_to_target = dist(ox, oy, oz, g0, g1, g2)
     obj_to_target_init = dist(ix, iy, iz, g0, g1, g2)
-    in_place_part1 = _long_tail(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init)
-    in_place_part2 = _long_tail(obj_to_target, 0, 0.05, obj_to_target_init)
+    in_place_part1 = tolerance(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init, "long_tail")
+    in_place_part2 = tolerance(obj_to_target, 0, 0.05, obj_to_target_init, "long_tail")
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
     reward = 2 * object_grasped
     if tcp_to_obj < 0.02 and tcp_opened > 0:
@@ -155,18 +143,18 @@ def _push_back_caging(env, ox, oy, oz, tx, tz, ly, ry, obj_radius) -> float:
     left_margin = abs(abs(oy - float(env.init_left_pad[1])) - 0.05)
     grip_margin = obj_radius + 0.003
     y_caging = hamacher_product(
-        _long_tail(dy_right, obj_radius, 0.05, right_margin),
-        _long_tail(dy_left, obj_radius, 0.05, left_margin),
+        tolerance(dy_right, obj_radius, 0.05, right_margin, "long_tail"),
+        tolerance(dy_left, obj_radius, 0.05, left_margin, "long_tail"),
     )
     y_gripping = hamacher_product(
-        _long_tail(dy_right, obj_radius, grip_margin, right_margin),
-        _long_tail(dy_left, obj_radius, grip_margin, left_margin),
+        tolerance(dy_right, obj_radius, grip_margin, right_margin, "long_tail"),
+        tolerance(dy_left, obj_radius, grip_margin, left_margin, "long_tail"),
     )
     dx, dz = tx - ox, tz - oz
     tcp_obj_xz = math.sqrt(dx * dx + dz * dz)
     init, init_tcp = env.obj_init_pos, env.init_tcp
     dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
-    x_z_caging = _long_tail(tcp_obj_xz, 0, 0.01, math.sqrt(dx * dx + dz * dz) - 0.01)
+    x_z_caging = tolerance(tcp_obj_xz, 0, 0.01, math.sqrt(dx * dx + dz * dz) - 0.01, "long_tail")
     caging = hamacher_product(y_caging, x_z_caging)
     gripping = y_gripping if caging > 0.95 else 0.0
     return (caging + gripping) / 2
@@ -183,7 +171,7 @@ def push_back(env, obs, action) -> tuple[float, float]:
     target_to_obj = dist(ox, oy, oz, g0, g1, g2)
     target_to_obj_init = dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
     radius = env.TARGET_RADIUS
-    in_place = _long_tail(target_to_obj, 0, radius, target_to_obj_init)
+    in_place = tolerance(target_to_obj, 0, radius, target_to_obj_init, "long_tail")
     object_grasped = _push_back_caging(env, ox, oy, oz, tx, tz, ly, ry, env.OBJ_RADIUS)
     reward = hamacher_product(object_grasped, in_place)
     if tcp_to_obj < 0.01 and 0 < tcp_opened < 0.55 and target_to_obj_init - target_to_obj > 0.01:
@@ -200,14 +188,14 @@ def _pick_place_caging(env, action, ox, oy, oz, tx, tz, ly, ry) -> float:
     right_margin = abs(abs(oy - float(env.init_right_pad[1])) - 0.05)
     left_margin = abs(abs(oy - float(env.init_left_pad[1])) - 0.05)
     y_caging = hamacher_product(
-        _long_tail(ly - oy, 0.015, 0.05, left_margin),
-        _long_tail(oy - ry, 0.015, 0.05, right_margin),
+        tolerance(ly - oy, 0.015, 0.05, left_margin, "long_tail"),
+        tolerance(oy - ry, 0.015, 0.05, right_margin, "long_tail"),
     )
     dx, dz = tx - ox, tz - oz
     tcp_obj_xz = math.sqrt(dx * dx + dz * dz)
     init, init_tcp = env.obj_init_pos, env.init_tcp
     dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
-    x_z_caging = _long_tail(tcp_obj_xz, 0, 0.005, math.sqrt(dx * dx + dz * dz) - 0.005)
+    x_z_caging = tolerance(tcp_obj_xz, 0, 0.005, math.sqrt(dx * dx + dz * dz) - 0.005, "long_tail")
     caging = hamacher_product(y_caging, x_z_caging)
     gripping = min(max(0, action[-1]), 1) if caging > 0.97 else 0.0
     caging_and_gripping = hamacher_product(caging, gripping)
@@ -225,7 +213,7 @@ def pick_place(env, obs, action) -> tuple[float, float]:
     obj_to_target = dist(ox, oy, oz, g0, g1, g2)
     tcp_to_obj = dist(ox, oy, oz, tx, ty, tz)
     in_place_margin = dist(float(init[0]), float(init[1]), iz, g0, g1, g2)
-    in_place = _long_tail(obj_to_target, 0, 0.05, in_place_margin)
+    in_place = tolerance(obj_to_target, 0, 0.05, in_place_margin, "long_tail")
     object_grasped = _pick_place_caging(env, action, ox, oy, oz, tx, tz, ly, ry)
     reward = hamacher_product(object_grasped, in_place)
     if tcp_to_obj < 0.02 and tcp_opened > 0 and oz - 0.01 > iz:
@@ -252,8 +240,8 @@ def pick_place_wall(env, obs, action) -> tuple[float, float]:
     obj_to_midpoint_init = math.sqrt(mx * mx + my * my + mz * mz)
     obj_to_target = dist(ox, oy, oz, g0, g1, g2)
     obj_to_target_init = dist(ix, iy, iz, g0, g1, g2)
-    in_place_part1 = _long_tail(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init)
-    in_place_part2 = _long_tail(obj_to_target, 0, 0.05, obj_to_target_init)
+    in_place_part1 = tolerance(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init, "long_tail")
+    in_place_part2 = tolerance(obj_to_target, 0, 0.05, obj_to_target_init, "long_tail")
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005)
     in_place_and_object_grasped = hamacher_product(object_grasped, in_place_part1)
     reward = in_place_and_object_grasped
@@ -281,10 +269,10 @@ def pick_out_of_hole(env, obs, action) -> tuple[float, float]:
     dx, dy = tx - ix, ty - iy
     radius = math.sqrt(dx * dx + dy * dy)
     floor = 0.0 if radius <= 0.03 else 0.015 * math.log(radius - 0.03) + 0.15
-    above_floor = 1.0 if tz >= floor else _long_tail(max(floor - tz, 0.0), 0.0, 0.01, 0.02)
+    above_floor = 1.0 if tz >= floor else tolerance(max(floor - tz, 0.0), 0.0, 0.01, 0.02, "long_tail")
     object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.02, 0.03, desired_gripper_effort=0.1,
                              high_density=True)  # fmt: skip
-    in_place = _long_tail(obj_to_target, 0, 0.02, in_place_margin)
+    in_place = tolerance(obj_to_target, 0, 0.02, in_place_margin, "long_tail")
     reward = hamacher_product(object_grasped, in_place)
     if tcp_to_obj < 0.04 and oz - 0.02 > iz and not tcp_opened < 0.33:
         reward += 1.0 + 5.0 * hamacher_product(in_place, above_floor)
