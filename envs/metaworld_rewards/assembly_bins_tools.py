@@ -14,50 +14,9 @@ from metaworld.envs.sawyer_disassemble_peg_v3 import SawyerNutDisassembleEnvV3
 from metaworld.envs.sawyer_hammer_v3 import SawyerHammerEnvV3
 from metaworld.envs.sawyer_hand_insert_v3 import SawyerHandInsertEnvV3
 
-from envs.metaworld_rewards.primitives import hamacher_product, tcp_xyz, tolerance
+from envs.metaworld_rewards.primitives import gripper_caging, hamacher_product, tcp_xyz, tolerance
 
 _SQRT = math.sqrt
-
-
-def _caging(env, action, ox: float, oy: float, oz: float, tcp, obj_radius: float, pad_thresh: float,
-            reach_radius: float, xz_thresh: float, effort: float = 1.0, high: bool = False,
-            medium: bool = False):  # fmt: skip
-    """``SawyerXYZEnv._gripper_caging_reward`` (= ``primitives.gripper_caging_reward``) on a tcp
-    the caller has already read as floats: about half the cost of the primitive, which reads
-    ``env.tcp_center`` and the object's coordinates as numpy scalars. ``gripping`` keeps the
-    action's float32 type into the Hamacher product as Meta-World's does, so the result (and
-    every reward built on it) is float32 arithmetic there."""
-    xpos = env.data.xpos
-    left_y = float(xpos[env._fast_body_id("leftpad"), 1])
-    right_y = float(xpos[env._fast_body_id("rightpad"), 1])
-    ix, iy, iz = env.obj_init_pos.tolist()
-    cage_l = tolerance(abs(left_y - oy), obj_radius, pad_thresh, abs(abs(left_y - iy) - pad_thresh), "long_tail")
-    cage_r = tolerance(abs(right_y - oy), obj_radius, pad_thresh, abs(abs(right_y - iy) - pad_thresh), "long_tail")
-    caging_y = hamacher_product(cage_l, cage_r)
-
-    tx, ty, tz = tcp
-    jx, jy, jz = env.init_tcp.tolist()
-    dx, dz = ix - jx, iz - jz
-    xz_margin = _SQRT(dx * dx + dz * dz) - xz_thresh
-    dx, dz = tx - ox, tz - oz
-    caging_xz = tolerance(_SQRT(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
-
-    caging = hamacher_product(caging_y, caging_xz)
-    if caging > 0.97:
-        gripping = min(max(0, action[-1]), effort) / effort  # np.float32 for 0 < action[-1] < effort
-        caging_and_gripping = hamacher_product(caging, gripping)
-    else:
-        caging_and_gripping = 0.0
-    if high:
-        caging_and_gripping = (caging_and_gripping + caging) / 2
-    if medium:
-        dx, dy, dz = ox - tx, oy - ty, oz - tz
-        tcp_to_obj = _SQRT(dx * dx + dy * dy + dz * dz)
-        dx, dy, dz = ix - jx, iy - jy, iz - jz
-        reach_margin = abs(_SQRT(dx * dx + dy * dy + dz * dz) - reach_radius)
-        reach = tolerance(tcp_to_obj, 0, reach_radius, reach_margin, "long_tail")
-        caging_and_gripping = (caging_and_gripping + reach) / 2
-    return caging_and_gripping
 
 
 def _site(env, name: str) -> list[float]:
@@ -98,7 +57,7 @@ def assembly(env, obs, action) -> tuple[float, float]:
     in_place = 0.1 * float(lifted) + 0.9 * tolerance(_SQRT(ex * ex + ey * ey + ez * ez), 0, 0.02, 0.4, "long_tail")
 
     wtx = hx if abs(wx - hx) < SawyerNutAssemblyEnvV3.WRENCH_HANDLE_LENGTH / 2.0 else wx
-    grab = _caging(env, action, wtx, wy, wz, tcp_xyz(env), 0.015, 0.02, 0.01, 0.01, medium=True)
+    grab = gripper_caging(env, action, (wtx, wy, wz), tcp_xyz(env), 0.015, 0.02, 0.01, reach_radius=0.01, medium_density=True)
     return float((2.0 * grab + 6.0 * in_place) * reward_quat), 0.0
 
 
@@ -116,7 +75,7 @@ def disassemble(env, obs, action) -> tuple[float, float]:
     reward_quat = max(1.0 - _quat_error(q0, q1, q2, q3, 0.707, 0.707) / 0.4, 0.0)
 
     wtx = hx if abs(wx - hx) < SawyerNutDisassembleEnvV3.WRENCH_HANDLE_LENGTH / 2.0 else wx
-    grab = _caging(env, action, wtx, wy, wz, tcp_xyz(env), 0.015, 0.02, 0.01, 0.01, high=True)
+    grab = gripper_caging(env, action, (wtx, wy, wz), tcp_xyz(env), 0.015, 0.02, 0.01, high_density=True)
     return float((2.0 * grab + 6.0 * in_place) * reward_quat), 0.0
 
 
@@ -138,7 +97,7 @@ def basketball(env, obs, action) -> tuple[float, float]:
     held = _SQRT(dx * dx + dy * dy + dz * dz) < 0.035 and tcp_opened > 0 and oz - 0.01 > iz
     if held:
         return hamacher_product(1.0, in_place) + (1.0 + 5.0 * in_place), float(target_to_obj <= radius)
-    grasped = _caging(env, action, ox, oy, oz, tcp, 0.025, 0.06, 0.01, 0.005, high=True)
+    grasped = gripper_caging(env, action, (ox, oy, oz), tcp, 0.025, 0.06, 0.005, high_density=True)
     return float(hamacher_product(grasped, in_place)), float(target_to_obj <= radius)
 
 
@@ -159,7 +118,7 @@ def bin_picking(env, obs, action) -> tuple[float, float]:
 
     in_place = tolerance(target_to_obj, 0, radius, env._target_to_obj_init, "long_tail")
     ix, iy, iz = env.obj_init_pos.tolist()
-    grasped = _caging(env, action, ox, oy, oz, tcp_xyz(env), 0.015, 0.05, 0.01, 0.01, effort=0.7, high=True)
+    grasped = gripper_caging(env, action, (ox, oy, oz), tcp_xyz(env), 0.015, 0.05, 0.01, effort=0.7, high_density=True)
     reward = hamacher_product(grasped, in_place)
 
     dx, dy, dz = ox - hx, oy - hy, oz - hz
@@ -218,7 +177,7 @@ def hammer(env, obs, action) -> tuple[float, float]:
     in_place = 0.1 * float(headz > 0.02) + 0.9 * tolerance(head_to_nail, 0, 0.02, 0.2, "long_tail")
 
     threshed_x = hx if abs(mx - hx) < SawyerHammerEnvV3.HAMMER_HANDLE_LENGTH / 2.0 else mx
-    grab = _caging(env, action, threshed_x, my, mz, tcp_xyz(env), 0.015, 0.02, 0.01, 0.01, high=True)
+    grab = gripper_caging(env, action, (threshed_x, my, mz), tcp_xyz(env), 0.015, 0.02, 0.01, high_density=True)
     reward = (2.0 * grab + 6.0 * in_place) * reward_quat
     success = _joint_qpos(env, "NailSlideJoint") > 0.09
     if success and reward > 5.0:
@@ -241,7 +200,7 @@ def hand_insert(env, obs, action) -> tuple[float, float]:
     dx, dy, dz = ix - tx, iy - ty, iz - tz
     in_place = tolerance(target_to_obj, 0, radius, _SQRT(dx * dx + dy * dy + dz * dz), "long_tail")
     tcp = tcp_xyz(env)
-    grasped = _caging(env, action, ox, oy, oz, tcp, 0.015, 0.05, 0.01, 0.005, high=True)
+    grasped = gripper_caging(env, action, (ox, oy, oz), tcp, 0.015, 0.05, 0.005, high_density=True)
     reward = hamacher_product(grasped, in_place)
     dx, dy, dz = ox - tcp[0], oy - tcp[1], oz - tcp[2]
     if _SQRT(dx * dx + dy * dy + dz * dz) < 0.02 and tcp_opened > 0:

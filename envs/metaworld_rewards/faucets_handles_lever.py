@@ -13,7 +13,7 @@ from metaworld.envs.sawyer_handle_pull_side_v3 import SawyerHandlePullSideEnvV3
 from metaworld.envs.sawyer_handle_pull_v3 import SawyerHandlePullEnvV3
 from metaworld.envs.sawyer_lever_pull_v3 import SawyerLeverPullEnvV3
 
-from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz, tolerance
+from envs.metaworld_rewards.primitives import dist, gripper_caging, hamacher_product, tcp_xyz, tolerance
 
 _HALF_PI = math.pi / 2.0
 _LEVER_SUCCESS = math.pi / 24
@@ -24,35 +24,6 @@ def _hamacher_any(a, b):
     (the gripper effort) Meta-World's product is float32 arithmetic (NEP 50), and so is this."""
     denominator = a + b - (a * b)
     return ((a * b) / denominator) if denominator > 0 else 0.0
-
-
-def _caging_high_density(env, action, obj, tcp, obj_radius: float, pad_success_thresh: float, xz_thresh: float):
-    """``_gripper_caging_reward(..., high_density=True)``; float32 when the gripper term is.
-
-    primitives.gripper_caging_reward casts the gripper term to float, which drops Meta-World's
-    float32 rounding (6.9e-8 off on handle-pull's scripted rollouts), hence this local version."""
-    xpos = env.data.xpos
-    left_y = float(xpos[env._fast_body_id("leftpad")][1])
-    right_y = float(xpos[env._fast_body_id("rightpad")][1])
-    i0, i1, i2 = env.obj_init_pos.tolist()
-    t0, _, t2 = env.init_tcp.tolist()
-    o0, o1, o2 = obj
-    caging_l = tolerance(abs(left_y - o1), obj_radius, pad_success_thresh,
-                         abs(abs(left_y - i1) - pad_success_thresh), "long_tail")  # fmt: skip
-    caging_r = tolerance(abs(right_y - o1), obj_radius, pad_success_thresh,
-                         abs(abs(right_y - i1) - pad_success_thresh), "long_tail")  # fmt: skip
-    caging_y = hamacher_product(caging_l, caging_r)
-    dx, dz = i0 - t0, i2 - t2
-    xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
-    dx, dz = tcp[0] - o0, tcp[2] - o2
-    caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
-    caging = hamacher_product(caging_y, caging_xz)
-    if caging > 0.97:
-        gripping = min(max(0, action[-1]), 1.0) / 1.0  # np.float32 when action[-1] is in (0, 1]
-        caging_and_gripping = _hamacher_any(caging, gripping)
-    else:
-        caging_and_gripping = hamacher_product(caging, 0.0)
-    return (caging_and_gripping + caging) / 2
 
 
 def _faucet(env, obs, dx: float, dz: float) -> tuple[float, float]:
@@ -110,7 +81,7 @@ def _handle_pull(env, obs, action, target_to_obj: float, target_to_obj_init: flo
     obj = obs[4:7].tolist()
     tcp = tcp_xyz(env)
     in_place = tolerance(target_to_obj, 0, env.TARGET_RADIUS, target_to_obj_init, "long_tail")
-    grasped = _caging_high_density(env, action, obj, tcp, obj_radius, pad_success_thresh, 0.01)
+    grasped = gripper_caging(env, action, obj, tcp, obj_radius, pad_success_thresh, 0.01, high_density=True)
     reward = _hamacher_any(grasped, in_place)
     if (dist(*obj, *tcp) < 0.035 and obs[3] > 0
             and obj[lifted_axis] - 0.01 > float(env.obj_init_pos[2])):  # fmt: skip

@@ -13,7 +13,7 @@ from metaworld.envs.sawyer_plate_slide_back_v3 import SawyerPlateSlideBackEnvV3
 from metaworld.envs.sawyer_plate_slide_side_v3 import SawyerPlateSlideSideEnvV3
 from metaworld.envs.sawyer_plate_slide_v3 import SawyerPlateSlideEnvV3
 
-from envs.metaworld_rewards.primitives import dist, hamacher_product, rect_prism_tolerance, tcp_xyz, tolerance
+from envs.metaworld_rewards.primitives import dist, gripper_caging, hamacher_product, rect_prism_tolerance, tcp_xyz, tolerance
 
 _F32 = np.float32
 
@@ -30,32 +30,6 @@ def _ids(env, key, kind, names) -> tuple[int, ...]:
         lookup = env.model.site if kind == "site" else env.model.body
         ids = env._fast_ids[key] = tuple(lookup(n).id for n in names)
     return ids
-
-
-def _caging_high_density(env, action, obj, tcp, obj_radius, pad_thresh, xz_thresh, effort):
-    """``_gripper_caging_reward(..., high_density=True)``. Unlike ``primitives.gripper_caging_reward``
-    it keeps ``gripping`` a numpy float32 where Meta-World's is one (0 < action[-1] < effort, or
-    action[-1] at effort 1.0), so the hamacher product and the mean are float32 arithmetic as there
-    (float64 differs by up to ~1e-7)."""
-    left, right = _ids(env, ("plates_pegs", "pads"), "body", ("leftpad", "rightpad"))
-    xpos = env.data.xpos
-    ly = xpos[left].tolist()[1]
-    ry = xpos[right].tolist()[1]
-    i0, i1, i2 = env.obj_init_pos.tolist()
-    t0, _, t2 = env.init_tcp.tolist()
-    oy = obj[1]
-    c_left = tolerance(abs(ly - oy), obj_radius, pad_thresh, abs(abs(ly - i1) - pad_thresh), "long_tail")
-    c_right = tolerance(abs(ry - oy), obj_radius, pad_thresh, abs(abs(ry - i1) - pad_thresh), "long_tail")
-    caging_y = hamacher_product(c_left, c_right)
-    dx, dz = i0 - t0, i2 - t2
-    xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
-    dx, dz = tcp[0] - obj[0], tcp[2] - obj[2]
-    caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
-    caging = hamacher_product(caging_y, caging_xz)
-    if caging > 0.97:
-        gripping = min(max(0, action[-1]), effort) / effort  # float32 when action[-1] is the min
-        return (hamacher_product(caging, gripping) + caging) / 2
-    return caging / 2  # hamacher_product(caging, 0.0) is 0
 
 
 def _plate_terms(env, obs, margin_offset):
@@ -136,7 +110,7 @@ def peg_insert_side(env, obs, action):
     # grasp reward in the last hamacher product; outside both it is a Python 1.0, which does not
     strong64 = (inside1 or inside2) and box1 + box2 - box1 * box2 > 0
     in_place = hamacher_product(in_place, collision_boxes)
-    grasped = _caging_high_density(env, action, obj, tcp, 0.0075, 0.03, 0.005, 1.0)
+    grasped = gripper_caging(env, action, obj, tcp, 0.0075, 0.03, 0.005, high_density=True)
     lifted = tcp_to_obj < 0.08 and tcp_opened > 0 and o2 - 0.01 > env.obj_init_pos[2]
     if lifted:
         grasped = 1.0
@@ -160,7 +134,7 @@ def peg_unplug_side(env, obs, action):
     i0, i1, i2 = env.obj_init_pos.tolist()
     tcp_to_obj = dist(o0, o1, o2, tcp[0], tcp[1], tcp[2])
     obj_to_target = dist(o0, o1, o2, g0, g1, g2)
-    grasped = _caging_high_density(env, action, obj, tcp, 0.025, 0.05, 0.005, 0.8)
+    grasped = gripper_caging(env, action, obj, tcp, 0.025, 0.05, 0.005, effort=0.8, high_density=True)
     in_place = tolerance(obj_to_target, 0, 0.05, dist(i0, i1, i2, g0, g1, g2), "long_tail")
     grasp_success = tcp_opened > 0.5 and (o0 - i0 > 0.015)
     reward = 2 * grasped  # float32 arithmetic below when grasped is float32, as in Meta-World

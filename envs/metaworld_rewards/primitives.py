@@ -87,42 +87,39 @@ def rect_prism_tolerance(curr, zero, one) -> float:
     return 1.0
 
 
-def gripper_caging_reward(env, action, obj_pos, obj_radius: float, pad_success_thresh: float, object_reach_radius: float,
-                          xz_thresh: float, desired_gripper_effort: float = 1.0, high_density: bool = False,
-                          medium_density: bool = False) -> float:  # fmt: skip
-    """``SawyerXYZEnv._gripper_caging_reward`` on floats (see its docstring for the terms)."""
+def gripper_caging(env, action, obj, tcp, obj_radius: float, pad_thresh: float, xz_thresh: float, *, init=None,
+                   reach_radius: float = 0.0, effort: float = 1.0, high_density: bool = False,
+                   medium_density: bool = False):  # fmt: skip
+    """``SawyerXYZEnv._gripper_caging_reward`` on floats: ``obj`` and ``tcp`` are 3 floats, ``init``
+    the object's initial position (default ``env.obj_init_pos``; stick-push's override uses its
+    stick's). Caging on y by the pads, on x-z by the tcp, gripping once caged (> 0.97).
+
+    The gripping term keeps the action's dtype: with a float32 action and 0 < action[-1] <=
+    effort, Meta-World's products from there on are float32 arithmetic (NEP 50), and so is the
+    value returned here (a float64 version is up to ~1e-7 off)."""
     if high_density and medium_density:
         raise ValueError("Can only be either high_density or medium_density")
     xpos = env.data.xpos
-    left_pad = xpos[env._fast_body_id("leftpad")]
-    right_pad = xpos[env._fast_body_id("rightpad")]
-    obj_init = env.obj_init_pos
-    caging_lr = []
-    for pad_y in (float(left_pad[1]), float(right_pad[1])):
-        pad_to_obj = abs(pad_y - obj_pos[1])
-        margin = abs(abs(pad_y - obj_init[1]) - pad_success_thresh)
-        caging_lr.append(tolerance(pad_to_obj, obj_radius, pad_success_thresh, margin, "long_tail"))
-    caging_y = hamacher_product(caging_lr[0], caging_lr[1])
-
-    tcp = env.tcp_center
-    init_tcp = env.init_tcp
-    dx, dz = obj_init[0] - init_tcp[0], obj_init[2] - init_tcp[2]
-    caging_xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
-    dx, dz = tcp[0] - obj_pos[0], tcp[2] - obj_pos[2]
-    caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, caging_xz_margin, "long_tail")
-
-    # gripper_closed keeps the action's dtype: with a float32 action Meta-World's products from
-    # here on are float32 arithmetic (NEP 50), and so are these
-    gripper_closed = min(max(0, action[-1]), desired_gripper_effort) / desired_gripper_effort
-    caging = hamacher_product(caging_y, float(caging_xz))
-    gripping = gripper_closed if caging > 0.97 else 0.0
+    left_y = float(xpos[env._fast_body_id("leftpad"), 1])
+    right_y = float(xpos[env._fast_body_id("rightpad"), 1])
+    ox, oy, oz = obj
+    tx, ty, tz = tcp
+    ix, iy, iz = env.obj_init_pos.tolist() if init is None else init
+    jx, jy, jz = env.init_tcp.tolist()
+    cage_l = tolerance(abs(left_y - oy), obj_radius, pad_thresh, abs(abs(left_y - iy) - pad_thresh), "long_tail")
+    cage_r = tolerance(abs(right_y - oy), obj_radius, pad_thresh, abs(abs(right_y - iy) - pad_thresh), "long_tail")
+    caging_y = hamacher_product(cage_l, cage_r)
+    dx, dz = ix - jx, iz - jz
+    xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
+    dx, dz = tx - ox, tz - oz
+    caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
+    caging = hamacher_product(caging_y, caging_xz)
+    gripping = min(max(0, action[-1]), effort) / effort if caging > 0.97 else 0.0
     caging_and_gripping = hamacher_product(caging, gripping)
     if high_density:
         caging_and_gripping = (caging_and_gripping + caging) / 2
     if medium_density:
-        tcp_to_obj = norm3(obj_pos, tcp)
-        tcp_to_obj_init = norm3(obj_init, init_tcp)
-        reach_margin = abs(tcp_to_obj_init - object_reach_radius)
-        reach = tolerance(tcp_to_obj, 0, object_reach_radius, reach_margin, "long_tail")
-        caging_and_gripping = (caging_and_gripping + float(reach)) / 2
+        reach_margin = abs(dist(ix, iy, iz, jx, jy, jz) - reach_radius)
+        reach = tolerance(dist(ox, oy, oz, tx, ty, tz), 0, reach_radius, reach_margin, "long_tail")
+        caging_and_gripping = (caging_and_gripping + reach) / 2
     return caging_and_gripping

@@ -14,7 +14,7 @@ from metaworld.envs.sawyer_push_wall_v3 import SawyerPushWallEnvV3
 from metaworld.envs.sawyer_reach_v3 import SawyerReachEnvV3
 from metaworld.envs.sawyer_reach_wall_v3 import SawyerReachWallEnvV3
 
-from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz, tolerance
+from envs.metaworld_rewards.primitives import dist, gripper_caging, hamacher_product, tcp_xyz, tolerance
 
 _IDS = ("reach_push_pick", "sites_and_pads")
 
@@ -33,36 +33,6 @@ def _read(env) -> tuple[float, float, float, float, float]:
     l0, l1, l2 = sx[left].tolist()
     xpos = data.xpos
     return (r0 + l0) / 2.0, (r1 + l1) / 2.0, (r2 + l2) / 2.0, float(xpos[left_pad, 1]), float(xpos[right_pad, 1])
-
-
-
-def _caging(env, action, ox, oy, oz, tx, tz, ly, ry, obj_radius, pad_success_thresh, xz_thresh,
-            desired_gripper_effort=1.0, high_density=False):  # fmt: skip
-    """``SawyerXYZEnv._gripper_caging_reward`` (no medium density): y caging by the pads, xz
-    caging of the tcp, gripping once caged. ``primitives.gripper_caging_reward`` on the tcp and
-    pads already read. ``gripper_closed`` stays the action's numpy scalar, so once it enters
-    (caging > 0.97, action[-1] > 0) the products are float32 as in Meta-World (NEP 50)."""
-    init = env.obj_init_pos
-    iy = float(init[1])
-    caging_y = hamacher_product(
-        tolerance(abs(ly - oy), obj_radius, pad_success_thresh, abs(abs(ly - iy) - pad_success_thresh), "long_tail"),
-        tolerance(abs(ry - oy), obj_radius, pad_success_thresh, abs(abs(ry - iy) - pad_success_thresh), "long_tail"),
-    )
-    init_tcp = env.init_tcp
-    dx, dz = float(init[0]) - float(init_tcp[0]), float(init[2]) - float(init_tcp[2])
-    xz_margin = math.sqrt(dx * dx + dz * dz) - xz_thresh
-    dx, dz = tx - ox, tz - oz
-    caging_xz = tolerance(math.sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
-    caging = hamacher_product(caging_y, caging_xz)
-    # gripper_closed only enters past 0.97; numpy scalar comparisons cost, so it is made here
-    if caging > 0.97:
-        gripping = min(max(0, action[-1]), desired_gripper_effort) / desired_gripper_effort
-    else:
-        gripping = 0.0
-    caging_and_gripping = hamacher_product(caging, gripping)
-    if high_density:
-        caging_and_gripping = (caging_and_gripping + caging) / 2
-    return caging_and_gripping
 
 
 def _reach_to_target(env) -> tuple[float, float]:
@@ -97,7 +67,7 @@ def push(env, obs, action) -> tuple[float, float]:
     target_to_obj_init = dist(float(init[0]), float(init[1]), float(init[2]), g0, g1, g2)
     radius = env.TARGET_RADIUS
     in_place = tolerance(target_to_obj, 0, radius, target_to_obj_init, "long_tail")
-    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
+    object_grasped = gripper_caging(env, action, (ox, oy, oz), (tx, ty, tz), 0.015, 0.05, 0.005, high_density=True)
     reward = 2 * object_grasped
     if tcp_to_obj < 0.02 and tcp_opened > 0:
         reward += 1.0 + reward + 5.0 * in_place
@@ -124,7 +94,7 @@ def push_wall(env, obs, action) -> tuple[float, float]:
     obj_to_target_init = dist(ix, iy, iz, g0, g1, g2)
     in_place_part1 = tolerance(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init, "long_tail")
     in_place_part2 = tolerance(obj_to_target, 0, 0.05, obj_to_target_init, "long_tail")
-    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005, high_density=True)
+    object_grasped = gripper_caging(env, action, (ox, oy, oz), (tx, ty, tz), 0.015, 0.05, 0.005, high_density=True)
     reward = 2 * object_grasped
     if tcp_to_obj < 0.02 and tcp_opened > 0:
         reward = 2.0 * object_grasped + 1.0 + 4.0 * in_place_part1
@@ -242,7 +212,7 @@ def pick_place_wall(env, obs, action) -> tuple[float, float]:
     obj_to_target_init = dist(ix, iy, iz, g0, g1, g2)
     in_place_part1 = tolerance(obj_to_midpoint, 0, 0.05, obj_to_midpoint_init, "long_tail")
     in_place_part2 = tolerance(obj_to_target, 0, 0.05, obj_to_target_init, "long_tail")
-    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.05, 0.005)
+    object_grasped = gripper_caging(env, action, (ox, oy, oz), (tx, ty, tz), 0.015, 0.05, 0.005)
     in_place_and_object_grasped = hamacher_product(object_grasped, in_place_part1)
     reward = in_place_and_object_grasped
     if tcp_to_obj < 0.02 and tcp_opened > 0 and oz - 0.015 > iz:
@@ -270,8 +240,8 @@ def pick_out_of_hole(env, obs, action) -> tuple[float, float]:
     radius = math.sqrt(dx * dx + dy * dy)
     floor = 0.0 if radius <= 0.03 else 0.015 * math.log(radius - 0.03) + 0.15
     above_floor = 1.0 if tz >= floor else tolerance(max(floor - tz, 0.0), 0.0, 0.01, 0.02, "long_tail")
-    object_grasped = _caging(env, action, ox, oy, oz, tx, tz, ly, ry, 0.015, 0.02, 0.03, desired_gripper_effort=0.1,
-                             high_density=True)  # fmt: skip
+    object_grasped = gripper_caging(env, action, (ox, oy, oz), (tx, ty, tz), 0.015, 0.02, 0.03, effort=0.1,
+                                    high_density=True)  # fmt: skip
     in_place = tolerance(obj_to_target, 0, 0.02, in_place_margin, "long_tail")
     reward = hamacher_product(object_grasped, in_place)
     if tcp_to_obj < 0.04 and oz - 0.02 > iz and not tcp_opened < 0.33:

@@ -12,7 +12,7 @@ from metaworld.envs.sawyer_stick_push_v3 import SawyerStickPushEnvV3
 from metaworld.envs.sawyer_sweep_into_goal_v3 import SawyerSweepIntoGoalEnvV3
 from metaworld.envs.sawyer_sweep_v3 import SawyerSweepEnvV3
 
-from envs.metaworld_rewards.primitives import dist, hamacher_product, tcp_xyz, tolerance
+from envs.metaworld_rewards.primitives import dist, gripper_caging, hamacher_product, tcp_xyz, tolerance
 
 _sqrt = math.sqrt
 
@@ -20,31 +20,6 @@ _sqrt = math.sqrt
 def _pads_y(env) -> tuple[float, float]:
     xpos = env.data.xpos
     return float(xpos[env._fast_body_id("leftpad")][1]), float(xpos[env._fast_body_id("rightpad")][1])
-
-
-def _caging(env, action, tcp, ox, oy, oz, init, obj_radius, pad_thresh, xz_thresh, high_density) -> float:
-    """``SawyerXYZEnv._gripper_caging_reward`` (desired effort 1, no medium density) around the
-    initial position ``init``: stick-push's override uses ``stick_init_pos`` where the base (and
-    ``primitives.gripper_caging_reward``) uses ``obj_init_pos``; takes the tcp already read. The
-    grip term stays the action's numpy scalar: with a float32 action Meta-World's products from
-    there on are float32 (NEP 50), ~1e-7 off a float64 version."""
-    ly, ry = _pads_y(env)
-    ix, iy, iz = init
-    left = tolerance(abs(ly - oy), obj_radius, pad_thresh, abs(abs(ly - iy) - pad_thresh), "long_tail")
-    right = tolerance(abs(ry - oy), obj_radius, pad_thresh, abs(abs(ry - iy) - pad_thresh), "long_tail")
-    caging_y = hamacher_product(left, right)
-    tx, _, tz = tcp
-    jx, _, jz = env.init_tcp.tolist()
-    dx, dz = ix - jx, iz - jz
-    xz_margin = _sqrt(dx * dx + dz * dz) - xz_thresh
-    dx, dz = tx - ox, tz - oz
-    caging_xz = tolerance(_sqrt(dx * dx + dz * dz), 0, xz_thresh, xz_margin, "long_tail")
-    caging = hamacher_product(caging_y, caging_xz)
-    gripping = min(max(0, action[-1]), 1.0) / 1.0 if caging > 0.97 else 0.0
-    caging_and_gripping = hamacher_product(caging, gripping)
-    if high_density:
-        caging_and_gripping = (caging_and_gripping + caging) / 2
-    return caging_and_gripping
 
 
 def _pad_caging(env, tcp, ox, oy, oz, obj_radius, grip_margin, xz_margin) -> float:
@@ -103,7 +78,7 @@ def stick_push(env, obs, action) -> tuple[float, float]:
     tcp = tcp_xyz(env)
     tx, ty, tz = env._target_pos.tolist()
     init = env.stick_init_pos.tolist()
-    object_grasped = _caging(env, action, tcp, sx, sy, sz, init, 0.04, 0.05, 0.01, True)
+    object_grasped = gripper_caging(env, action, (sx, sy, sz), tcp, 0.04, 0.05, 0.01, init=init, high_density=True)
     reward = object_grasped
     container_to_target = dist(cx, cy, cz, tx, ty, tz)
     # Meta-World builds both tolerances every step, and a negative margin raises there
@@ -148,7 +123,7 @@ def stick_pull(env, obs, action) -> tuple[float, float]:
     stick_to_container = _sqrt(x * x + y * y + z * z)
     x, y, z = six - (ix + 0.05), siy - (iy + 0.0), (siz - (iz + 0.0)) * 2.0
     stick_in_place = tolerance(stick_to_container, 0, 0.05, _sqrt(x * x + y * y + z * z), "long_tail")
-    object_grasped = _caging(env, action, tcp, sx, sy, sz, obj_init, 0.014, 0.05, 0.01, True)
+    object_grasped = gripper_caging(env, action, (sx, sy, sz), tcp, 0.014, 0.05, 0.01, init=obj_init, high_density=True)
     grasp_success = dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > siz
     if grasp_success:
         object_grasped = 1
@@ -180,7 +155,7 @@ def shelf_place(env, obs, action) -> tuple[float, float]:
     obj_init = env.obj_init_pos.tolist()
     obj_to_target = dist(ox, oy, oz, tx, ty, tz)
     in_place = tolerance(obj_to_target, 0, 0.05, dist(*obj_init, tx, ty, tz), "long_tail")
-    object_grasped = _caging(env, action, tcp, ox, oy, oz, obj_init, 0.02, 0.05, 0.01, False)
+    object_grasped = gripper_caging(env, action, (ox, oy, oz), tcp, 0.02, 0.05, 0.01, init=obj_init, high_density=False)
     reward = hamacher_product(object_grasped, in_place)
     # after np.clip Meta-World's in_place is a numpy float64, which turns a float32 reward into
     # float64 in the sum below; a Python float in_place keeps it float32
