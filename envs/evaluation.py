@@ -62,28 +62,28 @@ def evaluate(
     total = num_tasks * num_episodes
     if progress is not None:
         progress(0, total)
-    while (finished < quota).any():
-        if stop is not None and stop():
+    try:
+        while (finished < quota).any():
+            if stop is not None and stop():
+                return None
             if fast:
-                envs.idle = None
-            return None
+                envs.idle = finished >= quota
+            obs, reward, terminated, truncated, info = envs.step(policy(obs))
+            ep_return += reward
+            ep_success |= np.asarray(info["success"], dtype=float) > 0
+            done = terminated | truncated
+            counted = done & (finished < quota)
+            successes += counted * ep_success
+            returns += counted * ep_return
+            finished += counted
+            if progress is not None and counted.any():
+                progress(int(finished.sum()), total)
+            ep_return[done] = 0.0
+            ep_success[done] = False
+            obs = reset_done(envs, obs, done)
+    finally:
         if fast:
-            envs.idle = finished >= quota
-        obs, reward, terminated, truncated, info = envs.step(policy(obs))
-        ep_return += reward
-        ep_success |= np.asarray(info["success"], dtype=float) > 0
-        done = terminated | truncated
-        counted = done & (finished < quota)
-        successes += counted * ep_success
-        returns += counted * ep_return
-        finished += counted
-        if progress is not None and counted.any():
-            progress(int(finished.sum()), total)
-        ep_return[done] = 0.0
-        ep_success[done] = False
-        obs = reset_done(envs, obs, done)
-    if fast:
-        envs.idle = None
+            envs.idle = None  # later evaluations and resets step every sub-env
     success, mean_return = (x.reshape(copies, num_tasks).sum(0) / num_episodes for x in (successes, returns))
     return EvalResult(
         success={t: float(success[i]) for i, t in enumerate(task_names)},

@@ -105,16 +105,14 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
     trainer's collection without updates, and the training loop with one update per vector step
     (``cfg.balancer``). Raw and collection alternate in chunks of ``chunk`` vector steps on the
     same envs, so a load change on a shared machine hits both alike."""
-    envs, K, A = trainer.envs, trainer.num_tasks, trainer.action_dim
+    envs, K = trainer.envs, trainer.num_tasks
     rng = np.random.default_rng(0)
     obs, _ = envs.reset()
     done = np.zeros(K, dtype=bool)
 
     def raw_step():
         nonlocal obs, done
-        obs = reset_done(envs, obs, done)
-        obs, _, terminated, truncated, _ = envs.step(rng.uniform(-1, 1, (K, A)).astype(np.float32))
-        done = terminated | truncated
+        obs, done = random_step(envs, obs, done, rng)
 
     def trainer_step():
         nonlocal obs, done
@@ -135,6 +133,14 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
     return {"raw": steps / seconds["raw"], "collect": steps / seconds["collect"], "train": K / train_s}
 
 
+def random_step(envs, obs: np.ndarray, done: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One raw vector step: reset what finished, then uniform random actions."""
+    obs = reset_done(envs, obs, done)
+    actions = rng.uniform(-1, 1, (envs.num_envs, envs.single_action_space.shape[0])).astype(np.float32)
+    obs, _, terminated, truncated, _ = envs.step(actions)
+    return obs, terminated | truncated
+
+
 def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict[str, float]:
     """CPU microseconds per transition of raw stepping (random actions, resets included), for
     every strategy side by side: one vector env each, stepped in alternating chunks of
@@ -151,9 +157,7 @@ def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict
             obs, done = state[s]
             start = cpu_seconds(e)
             for _ in range(chunk):
-                obs = reset_done(e, obs, done)
-                obs, _, terminated, truncated, _ = e.step(rng.uniform(-1, 1, (e.num_envs, e.single_action_space.shape[0])).astype(np.float32))
-                done = terminated | truncated
+                obs, done = random_step(e, obs, done, rng)
             if round_:  # the first round warms up (first lookups, caches), untimed
                 cpu[s] += cpu_seconds(e) - start
             state[s] = obs, done
