@@ -47,6 +47,7 @@ import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
+from envs.forked_workers import ForkedWorkers, shared_array
 from envs.metaworld_rewards import REWARDS
 
 
@@ -258,16 +259,23 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
     (sub-env ``c * K + t`` is copy c of task t), stepped together so that one batched policy
     call serves them all.
 
-    ``reset`` and ``call`` (checkpoints, seeding) go to the references; ``step`` does what the
-    sub-envs' wrapper chain and Meta-World's ``SawyerXYZEnv.step`` do, in one pass.
+    ``reset`` and ``call`` (checkpoints, seeding) go through each sub-env's wrapper chain;
+    ``step`` does what that chain and Meta-World's ``SawyerXYZEnv.step`` do, in one pass.
+
+    ``workers`` > 1 spreads the sub-envs over that many processes in contiguous shares
+    (``envs.forked_workers``; this process steps the first share). Every sub-env is stepped,
+    reset and called only in the process that owns it, on the same objects, so any number of
+    workers gives the same transitions; observations, rewards and flags meet in shared memory.
     """
 
-    def __init__(self, references: list[gym.vector.SyncVectorEnv], max_episode_steps: int, terminate_on_success: bool):
+    def __init__(
+        self, references: list[gym.vector.SyncVectorEnv], max_episode_steps: int, terminate_on_success: bool, workers: int = 1
+    ):
         first = references[0]
         self.references = references
         self.num_tasks = first.num_envs
         self.copies = len(references)
-        self.num_envs = self.num_tasks * self.copies
+        self.num_envs = n = self.num_tasks * self.copies
         self.single_observation_space = first.single_observation_space
         self.single_action_space = first.single_action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
@@ -289,20 +297,32 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
             _init_fast(env, task_name)
         self._max_episode_steps = max_episode_steps
         self._terminate_on_success = terminate_on_success
-        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._elapsed = np.zeros(n, dtype=np.int64)
         self._mocap_low = np.stack([e.mocap_low for e in self.envs])
         self._mocap_high = np.stack([e.mocap_high for e in self.envs])
         self._action_scale = np.array([e.action_scale for e in self.envs], dtype=np.float64)
-        obs_dim = self.single_observation_space.shape[0]
-        self._obs = np.zeros((self.num_envs, obs_dim), dtype=self.single_observation_space.dtype)
-        env_obs_dim = self.envs[0].sawyer_observation_space.shape[0]
-        self._obs[np.arange(self.num_envs), env_obs_dim + np.arange(self.num_envs) % self.num_tasks] = 1.0  # one-hot
-        self._env_obs_dim = env_obs_dim
         self._mocap_quat = np.array([1.0, 0.0, 1.0, 0.0])
-        self._goal_queues: list[collections.deque] | None = None
+        self._goal_queues: list[collections.deque | None] = [None] * n
         # sub-envs that ``step`` leaves as they are (reward 0, no flags): evaluation sets it for
         # the sub-envs whose episodes are all counted, so they cost nothing while others finish
         self.idle: np.ndarray | None = None
+
+        workers = max(1, min(workers, n))
+        array = shared_array if workers > 1 else lambda shape, dtype: np.zeros(shape, dtype)
+        obs_dim = self.single_observation_space.shape[0]
+        self._obs = array((n, obs_dim), self.single_observation_space.dtype)
+        env_obs_dim = self.envs[0].sawyer_observation_space.shape[0]
+        self._obs[np.arange(n), env_obs_dim + np.arange(n) % self.num_tasks] = 1.0  # one-hot
+        self._env_obs_dim = env_obs_dim
+        # actions travel as float64 and are cast back to their own dtype in each share: exact for
+        # float16/32/64, and the dtype matters (Meta-World's grip arithmetic keeps it)
+        self._actions = array((n, self.single_action_space.shape[0]), np.float64)
+        self._idle = array((n,), bool)
+        self._reward = array((n,), np.float64)
+        self._success = array((n,), np.float64)
+        self._mw_truncated = array((n,), bool)  # Meta-World's own max_path_length
+        bounds = np.linspace(0, n, workers + 1).round().astype(int)
+        self.workers = ForkedWorkers(self, [range(bounds[w], bounds[w + 1]) for w in range(workers)])
 
     def plan_goals(self, num_episodes: int) -> None:
         """From now on, the j-th episode of task t counted over its copies gets the goal that the
@@ -310,70 +330,76 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         episodes c, c + copies, c + 2 copies, ... Evaluation calls it after re-seeding, so any
         number of copies evaluates the same (task, goal) pairs. Episodes past the plan repeat the
         last goal (they are not counted; evaluation leaves those sub-envs idle)."""
-        queues = []
-        for i, wrapped in enumerate(self._wrapped):
+        self.workers.run(MetaWorldVectorEnv._plan_goals_share, num_episodes)
+
+    def _plan_goals_share(self, share: range, num_episodes: int) -> None:
+        for i in share:
+            wrapped = self._wrapped[i]
             rng = copy.deepcopy(self.envs[i].np_random)  # the draws RandomTaskSelectWrapper would make
             tasks = wrapped.get_wrapper_attr("tasks")
             draws = [tasks[rng.choice(len(tasks))] for _ in range(num_episodes)]
             # a copy with no episode to run (copies > episodes) still needs a goal to reset to
-            queues.append(collections.deque(draws[i // self.num_tasks :: self.copies] or draws[:1]))
+            self._goal_queues[i] = collections.deque(draws[i // self.num_tasks :: self.copies] or draws[:1])
             wrapped.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
-        self._goal_queues = queues
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         mask = None if options is None else options.get("reset_mask")
         mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        if self._goal_queues is not None:
-            for i in np.flatnonzero(mask):
-                if self._goal_queues[i]:
-                    self.envs[i].set_task(self._goal_queues[i].popleft())
-        K = self.num_tasks
-        for c, reference in enumerate(self.references):
-            part = mask[c * K : (c + 1) * K]
-            if part.all():
-                obs, _ = reference.reset(seed=seed)
-            elif part.any():
-                obs, _ = reference.reset(options={"reset_mask": part})
-            else:
-                continue
-            self._obs[c * K : (c + 1) * K][part] = obs[part]
+        self.workers.run(MetaWorldVectorEnv._reset_share, seed, mask)
         self._elapsed[mask] = 0
         return self._obs.copy(), {}
 
+    def _reset_share(self, share: range, seed: int | list[int] | None, mask: np.ndarray) -> None:
+        """Resets the masked sub-envs of ``share`` through their wrapper chains, with the seeds a
+        sync vector env gives its sub-envs (Meta-World ignores them: its seed goes in at
+        construction)."""
+        K = self.num_tasks
+        for i in share:
+            if not mask[i]:
+                continue
+            if self._goal_queues[i]:
+                self.envs[i].set_task(self._goal_queues[i].popleft())
+            sub_seed = seed[i] if isinstance(seed, list) else None if seed is None else seed + i % K
+            self._obs[i], _ = self._wrapped[i].reset(seed=sub_seed)
+
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
-        n = self.num_envs
-        rewards = np.zeros(n, dtype=np.float64)
-        success = np.zeros(n, dtype=np.float64)
-        truncated = np.zeros(n, dtype=bool)
-        # SawyerXYZEnv.set_xyz_action for every sub-env at once, in the same dtypes: an action
-        # times a Python float keeps the action's dtype (NEP 50), then adds to the float64 mocap
-        delta = np.clip(actions[:, :3], -1, 1) * self._action_scale[:, None].astype(actions.dtype)
-        mocap = np.concatenate([env.data.mocap_pos for env in self.envs])  # one mocap body each
-        mocap = np.clip(mocap + delta, self._mocap_low, self._mocap_high)
-        idle = np.zeros(n, dtype=bool) if self.idle is None else self.idle
-        self._step_envs(range(n), actions, mocap, idle, (rewards, success, truncated))
+        if actions.shape != self._actions.shape:
+            raise ValueError(f"actions of shape {actions.shape}; the {self.num_envs} sub-envs take {self._actions.shape}")
+        self._actions[:] = actions
+        self._idle[:] = False if self.idle is None else self.idle
+        self.workers.run(MetaWorldVectorEnv._step_share, actions.dtype.str)
+        idle = self._idle.copy()
         self._elapsed += 1
-        truncated |= self._elapsed >= self._max_episode_steps
+        truncated = self._mw_truncated | (self._elapsed >= self._max_episode_steps)
         truncated &= ~idle
-        terminated = success == 1.0 if self._terminate_on_success else np.zeros(n, dtype=bool)
-        return self._obs.copy(), rewards, terminated, truncated, {"success": success}
+        success = self._success.copy()
+        terminated = success == 1.0 if self._terminate_on_success else np.zeros(self.num_envs, dtype=bool)
+        return self._obs.copy(), self._reward.copy(), terminated, truncated, {"success": success}
 
-    def _step_envs(self, indices: range, actions: np.ndarray, mocap: np.ndarray, idle: np.ndarray, out: tuple) -> None:
-        """``SawyerXYZEnv.step`` from the physics on, for the sub-envs ``indices``; writes their
-        observations into ``self._obs`` and reward, success and Meta-World's own truncation into ``out``."""
-        rewards, success, truncated = out
+    def _step_share(self, share: range, dtype: str) -> None:
+        """``SawyerXYZEnv.step`` for the sub-envs of ``share``; writes their observations,
+        rewards, success and Meta-World's own truncation into the shared arrays."""
+        s = slice(share.start, share.stop)
+        actions = self._actions[s].astype(dtype)
+        # SawyerXYZEnv.set_xyz_action for the share at once, in the same dtypes: an action
+        # times a Python float keeps the action's dtype (NEP 50), then adds to the float64 mocap
+        delta = np.clip(actions[:, :3], -1, 1) * self._action_scale[s, None].astype(dtype)
+        mocap = np.concatenate([self.envs[i].data.mocap_pos for i in share])  # one mocap body each
+        mocap = np.clip(mocap + delta, self._mocap_low[s], self._mocap_high[s])
         obs, dim = self._obs, self._env_obs_dim  # the one-hot columns stay as set in __init__
-        for i in indices:
-            if idle[i]:
+        for j, i in enumerate(share):
+            if self._idle[i]:
+                self._reward[i] = self._success[i] = 0.0
+                self._mw_truncated[i] = False
                 continue
             env = self.envs[i]
             data = env.data
             if env.curr_path_length >= env.max_path_length:
                 raise ValueError("You must reset the env manually once truncate==True")
-            data.mocap_pos[0] = mocap[i]
+            data.mocap_pos[0] = mocap[j]
             data.mocap_quat[0] = self._mocap_quat
-            grip = actions[i, -1]
+            grip = actions[j, -1]
             data.ctrl[:] = (grip, -grip)
             mujoco.mj_step(env.model, data, nstep=env.frame_skip)
             mujoco.mj_rnePostConstraint(env.model, data)
@@ -388,19 +414,28 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
             env._last_stable_obs = o
             reward_fn = self._rewards[i]
             if reward_fn is None:
-                reward, info = env.evaluate_state(o, actions[i])
-                rewards[i], success[i] = reward, info["success"]
+                reward, info = env.evaluate_state(o, actions[j])
+                self._reward[i], self._success[i] = reward, info["success"]
             else:
-                rewards[i], success[i] = reward_fn(env, o, actions[i])
-            truncated[i] = env.curr_path_length == env.max_path_length
+                self._reward[i], self._success[i] = reward_fn(env, o, actions[j])
+            self._mw_truncated[i] = env.curr_path_length == env.max_path_length
             obs[i, :dim] = o
 
     def call(self, name: str, *args, **kwargs) -> tuple:
+        """``SyncVectorEnv.call`` over every sub-env, each in the process that owns it."""
         if self.copies > 1 and name in ("get_checkpoint", "load_checkpoint"):
             # Meta-World's checkpoints name a sub-env by task: copies would overwrite each other
             raise ValueError("copies of a task set (evaluation envs) have no checkpoint")
-        return tuple(out for reference in self.references for out in reference.call(name, *args, **kwargs))
+        return tuple(out for part in self.workers.run(MetaWorldVectorEnv._call_share, name, args, kwargs) for out in part)
+
+    def _call_share(self, share: range, name: str, args: tuple, kwargs: dict) -> list:
+        out = []
+        for i in share:
+            attr = self._wrapped[i].get_wrapper_attr(name)
+            out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return out
 
     def close(self, **kwargs):
+        self.workers.close()
         for reference in self.references:
             reference.close(**kwargs)

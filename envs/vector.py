@@ -92,6 +92,7 @@ def make_vector_env(
     terminate_on_success: bool = False,
     num_goals: int = NUM_GOALS,
     copies: int = 1,
+    workers: int = 1,
 ) -> gym.vector.VectorEnv:
     """Sub-env t runs task ``taskset.tasks[t]``; observations are [K, obs_dim + K], the one-hot
     task id last. The trainer casts them to float32 where they enter torch. ``num_goals`` goals
@@ -104,9 +105,14 @@ def make_vector_env(
     vector envs, for comparison and as the fallback (async pays off on many cores).
 
     ``copies`` > 1 (evaluation only, fast path only): that many copies of every task, sub-env
-    ``c * K + t`` being copy c of task t (``MetaWorldVectorEnv.plan_goals``)."""
+    ``c * K + t`` being copy c of task t (``MetaWorldVectorEnv.plan_goals``).
+
+    ``workers`` (fast path only): processes stepping the sub-envs, this one included, at most
+    one per sub-env (``envs.forked_workers``). The transitions do not depend on it."""
     if copies > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
         raise ValueError(f"{copies} copies of each task need the fast path (vector_strategy auto on a Meta-World task set)")
+    if workers > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
+        raise ValueError(f"{workers} env workers need the fast path (vector_strategy auto on a Meta-World task set)")
     if strategy not in ("auto", "sync", "async"):
         raise ValueError(f"unknown vector strategy {strategy!r}; valid: auto, sync, async")
     if taskset.kind == "gymnasium":
@@ -125,7 +131,7 @@ def make_vector_env(
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
         if strategy == "auto":
             references = [_make(taskset, "sync", common) for _ in range(copies)]
-            envs = MetaWorldVectorEnv(references, max_episode_steps, terminate_on_success)
+            envs = MetaWorldVectorEnv(references, max_episode_steps, terminate_on_success, workers)
         else:
             envs = _make(taskset, strategy, common)
     assert envs.num_envs == taskset.num_tasks * copies

@@ -43,6 +43,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from envs.evaluation import evaluate
+from envs.forked_workers import default_workers
+from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.vector import make_vector_env, reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
@@ -168,36 +170,94 @@ def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict
 
 
 def cpu_seconds(envs) -> float:
-    """CPU seconds used so far by this thread, which steps sync and fast-path envs, and by the
-    env worker processes of an async vector env (from /proc, Linux), so that stepping strategies
-    compare by the CPU they cost, not only by wall time. torch's own threads are not counted:
-    between parallel regions its OpenMP threads spin for a while, and that CPU belongs to the
-    policy's forward pass before the step, not to the step."""
+    """CPU seconds used so far by this thread, which steps sync envs and the fast path's first
+    share, and by the worker processes of an async vector env or of the fast path (from /proc,
+    Linux, in clock ticks of 10 ms), so that stepping strategies compare by the CPU they cost,
+    not only by wall time. torch's own threads are not counted: between parallel regions its
+    OpenMP threads spin for a while, and that CPU belongs to the policy's forward pass before
+    the step, not to the step."""
     total = time.thread_time()
-    for process in getattr(envs, "processes", ()):
-        with open(f"/proc/{process.pid}/stat") as f:
+    if isinstance(envs, MetaWorldVectorEnv):
+        pids = envs.workers.pids
+    else:
+        pids = [process.pid for process in getattr(envs, "processes", ())]  # AsyncVectorEnv's
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     return total
 
 
+def worker_counts(num_envs: int) -> list[int]:
+    """The worker counts the bench compares: 1, 2 and one per core (``env_workers: 0``), at most
+    one per sub-env."""
+    return sorted({min(w, num_envs) for w in (1, 2, default_workers())})
+
+
+def worker_step_times(cfg: Config, taskset, policy, plan: BenchPlan, chunk: int = 10) -> dict[str, dict[int, float]]:
+    """The fast path's vector step with its sub-envs spread over 1, 2, ... worker processes
+    (``worker_counts``), side by side in alternating chunks of ``chunk`` vector steps (3 x the
+    plan's vector steps each, after one untimed round): wall milliseconds per vector step of raw
+    stepping (random actions, resets included), the same with a deterministic ``policy`` pass
+    before each step (``policy_ms``: torch's threads work and then spin beside the workers, as in
+    collection; the policy's own time included), and CPU microseconds per transition of the raw
+    stepping, the workers' CPU included."""
+    counts = worker_counts(taskset.num_tasks)
+    envs = {w: make_vector_env(taskset, cfg.seed, "auto", cfg.max_episode_steps, num_goals=cfg.num_goals, workers=w)
+            for w in counts}  # fmt: skip
+    rng = np.random.default_rng(0)
+    state = {w: (e.reset()[0], np.zeros(e.num_envs, dtype=bool)) for w, e in envs.items()}
+    figures = {kind: dict.fromkeys(counts, 0.0) for kind in ("raw_ms", "policy_ms", "cpu_us_per_transition")}
+    chunks = max(3 * plan.vector_steps // chunk, 1)
+
+    def policy_step(e, obs, done):
+        obs = reset_done(e, obs, done)
+        obs, _, terminated, truncated, _ = e.step(policy(obs))
+        return obs, terminated | truncated
+
+    for round_ in range(chunks + 1):
+        for w, e in envs.items():
+            for kind, step in (("raw_ms", lambda e, o, d: random_step(e, o, d, rng)), ("policy_ms", policy_step)):
+                obs, done = state[w]
+                start, cpu = time.perf_counter(), cpu_seconds(e)
+                for _ in range(chunk):
+                    obs, done = step(e, obs, done)
+                if round_:  # the first round warms up, untimed
+                    figures[kind][w] += time.perf_counter() - start
+                    if kind == "raw_ms":
+                        figures["cpu_us_per_transition"][w] += cpu_seconds(e) - cpu
+                state[w] = obs, done
+    for e in envs.values():
+        e.close()
+    vector_steps = chunks * chunk
+    for w in counts:
+        figures["raw_ms"][w] *= 1e3 / vector_steps
+        figures["policy_ms"][w] *= 1e3 / vector_steps
+        figures["cpu_us_per_transition"][w] *= 1e6 / (vector_steps * taskset.num_tasks)
+    return figures
+
+
 def eval_times(trainer: Trainer, plan: BenchPlan, log) -> dict:
     """Wall seconds of one evaluation (the untrained policy: episodes run to full length unless
     a task succeeds by chance) through gymnasium's sync vector env, on the fast path, and on the
-    fast path with several eval envs per task (``eval_envs_per_task``; 5 when the config has 1).
-    The same episodes every time, so the successes agree (checked here)."""
+    fast path with several eval envs per task (``eval_envs_per_task``; 5 when the config has 1),
+    in this process and (``w<N>``) over one worker process per core. The same episodes every
+    time, so the successes agree (checked here)."""
     cfg = trainer.cfg
     episodes = plan.eval_episodes or cfg.eval_episodes
-    variants = [("sync", 1)]
+    variants = [("sync", 1, 1)]
     if trainer.taskset.kind == "metaworld":
-        variants += [("auto", 1), ("auto", cfg.eval_envs_per_task if cfg.eval_envs_per_task > 1 else 5)]
+        copies = cfg.eval_envs_per_task if cfg.eval_envs_per_task > 1 else 5
+        variants += [("auto", 1, 1), ("auto", copies, 1)]
+        if default_workers() > 1:
+            variants.append(("auto", copies, default_workers()))
     seconds, successes = {}, {}
-    for strategy, copies in variants:
+    for strategy, copies, workers in variants:
         envs = make_vector_env(trainer.taskset, cfg.seed, strategy, cfg.max_episode_steps, terminate_on_success=True,
-                               num_goals=cfg.num_goals, copies=copies)  # fmt: skip
+                               num_goals=cfg.num_goals, copies=copies, workers=workers)  # fmt: skip
         start = time.perf_counter()
         result = evaluate(lambda o: trainer.agent.act(o, deterministic=True), envs, trainer.task_names, episodes, seed=cfg.seed)
-        name = f"{strategy} x{copies}"
+        name = f"{strategy} x{copies}" + (f" w{workers}" if workers > 1 else "")
         seconds[name] = time.perf_counter() - start
         successes[name] = result.success
         envs.close()
@@ -450,6 +510,13 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
         log("raw stepping CPU per transition, the strategies side by side ...")
         figures["cpu_us_per_transition_raw"] = stepping_cpu(cfg, trainer.taskset, plan)
         log("  " + "  ".join(f"{s} {us:.0f} us" for s, us in figures["cpu_us_per_transition_raw"].items()))
+        if trainer.taskset.kind == "metaworld":
+            log(f"fast-path vector step over {', '.join(map(str, worker_counts(trainer.num_tasks)))} env worker processes ...")
+            workers = worker_step_times(cfg, trainer.taskset, lambda o: trainer.agent.act(o, deterministic=True), plan)
+            for w in workers["raw_ms"]:
+                log(f"  {w} workers: raw {workers['raw_ms'][w]:.2f} ms, after a policy pass {workers['policy_ms'][w]:.2f} ms "
+                    f"per vector step; {workers['cpu_us_per_transition'][w]:.0f} CPU-us per transition")  # fmt: skip
+            figures["env_workers"] = workers
         log(f"one evaluation ({plan.eval_episodes or cfg.eval_episodes} episodes per task) ...")
         evaluation = eval_times(trainer, plan, log)
         log("per-task gradients: batched pass vs K backward passes ...")
@@ -542,6 +609,11 @@ def format_table(f: dict) -> str:
             f"{f['collect_vs_raw'][s]:>13.2f}{f['env_steps_per_s_train'][s]:>12.0f}"
             f"{f['cpu_us_per_transition_raw'][s]:>15.0f}{f['cpu_vs_sync'][s]:>12.2f}x"
         )
+    if f.get("env_workers"):
+        w = f["env_workers"]
+        lines.append("fast-path vector step over env worker processes (ms raw / after a policy pass, CPU-us per "
+                     "transition): " + ", ".join(f"{n} workers {w['raw_ms'][n]:.2f} / {w['policy_ms'][n]:.2f}, "
+                                                 f"{w['cpu_us_per_transition'][n]:.0f}" for n in w["raw_ms"]))  # fmt: skip
     e = f["eval_s"]
     lines.append(f"one evaluation, {e['episodes_per_task']} episodes per task, untrained policy: "
                  + ", ".join(f"{name} {sec:.1f} s" for name, sec in e["seconds"].items()))  # fmt: skip

@@ -7,6 +7,7 @@ free of them)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -14,6 +15,10 @@ from pathlib import Path
 
 from mtrl.config import (Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args,
                          save_config, validate)  # fmt: skip
+
+# what ``--resume`` may change: the run's length, and how this machine steps its envs (which
+# changes no transition)
+RESUME_OVERRIDES = ("total_env_steps", "env_workers")
 
 
 class UsageError(Exception):
@@ -111,12 +116,14 @@ def _train(args) -> int:
     overrides = parse_override_args(args.overrides)
     if args.resume:
         if args.config or args.balancer or args.agent or args.seed is not None or args.run_dir:
-            raise UsageError("--resume takes only the run directory (and total_env_steps=N to extend the run)")
+            raise UsageError("--resume takes only the run directory (and total_env_steps=N to extend the run, "
+                             "env_workers=N for this machine)")
         run_dir = Path(args.resume)
         saved = _load_run_config(run_dir)
-        extra = set(overrides) - {"total_env_steps"}
+        extra = set(overrides) - set(RESUME_OVERRIDES)
         if extra:
-            raise UsageError(f"cannot change {', '.join(sorted(extra))} when resuming; only total_env_steps=N")
+            raise UsageError(f"cannot change {', '.join(sorted(extra))} when resuming; only "
+                             f"{' and '.join(f'{key}=N' for key in RESUME_OVERRIDES)}")
         cfg = apply_overrides(saved, overrides)
         finished = _finished_env_steps(run_dir)
         if finished is not None and cfg.total_env_steps <= finished:
@@ -142,7 +149,8 @@ def _train(args) -> int:
                 raise UsageError(str(e)) from None
         if cfg.total_env_steps != saved.total_env_steps:
             # an extension: config.yaml keeps saying what the run is, so rerunning it reproduces the run
-            save_config(cfg, run_dir / "config.yaml")
+            # (env_workers is this machine's, not the run's: it changes no transition)
+            save_config(dataclasses.replace(saved, total_env_steps=cfg.total_env_steps), run_dir / "config.yaml")
             print(f"mtrl: total_env_steps {saved.total_env_steps} -> {cfg.total_env_steps}, recorded in "
                   f"{run_dir / 'config.yaml'}", file=sys.stderr)  # fmt: skip
         print(f"mtrl: resuming {run_dir} at env step {trainer.counters.env_steps}", file=sys.stderr)

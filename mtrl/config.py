@@ -146,6 +146,7 @@ class Config:
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
     vector_strategy: str = "auto"  # auto (Meta-World: the fast path; gymnasium: sync) | sync | async
+    env_workers: int = 0  # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
     max_episode_steps: int = 500
     num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
     torch_threads: int = 0  # 0: torch's default
@@ -344,7 +345,7 @@ def validate(cfg: Config) -> None:
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {getattr(cfg, key)}")
-    for key in ["warmup_env_steps", "torch_threads"]:
+    for key in ["warmup_env_steps", "torch_threads", "env_workers"]:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(cfg, key)}")
     if cfg.batch_size % num_tasks:
@@ -361,6 +362,9 @@ def validate(cfg: Config) -> None:
     if cfg.eval_envs_per_task > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
         raise ConfigError(f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
                           f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1")  # fmt: skip
+    if cfg.env_workers > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
+        raise ConfigError(f"env_workers {cfg.env_workers} needs the fast path (vector_strategy auto on a Meta-World "
+                          f"task set); {cfg.taskset} with {cfg.vector_strategy} takes env_workers 0 or 1")  # fmt: skip
     _validate_balancers(cfg.balancer, task_names)
     if cfg.agent == "stl_sac":
         _validate_stl(cfg)

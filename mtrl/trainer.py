@@ -20,6 +20,7 @@ import torch
 
 from agents.mtsac import CRITIC_LOSS, MTSAC
 from envs.evaluation import EvalResult, evaluate
+from envs.forked_workers import default_workers
 from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.tasksets import TaskSet, get_taskset
 from envs.vector import env_rng_state, load_env_rng_state, make_vector_env, reset_done
@@ -66,11 +67,25 @@ def _restore_signals(handlers: dict) -> None:
         signal.signal(sig, handler)
 
 
+def resolve_env_workers(cfg: Config) -> int:
+    """The processes that step a run's envs (``env_workers``; 0 chooses). On the fast path with
+    the networks on a GPU: one per core this process may use, at most one per sub-env. With the
+    networks on the CPU: 1, since torch's own threads use the cores between the steps and spin
+    on them for a while after each parallel region; on the 2-core CPU a collection step (policy
+    pass + MT10 step) took 1.9 ms with 2 workers beside torch's 2 threads against 1.6 ms with 1
+    (docs/benchmarks.md). Off the fast path: 1."""
+    if cfg.env_workers:
+        return cfg.env_workers
+    if cfg.vector_strategy != "auto" or get_taskset(cfg.taskset).kind != "metaworld":
+        return 1
+    return default_workers() if resolve_device(cfg.device).type == "cuda" else 1
+
+
 def make_eval_envs(cfg: Config, taskset: TaskSet) -> gym.vector.VectorEnv:
     """The evaluation envs of a run: episodes end at the first success, and on the fast path
     ``eval_envs_per_task`` copies of each task share its episodes (``envs.evaluation.evaluate``)."""
     return make_vector_env(taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, terminate_on_success=True,
-                           num_goals=cfg.num_goals, copies=cfg.eval_envs_per_task)  # fmt: skip
+                           num_goals=cfg.num_goals, copies=cfg.eval_envs_per_task, workers=resolve_env_workers(cfg))  # fmt: skip
 
 
 def next_mark(mark: int, every: int, step: int) -> int:
@@ -112,9 +127,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.action_rng = np.random.default_rng(cfg.seed)  # warm-up random actions
 
-        self.envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, num_goals=cfg.num_goals)
+        self.envs = make_vector_env(self.taskset, cfg.seed, cfg.vector_strategy, cfg.max_episode_steps, num_goals=cfg.num_goals,
+                                    workers=resolve_env_workers(cfg))  # fmt: skip
         if isinstance(self.envs, MetaWorldVectorEnv) and self.envs.uncovered:
             self._announce(f"fast path: {', '.join(self.envs.uncovered)} run Meta-World's own reward code (exact, slower)")
+        if isinstance(self.envs, MetaWorldVectorEnv) and len(self.envs.workers.shares) > 1:
+            self._announce(f"fast path: the {self.num_tasks} sub-envs stepped by {len(self.envs.workers.shares)} processes")
         self.eval_envs = None  # built at the first evaluation
         obs_dim = self.envs.single_observation_space.shape[0]
         self.action_dim = self.envs.single_action_space.shape[0]

@@ -39,7 +39,12 @@ def test_json_has_the_issue_keys_for_every_strategy_and_balancer(figures):
     assert set(figures["env_steps_per_s_raw"]) == set(figures["env_steps_per_s_collect"]) == strategies
     assert set(figures["cpu_us_per_transition_raw"]) == set(figures["cpu_vs_sync"]) == strategies
     assert figures["eval_s"]["episodes_per_task"] == 1
-    assert set(figures["eval_s"]["seconds"]) == {"sync x1", "auto x1", "auto x5"}
+    cores = mtrl.bench.default_workers()
+    assert set(figures["eval_s"]["seconds"]) == {"sync x1", "auto x1", "auto x5"} | ({f"auto x5 w{cores}"} if cores > 1 else set())
+    counts = [str(w) for w in mtrl.bench.worker_counts(10)]  # JSON keys are strings
+    assert counts[0] == "1" and (len(counts) > 1) == (cores > 1)
+    for kind in ("raw_ms", "policy_ms", "cpu_us_per_transition"):
+        assert list(figures["env_workers"][kind]) == counts and all(v > 0 for v in figures["env_workers"][kind].values())
     assert list(figures["updates_per_s"]) == ["ew", "cagrad", "famo"]  # EW always, and first
     assert all(rate > 0 for rate in figures["updates_per_s"].values())
     assert figures["compile"] is None  # compile=false: not measured

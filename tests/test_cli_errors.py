@@ -33,6 +33,8 @@ BAD_OVERRIDES = [
     (["compile=maybe"], "valid: auto, true, false"),
     (["eval_envs_per_task=0"], "'eval_envs_per_task' must be > 0"),
     (["vector_strategy=sync", "eval_envs_per_task=5"], "eval_envs_per_task 5 needs the fast path"),
+    (["env_workers=-1"], "'env_workers' must be >= 0"),
+    (["vector_strategy=async", "env_workers=2"], "env_workers 2 needs the fast path"),
     (["seed"], "is not key=value"),
     (["balancer=static", "balancer.kwargs.weights=[1,2,3]"], "weights has 3 entries but the task set has 10 tasks"),
     (["balancer=static", "balancer.kwargs.weights={reach-v2: 2}"], "weights name task 'reach-v2'"),
@@ -82,7 +84,7 @@ def test_existing_run_directory_is_not_overwritten(smoke_run, capsys):
 
 def test_resume_rejects_changed_settings(smoke_run, capsys):
     code, err = _run(["train", "--resume", str(smoke_run), "seed=5"], capsys)
-    assert code == 2 and "cannot change seed" in err
+    assert code == 2 and "cannot change seed" in err and "only total_env_steps=N and env_workers=N" in err
 
 
 def test_console_script_exit_code():

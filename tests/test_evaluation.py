@@ -59,15 +59,17 @@ def test_eval_copies_evaluate_the_same_goals_and_successes():
     """On the fast path, ``copies`` eval envs per task share its episodes (copy c runs episodes
     c, c + copies, ...). The goals are those a single env per task draws after the same seeding
     (gymnasium's sync path, as evaluations always ran), so a deterministic policy gets the same
-    success rates and returns with 1, or 4, copies as through the sync path. Episodes of 40
-    steps make the expert fail some goals, so the rates are not all 1."""
+    success rates and returns with 1, or 4, copies as through the sync path, and with the 12
+    sub-envs of 4 copies spread over 5 worker processes. Episodes of 40 steps make the expert
+    fail some goals, so the rates are not all 1."""
     from envs.tasksets import TaskSet
     from envs.vector import make_vector_env, reseed
 
     tasks = ("reach-v3", "push-v3", "pick-place-v3")
     taskset = TaskSet("three", tasks)
-    build = lambda strategy, copies: make_vector_env(taskset, 4, strategy, 40, terminate_on_success=True, copies=copies)  # noqa: E731
-    sync, fast1, fast4 = build("sync", 1), build("auto", 1), build("auto", 4)
+    build = lambda strategy, copies, workers=1: make_vector_env(taskset, 4, strategy, 40, terminate_on_success=True,  # noqa: E731
+                                                                copies=copies, workers=workers)  # fmt: skip
+    sync, fast1, fast4, forked = build("sync", 1), build("auto", 1), build("auto", 4), build("auto", 4, workers=5)
     episodes = 6
 
     reseed(sync, 11)
@@ -87,14 +89,14 @@ def test_eval_copies_evaluate_the_same_goals_and_successes():
 
     policy = lambda obs: np.clip(np.stack([ENV_POLICY_MAP[tasks[int(np.argmax(o[39:]))]]().get_action(o[:39].astype(np.float64))
                                            for o in obs]), -1, 1).astype(np.float32)  # noqa: E731
-    results = [evaluate(policy, envs, tasks, episodes, seed=11) for envs in (sync, fast1, fast4)]
+    results = [evaluate(policy, envs, tasks, episodes, seed=11) for envs in (sync, fast1, fast4, forked)]
     assert len(set(results[0].success.values()) - {0.0, 1.0}) >= 1, results[0].success  # a task with some goals failed
     for other in results[1:]:
         assert other.success == results[0].success
         for t in tasks:
             assert other.returns[t] == pytest.approx(results[0].returns[t], abs=1e-6)
     # fewer episodes than copies: copies 2 and 3 have none to run
-    few = [evaluate(policy, envs, tasks, 2, seed=12) for envs in (sync, fast4)]
-    assert few[0].success == few[1].success
-    for envs in (sync, fast1, fast4):
+    few = [evaluate(policy, envs, tasks, 2, seed=12) for envs in (sync, fast4, forked)]
+    assert few[0].success == few[1].success == few[2].success
+    for envs in (sync, fast1, fast4, forked):
         envs.close()

@@ -123,3 +123,60 @@ def test_matrix_to_quaternion_matches_scipy():
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
         branches.add(int(np.argmax([m[0, 0], m[1, 1], m[2, 2], np.trace(m)])))
     assert branches == {0, 1, 2, 3}
+
+
+def test_worker_processes_step_the_same_transitions():
+    """Sub-envs spread over 3 processes (shares of 2, 1 and 2 sub-envs) against all in this
+    one: bit-identical observations, rewards, flags and physics state (read from the owning
+    worker through ``call``), across resets; the RNG checkpoints, read and loaded through the
+    workers, are the same."""
+    from envs.vector import make_vector_env
+
+    tasks = ("pick-place-v3", "door-open-v3", "button-press-topdown-v3", "peg-insert-side-v3", "reach-v3")
+    taskset = TaskSet("workers", tasks)
+    one, three = (make_vector_env(taskset, 5, "auto", 60, terminate_on_success=True, workers=w) for w in (1, 3))
+    assert [len(s) for s in three.workers.shares] == [2, 1, 2] and len(three.workers.pids) == 2
+    rng = np.random.default_rng(1)
+    policies = [ENV_POLICY_MAP[t]() for t in tasks]
+    obs, _ = one.reset()
+    np.testing.assert_array_equal(three.reset()[0], obs)
+    resets = successes = 0
+    checkpoint = None
+    for step in range(240):
+        actions = rng.uniform(-1, 1, (len(tasks), 4)).astype(np.float32)
+        for i in range(0, len(tasks), 2):  # scripted on every other task, so some succeed
+            actions[i] = np.clip(policies[i].get_action(obs[i, :39].astype(np.float64)), -1, 1)
+        out1, out3 = one.step(actions), three.step(actions)
+        for a, b in zip(out1[:4], out3[:4]):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+        np.testing.assert_array_equal(out1[4]["success"], out3[4]["success"])
+        if step % 40 == 39:
+            for i, data in enumerate(three.call("data")):
+                ref = one.envs[i].data
+                for field in ("qpos", "qvel", "mocap_pos", "mocap_quat"):
+                    assert np.array_equal(getattr(ref, field), getattr(data, field)), (tasks[i], field, step)
+        if step == 100:
+            checkpoint = one.call("get_checkpoint")
+        done = out1[2] | out1[3]
+        resets += int(done.sum())
+        successes += int(out1[2].sum())
+        obs = reset_done(one, out1[0], done)
+        np.testing.assert_array_equal(reset_done(three, out3[0], done), obs)
+    assert resets >= 2 * len(tasks) and successes >= 1
+    assert _same(three.call("get_checkpoint"), one.call("get_checkpoint"))
+    three.call("load_checkpoint", checkpoint)
+    assert _same(three.call("get_checkpoint"), checkpoint)
+    assert not _same(one.call("get_checkpoint"), checkpoint)  # the checkpoint is of another state
+    one.close()
+    three.close()
+
+
+def _same(a, b) -> bool:
+    """Equality of nested checkpoints (dicts, lists, tuples, arrays)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b

@@ -95,7 +95,9 @@ def test_resume_after_a_crash_continues_exactly(smoke_run, tmp_path):
     """Simulate a crash after the checkpoint at 2000 env steps: the run went on to 3000 (its
     TensorBoard events and eval line at 3000 exist) but the last checkpoint is lost. Resuming
     must drop what came after the checkpoint and end with exactly the uninterrupted run's
-    parameters (same data, same noise, same goals), with no duplicate points."""
+    parameters (same data, same noise, same goals), with no duplicate points. The resumed run
+    steps its envs in 3 worker processes (the run itself used one): the workers change no
+    transition."""
     run = tmp_path / "crashed"
     shutil.copytree(smoke_run, run)
     (run / "summary.json").unlink()
@@ -103,7 +105,8 @@ def test_resume_after_a_crash_continues_exactly(smoke_run, tmp_path):
     assert [p.name for p in ckpts] == ["ckpt_000000002000.pt", "ckpt_000000003000.pt"]
     ckpts[-1].unlink()
 
-    assert main(["train", "--resume", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "env_workers=3"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text()) == yaml.safe_load((smoke_run / "config.yaml").read_text())
 
     final = torch.load(list_checkpoints(run)[-1], weights_only=False)
     reference = torch.load(list_checkpoints(smoke_run)[-1], weights_only=False)
@@ -151,25 +154,34 @@ def test_async_envs_overlap_updates_with_stepping_and_lag_one_vector_step(smoke_
 
 
 def test_fast_path_and_sync_path_end_with_identical_parameters(smoke_run, tmp_path):
-    """The smoke preset runs on the fast path (``vector_strategy: auto`` on Meta-World); the
-    transitions are Meta-World's, so the same run through gymnasium's sync vector env ends with
-    the same replay data, parameters and optimizer states, bit for bit, and the same evaluations."""
-    run = tmp_path / "sync"
-    assert main(["train", "--config", str(SMOKE), "--run-dir", str(run), "vector_strategy=sync"]) == 0
-    fast = torch.load(list_checkpoints(smoke_run)[-1], weights_only=False)
-    sync = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    """The smoke preset runs on the fast path (``vector_strategy: auto`` on Meta-World; on the
+    CPU device in one process); the transitions are Meta-World's, so the same run through
+    gymnasium's sync vector env ends with the same replay data, parameters and optimizer states,
+    bit for bit, and the same evaluations; so do runs with 2 and 3 env worker processes."""
     assert yaml.safe_load((smoke_run / "config.yaml").read_text())["vector_strategy"] == "auto"
-    assert torch.equal(fast["replay"]["data"], sync["replay"]["data"])
-    for name, value in sync["agent"].items():
-        assert torch.equal(fast["agent"][name], value), name
-    for loss, state in sync["optimizers"].items():
+    sync = tmp_path / "sync"
+    assert main(["train", "--config", str(SMOKE), "--run-dir", str(sync), "vector_strategy=sync"]) == 0
+    _assert_same_run(smoke_run, sync)
+    for workers in (2, 3):
+        run = tmp_path / f"workers{workers}"
+        assert main(["train", "--config", str(SMOKE), "--run-dir", str(run), f"env_workers={workers}"]) == 0
+        _assert_same_run(run, sync)
+
+
+def _assert_same_run(run, reference) -> None:
+    final = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    ref = torch.load(list_checkpoints(reference)[-1], weights_only=False)
+    assert torch.equal(final["replay"]["data"], ref["replay"]["data"]), run.name
+    for name, value in ref["agent"].items():
+        assert torch.equal(final["agent"][name], value), (run.name, name)
+    for loss, state in ref["optimizers"].items():
         for key, param_state in state["state"].items():
             for field, value in param_state.items():
-                assert torch.equal(fast["optimizers"][loss]["state"][key][field], value), (loss, key, field)
+                assert torch.equal(final["optimizers"][loss]["state"][key][field], value), (run.name, loss, key, field)
     # evaluation returns are sums of float64 rewards, equal to 1e-9 per step (the replay holds
     # them as float32, bit-identical); successes are identical
-    fast_evals, sync_evals = ([json.loads(line) for line in (r / "eval.jsonl").read_text().splitlines()] for r in (smoke_run, run))
-    assert [e["step"] for e in fast_evals] == [e["step"] for e in sync_evals] == [1500, 3000]
-    for f, s in zip(fast_evals, sync_evals):
-        assert f["success"] == s["success"]
-        assert f["return"] == pytest.approx(s["return"], abs=1e-6)
+    evals, ref_evals = ([json.loads(line) for line in (r / "eval.jsonl").read_text().splitlines()] for r in (run, reference))
+    assert [e["step"] for e in evals] == [e["step"] for e in ref_evals] == [1500, 3000]
+    for f, s in zip(evals, ref_evals):
+        assert f["success"] == s["success"], run.name
+        assert f["return"] == pytest.approx(s["return"], abs=1e-6), run.name
