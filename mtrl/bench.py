@@ -198,10 +198,10 @@ def worker_step_times(cfg: Config, taskset, policy, plan: BenchPlan, chunk: int 
     """The fast path's vector step with its sub-envs spread over 1, 2, ... worker processes
     (``worker_counts``), side by side in alternating chunks of ``chunk`` vector steps (3 x the
     plan's vector steps each, after one untimed round): wall milliseconds per vector step of raw
-    stepping (random actions, resets included), the same with a deterministic ``policy`` pass
-    before each step (``policy_ms``: torch's threads work and then spin beside the workers, as in
-    collection; the policy's own time included), and CPU microseconds per transition of the raw
-    stepping, the workers' CPU included."""
+    stepping (random actions, resets included; timed before any policy pass), the same with a
+    deterministic ``policy`` pass before each step (``policy_ms``: torch's threads work and then
+    spin beside the workers, as in collection on the CPU; the policy's own time included), and
+    CPU microseconds per transition of the raw stepping, the workers' CPU included."""
     counts = worker_counts(taskset.num_tasks)
     envs = {w: make_vector_env(taskset, cfg.seed, "auto", cfg.max_episode_steps, num_goals=cfg.num_goals, workers=w)
             for w in counts}  # fmt: skip
@@ -215,9 +215,11 @@ def worker_step_times(cfg: Config, taskset, policy, plan: BenchPlan, chunk: int 
         obs, _, terminated, truncated, _ = e.step(policy(obs))
         return obs, terminated | truncated
 
-    for round_ in range(chunks + 1):
-        for w, e in envs.items():
-            for kind, step in (("raw_ms", lambda e, o, d: random_step(e, o, d, rng)), ("policy_ms", policy_step)):
+    # all raw rounds first: after a parallel region torch's OpenMP threads (libgomp) spin for a
+    # while on the cores, which would charge the policy's threads to the raw stepping after it
+    for kind, step in (("raw_ms", lambda e, o, d: random_step(e, o, d, rng)), ("policy_ms", policy_step)):
+        for round_ in range(chunks + 1):
+            for w, e in envs.items():
                 obs, done = state[w]
                 start, cpu = time.perf_counter(), cpu_seconds(e)
                 for _ in range(chunk):
