@@ -12,6 +12,8 @@ import pytest
 
 from envs.forked_workers import ForkedWorkers, shared_array
 
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not os.path.isdir("/proc"), reason="needs fork and /proc (Linux)")
+
 
 class Owner:
     def __init__(self, n: int):
@@ -112,3 +114,33 @@ def test_env_workers_zero_chooses_by_device(monkeypatch):
     assert resolve(Config(device="cuda")) == default_workers()
     assert resolve(Config(device="cuda", vector_strategy="sync")) == 1
     assert resolve(Config(device="cuda", taskset="gym:MountainCarContinuous-v0")) == 1
+
+
+def test_workers_exit_when_the_caller_dies():
+    """A caller killed without closing (SIGKILL, an OOM kill) leaves no worker behind: each
+    sees end-of-file on its pipe and exits."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, sys; sys.path.insert(0, '.'); from envs.forked_workers import ForkedWorkers; "
+            "w = ForkedWorkers(None, [range(0, 1), range(1, 2), range(2, 3)]); "
+            "print(*w.pids, flush=True); os._exit(0)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout  # fmt: skip
+    pids = [int(p) for p in out.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _running(pid)]
+        time.sleep(0.05)
+    assert not alive, f"workers {alive} outlived their caller"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
