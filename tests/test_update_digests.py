@@ -1,0 +1,99 @@
+"""Training is unchanged by a refactoring: the smoke preset trained from one seed with EW (the
+loss path), with Nash-MTL (a host-solver balancer on the gradient path) and with a staged recipe
+(FAMO's loss weighting, then CAGrad's host solve) ends with the parameters, optimizer states and
+balancer states whose digests ``tests/data/update_digests.json`` holds.
+
+The digests were recorded on the code before the redesign of the trainer and the update
+(2026-12-05) and are asserted on the code after it. They are bit-level, so they hold only on the
+platform they were recorded on (torch and numpy versions, CPU model, thread count: the file says
+which); elsewhere the test skips and says so. To record them on a new platform, run the test on
+code whose behaviour you trust with ``MTRL_RECORD_DIGESTS=1``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+from mtrl.checkpoint import list_checkpoints
+from mtrl.cli import main
+from tests.conftest import REPO, SMOKE
+
+DIGESTS = REPO / "tests" / "data" / "update_digests.json"
+SHORT = ["total_env_steps=2000", "eval_every=2000", "checkpoint_every=2000", "log_every=500"]
+RUNS = {
+    "ew": ["--balancer", "ew"],
+    "nash_mtl": ["--balancer", "nash_mtl"],
+    "staged_famo_cagrad": ["balancer.stages=[{until: 1505, balancer: famo}, {balancer: cagrad}]"],
+}
+
+
+def _platform() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return {"torch": torch.__version__, "numpy": np.__version__, "machine": platform.machine(), "cpu": cpu,
+            "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def _feed(h, value) -> None:
+    """A canonical byte stream of a checkpoint's nested state: dict keys sorted, tensors and arrays
+    by dtype, shape and bytes, everything else by repr."""
+    if isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            h.update(repr(key).encode())
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        a = np.ascontiguousarray(value)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    else:
+        h.update(repr(value).encode())
+
+
+def _digests(run_dir) -> dict[str, str]:
+    state = torch.load(list_checkpoints(run_dir)[-1], weights_only=False)
+    out = {}
+    for part in ("agent", "optimizers", "balancers", "alpha_opt", "replay"):
+        h = hashlib.sha256()
+        _feed(h, state[part])
+        out[part] = h.hexdigest()
+    out["counters"] = json.dumps({k: v for k, v in state["counters"].items() if k != "wall_time_s"}, sort_keys=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict:
+    if os.environ.get("MTRL_RECORD_DIGESTS"):
+        return {}
+    if not DIGESTS.exists():
+        pytest.skip(f"no digests recorded yet: run with MTRL_RECORD_DIGESTS=1 to write {DIGESTS}")
+    data = json.loads(DIGESTS.read_text())
+    if data["platform"] != _platform():
+        pytest.skip(f"digests recorded on {data['platform']}, this is {_platform()}: bit-level results differ")
+    return data["runs"]
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_training_ends_with_the_recorded_states(name, recorded, tmp_path):
+    run = tmp_path / name
+    assert main(["train", "--config", str(SMOKE), "--run-dir", str(run), *SHORT, *RUNS[name]]) == 0
+    digests = _digests(run)
+    if os.environ.get("MTRL_RECORD_DIGESTS"):
+        data = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {"platform": _platform(), "runs": {}}
+        assert data["platform"] == _platform(), "recording on a second platform: delete the file first"
+        data["runs"][name] = digests
+        DIGESTS.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        return
+    assert digests == recorded[name]
