@@ -1,5 +1,5 @@
 """``mtrl bench``: throughput of each part of a training step, measured in one process on the
-current device, with the real trainer code (``Trainer._vector_step`` and ``Trainer._update``).
+current device, with the real trainer code (``Trainer.vector_step`` and ``Trainer.update_once``).
 
     (a) env stepping: the raw vector env (random actions, sync and async) against the trainer's
         collection (policy inference + env step + replay insert, no updates) and against the
@@ -48,11 +48,11 @@ from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.vector import make_vector_env, reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
-from mtrl.compile import compile_unavailable
+from mtrl.compile import CompiledFunction, compile_unavailable
 from mtrl.config import VECTOR_STRATEGIES, BalancerConfig, Config, make_loss_balancers
-from mtrl.gradients import per_task_grads
 from mtrl.logger import RunLogger
 from mtrl.trainer import Trainer
+from mtrl.update import per_task_grads
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def env_rates(trainer: Trainer, plan: BenchPlan, chunk: int = 10) -> dict[str, f
 
     def trainer_step():
         nonlocal obs, done
-        obs, _, terminated, truncated, _ = trainer._vector_step(obs, done)
+        obs, _, terminated, truncated, _ = trainer.vector_step(obs, done)
         done = terminated | truncated
 
     seconds = {"raw": 0.0, "collect": 0.0}
@@ -275,21 +275,17 @@ def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -
     updates of each balancer in turn, each from the same parameters, optimizer state and replay
     data; the rate is 1 / the median update. Rounds spread a slow drift in the machine's load
     over all balancers instead of charging it to whichever ran at the time."""
-    start_state = copy.deepcopy(
-        {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
-    )
+    start_state = _snapshot(trainer)
     instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in balancers}
     seconds: dict[str, list[float]] = {name: [] for name in balancers}
     for round_ in range(plan.rounds):
         for name in balancers:
-            trainer.agent.load_state_dict(start_state["agent"])
-            for k, opt in trainer.optimizers.items():
-                opt.load_state_dict(start_state["optimizers"][k])
-            trainer.balancers = instances[name]
+            _restore(trainer, start_state)
+            trainer.update.balancers = instances[name]
             trainer.counters.updates = 1  # gradient statistics every grad_stats_every updates, as in a run
             for _ in range(plan.warmup_updates if round_ == 0 else 1):
-                trainer._update()
-            seconds[name] += [_timed(trainer._update, 1, trainer.device) for _ in range(plan.updates)]
+                trainer.update_once()
+            seconds[name] += [_timed(trainer.update_once, 1, trainer.device) for _ in range(plan.updates)]
     rates = {name: 1.0 / float(np.median(s)) for name, s in seconds.items()}
     for name, rate in rates.items():
         log(f"  updates/s {name:<18} {rate:8.2f}")
@@ -309,36 +305,29 @@ def compile_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) 
     balancer's own crossings (``HOST.syncs``). Operations are not counted here: torch.compile
     refuses a TorchDispatchMode, and a compiled graph's fused kernels are not aten operations."""
     names = [name for name in COMPILED if name in balancers]
-    eager_steps = trainer.steps
-    trainer.compiled, trainer.cudagraphs = True, trainer.device.type == "cuda"
-    compiled_steps = trainer._step_functions()
-    start_state = copy.deepcopy(
-        {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
-    )
+    eager_fns = trainer.update.fns
+    compiled_fns = trainer.update.device_functions(compiled=True)
+    start_state = _snapshot(trainer)
     instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in names}
     seconds = {(name, mode): [] for name in names for mode in ("eager", "compiled")}
     figures: dict[str, dict[str, float]] = {"compile_s": {}, "update_host_syncs": {}}
     try:
         for round_ in range(plan.rounds):
             for name in names:
-                for mode, steps in (("eager", eager_steps), ("compiled", compiled_steps)):
-                    trainer.agent.load_state_dict(start_state["agent"])
-                    for k, opt in trainer.optimizers.items():
-                        opt.load_state_dict(start_state["optimizers"][k])
-                    trainer.balancers, trainer.steps = instances[name], steps
-                    trainer.cudagraphs = mode == "compiled" and trainer.device.type == "cuda"
+                for mode, fns in (("eager", eager_fns), ("compiled", compiled_fns)):
+                    _restore(trainer, start_state)
+                    trainer.update.balancers, trainer.update.fns = instances[name], fns
                     trainer.counters.updates = 0 if round_ == 0 else 1  # update 0 takes gradient statistics
                     for _ in range(plan.warmup_updates if round_ == 0 else 1):
-                        trainer._update()
-                    seconds[name, mode] += [_timed(trainer._update, 1, trainer.device) for _ in range(plan.updates)]
+                        trainer.update_once()
+                    seconds[name, mode] += [_timed(trainer.update_once, 1, trainer.device) for _ in range(plan.updates)]
                     if mode == "compiled" and round_ == 0:
-                        used = _compiled_functions(trainer)
-                        figures["compile_s"][name] = sum(steps[key].compile_s for key in used)
+                        figures["compile_s"][name] = sum(fn.compile_s for fn in _compiled_functions(trainer))
                         syncs = HOST.syncs
-                        trainer._update()
+                        trainer.update_once()
                         figures["update_host_syncs"][name] = HOST.syncs - syncs
     finally:
-        trainer.steps, trainer.compiled, trainer.cudagraphs = eager_steps, False, False
+        trainer.update.fns = eager_fns
     for mode in ("eager", "compiled"):
         figures[f"updates_per_s_{mode}"] = {name: 1.0 / float(np.median(seconds[name, mode])) for name in names}
     figures["speedup"] = {name: figures["updates_per_s_compiled"][name] / figures["updates_per_s_eager"][name] for name in names}
@@ -349,16 +338,30 @@ def compile_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) 
     return figures
 
 
-def _compiled_functions(trainer: Trainer) -> list:
-    """The step functions a run with the trainer's balancers compiles: the targets, the
+def _compiled_functions(trainer: Trainer) -> list[CompiledFunction]:
+    """The device functions a run with the trainer's balancers compiles: the targets, the
     per-task-gradient path (every balancer's, at gradient-statistics updates) and, for a
     loss-only balancer that torch.compile can trace, its loss step."""
-    used = ["critic_targets"]
-    for loss, balancer in trainer.balancers.items():
-        used += [(loss, "task_gradients"), (loss, "apply_direction")]
+    update = trainer.update
+    used = [update.fns.critic_targets]
+    for loss, fns in ((update.critic, update.fns.critic), (update.actor, update.fns.actor)):
+        balancer = update.balancers[loss.name]
+        used += [fns.task_gradients, fns.apply_direction]
         if not balancer.needs_grads and balancer.traceable:
-            used.append((loss, "weighted_gradients"))
+            used.append(fns.weighted_gradients)
     return used
+
+
+def _snapshot(trainer: Trainer) -> dict:
+    """The parameters and optimizer states that every balancer's timing starts from."""
+    optimizers = [loss.optimizer.state_dict() for loss in trainer.update.losses]
+    return copy.deepcopy({"agent": trainer.agent.state_dict(), "optimizers": optimizers})
+
+
+def _restore(trainer: Trainer, state: dict) -> None:
+    trainer.agent.load_state_dict(state["agent"])
+    for loss, saved in zip(trainer.update.losses, state["optimizers"]):
+        loss.optimizer.load_state_dict(saved)
 
 
 class CountOps(TorchDispatchMode):
@@ -405,17 +408,16 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
     (critic and actor, no gradient statistics) with that balancer on both losses."""
     agent = trainer.agent
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
-    target = trainer.steps["critic_targets"](batch, agent.noise(batch.next_obs))
+    update = trainer.update
+    target = update.fns.critic_targets(batch, agent.noise(batch.next_obs))
     ok = torch.ones((), dtype=torch.bool, device=trainer.device)
     # the trainer's own step, so the gradients are those of the shared parameters, detached: taken
     # over the shared ones alone, a multi-head critic's heads would stay in the autograd graph, and
     # a host solver cannot read a tensor that requires grad
-    grads, _, losses, _, _ = trainer.steps["critic", "task_gradients"](
-        trainer.params["critic"], trainer.head_params["critic"], (batch.obs, batch.actions, target), ok
+    grads, _, losses, _, _ = update.fns.critic.task_gradients(
+        update.critic.params, update.critic.heads, (batch.obs, batch.actions, target), ok
     )
-    start_state = copy.deepcopy(
-        {"agent": trainer.agent.state_dict(), "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()}}
-    )
+    start_state = _snapshot(trainer)
     costs = {}
     for name in balancers:
         balancer = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names)["critic"]
@@ -428,14 +430,12 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
             solve_before = HOST.solve_s
             seconds.append(_timed(lambda: balancer.balance(g, losses), 1, trainer.device))  # noqa: B023
             host.append(HOST.solve_s - solve_before)
-        trainer.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names)
+        update.balancers = make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names)
         trainer.counters.updates = 1  # not a gradient-statistics update
-        trainer._update()  # first update: lazy state
+        trainer.update_once()  # first update: lazy state
         with CountOps() as update_ops:
-            trainer._update()
-        trainer.agent.load_state_dict(start_state["agent"])
-        for k, opt in trainer.optimizers.items():
-            opt.load_state_dict(start_state["optimizers"][k])
+            trainer.update_once()
+        _restore(trainer, start_state)
         costs[name] = {
             "seconds": float(np.median(seconds)),
             "ops": ops.count,
@@ -449,7 +449,7 @@ def balance_costs(trainer: Trainer, balancers: list[str], plan: BenchPlan) -> di
 
 def pertask_grad_times(trainer: Trainer, plan: BenchPlan) -> dict[str, float]:
     """Seconds for all K per-task gradients of both losses on one stratified batch: the batched
-    pass (mtrl.gradients) against K ``autograd.grad`` calls through one whole-batch graph, as the
+    pass (mtrl.update.per_task_grads) against K ``autograd.grad`` calls through one whole-batch graph, as the
     reference codebases do. Also the largest difference between the two (they must agree)."""
     agent, K = trainer.agent, trainer.num_tasks
     batch = trainer.buffer.sample(trainer.cfg.batch_size)
@@ -457,7 +457,7 @@ def pertask_grad_times(trainer: Trainer, plan: BenchPlan) -> dict[str, float]:
     eps, alpha = agent.noise(batch.obs), agent.alpha()
     # over the parameters the trainer's pass takes them of: with the heads of a multi-head network
     # left out, their gradient would stay in the autograd graph
-    params = {loss: {**trainer.params[loss], **trainer.head_params[loss]} for loss in ("critic", "actor")}
+    params = {loss.name: {**loss.params, **loss.heads} for loss in trainer.update.losses}
     critic_loss = lambda p, o, a, y: (agent.critic_loss(p, o, a, y), ())  # noqa: E731
     cases = {
         "critic": (critic_loss, params["critic"], (batch.obs, batch.actions, target)),

@@ -12,9 +12,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtrl.config import (Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args,
                          save_config, validate)  # fmt: skip
+
+if TYPE_CHECKING:
+    from mtrl.run_loop import RunLoop
 
 # what ``--resume`` may change: the run's length, and how this machine steps its envs (which
 # changes no transition)
@@ -136,17 +140,12 @@ def _train(args) -> int:
             return 0
         validate(cfg)
         from mtrl.checkpoint import CheckpointError
-        from mtrl.trainer import resume_run
+        from mtrl.run_loop import resume_run
 
-        if cfg.agent == "stl_sac":
-            from agents.stl_sac import resume_stl
-
-            trainer = resume_stl(run_dir, cfg)
-        else:
-            try:
-                trainer = resume_run(run_dir, cfg)
-            except CheckpointError as e:
-                raise UsageError(str(e)) from None
+        try:
+            trainer = resume_run(run_dir, cfg, _agent_trainer(cfg))
+        except CheckpointError as e:
+            raise UsageError(str(e)) from None
         if cfg.total_env_steps != saved.total_env_steps:
             # an extension: config.yaml keeps saying what the run is, so rerunning it reproduces the run
             # (env_workers is this machine's, not the run's: it changes no transition)
@@ -168,13 +167,10 @@ def _train(args) -> int:
         taskset_label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in taskset_label)
         method = method_label(cfg)
         run_dir = Path(args.run_dir or f"runs/{taskset_label}_{method}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
-        from mtrl.trainer import start_run
+        from mtrl.run_loop import start_run
 
-        start = start_run
-        if cfg.agent == "stl_sac":
-            from agents.stl_sac import start_stl as start
         try:
-            trainer = start(cfg, run_dir)
+            trainer = start_run(cfg, run_dir, _agent_trainer(cfg))
         except FileExistsError as e:
             raise UsageError(str(e)) from None
         print(f"mtrl: training {cfg.taskset} with {method}, seed {cfg.seed}, into {run_dir}", file=sys.stderr)
@@ -191,6 +187,17 @@ def _train(args) -> int:
         return 0
     print(format_summary(summary, trainer.run_dir))
     return 0
+
+
+def _agent_trainer(cfg: Config) -> type[RunLoop]:
+    """The run loop of ``cfg.agent`` (imported here: stable-baselines3 loads only for its baseline)."""
+    if cfg.agent == "stl_sac":
+        from mtrl.stl_trainer import STLTrainer
+
+        return STLTrainer
+    from mtrl.trainer import Trainer
+
+    return Trainer
 
 
 def _finished_env_steps(run_dir: Path) -> int | None:
@@ -253,7 +260,7 @@ def _eval(args) -> int:
     from envs.tasksets import get_taskset
     from mtrl.checkpoint import CheckpointError, load_latest_checkpoint
     from mtrl.progress import EvalProgress
-    from mtrl.trainer import make_eval_envs, resolve_device
+    from mtrl.run_loop import make_eval_envs, resolve_device
 
     run_dir = Path(args.run_dir)
     cfg = _load_run_config(run_dir)
