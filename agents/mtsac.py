@@ -87,7 +87,9 @@ class MTSAC(nn.Module):
 
     def critic_losses(self, batch: Batch) -> Tensor:
         """[K] per-task critic losses on a stratified batch."""
-        return self.critic_loss(dict(self.critic.named_parameters()), batch.obs, batch.actions, self.critic_targets(batch))
+        return self.critic_loss(
+            dict(self.critic.named_parameters()), batch.obs, batch.actions, self.critic_targets(batch)
+        )
 
     def actor_losses(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """[K] per-task actor losses and the [K, n] log-probabilities."""
@@ -96,9 +98,17 @@ class MTSAC(nn.Module):
     def split_params(self, module: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """(shared, task-specific) named parameters of the actor or critic. Task-specific ones
         are the per-task output layers of multi-head SAC; they are left out of balancing."""
-        specific = {f"{name}.{p}" for name, m in module.named_modules() if isinstance(m, TaskHeads) for p, _ in m.named_parameters()}
+        specific = {
+            f"{name}.{p}"
+            for name, m in module.named_modules()
+            if isinstance(m, TaskHeads)
+            for p, _ in m.named_parameters()
+        }
         named = dict(module.named_parameters())
-        return ({k: v for k, v in named.items() if k not in specific}, {k: v for k, v in named.items() if k in specific})
+        return (
+            {k: v for k, v in named.items() if k not in specific},
+            {k: v for k, v in named.items() if k in specific},
+        )
 
     def critic_constants(self) -> dict[str, Tensor]:
         return {k: v.detach() for k, v in self.critic.named_parameters()}
@@ -111,9 +121,11 @@ class MTSAC(nn.Module):
     def update_targets(self, ok: torch.Tensor) -> None:
         """Polyak averaging: target <- (1 - tau) target + tau online; with ``ok`` (a 0-dim bool
         on the device) False, the targets stay (tau becomes 0 on the device: no host read)."""
-        targets, online = list(self.critic_target.parameters()), list(self.critic.parameters())
+        targets: list[Tensor] = list(self.critic_target.parameters())
+        online: list[Tensor] = list(self.critic.parameters())
         tau = ok.to(targets[0].dtype) * self.cfg.tau
-        torch._foreach_lerp_(targets, online, [tau] * len(targets))
+        # one weight tensor per pair, kept on the device; torch's stub knows only scalar weights
+        torch._foreach_lerp_(targets, online, [tau] * len(targets))  # type: ignore[list-item]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:

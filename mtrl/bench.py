@@ -66,9 +66,12 @@ class BenchPlan:
     eval_episodes: int | None  # per task, of the timed evaluation; None: the config's eval_episodes
 
 
-QUICK = BenchPlan(vector_steps=100, train_steps=10, warmup_updates=2, rounds=2, updates=3, grad_repeats=3, eval_episodes=2)
-FULL = BenchPlan(vector_steps=500, train_steps=50, warmup_updates=3, rounds=5, updates=6, grad_repeats=10,
-                 eval_episodes=None)  # fmt: skip
+QUICK = BenchPlan(
+    vector_steps=100, train_steps=10, warmup_updates=2, rounds=2, updates=3, grad_repeats=3, eval_episodes=2
+)
+FULL = BenchPlan(
+    vector_steps=500, train_steps=50, warmup_updates=3, rounds=5, updates=6, grad_repeats=10, eval_episodes=None
+)
 
 
 def device_name(device: torch.device) -> str:
@@ -149,7 +152,10 @@ def stepping_cpu(cfg: Config, taskset, plan: BenchPlan, chunk: int = 10) -> dict
     ``chunk`` vector steps (3 x the plan's vector steps each, after one untimed round), so that
     a load change hits them alike. Nothing else runs meanwhile
     (no policy: torch's threads are idle), so the figure is the stepping's own cost."""
-    envs = {s: make_vector_env(taskset, cfg.seed, s, cfg.max_episode_steps, num_goals=cfg.num_goals) for s in VECTOR_STRATEGIES}
+    envs = {
+        s: make_vector_env(taskset, cfg.seed, s, cfg.max_episode_steps, num_goals=cfg.num_goals)
+        for s in VECTOR_STRATEGIES
+    }
     rng = np.random.default_rng(0)
     state = {s: (e.reset()[0], np.zeros(e.num_envs, dtype=bool)) for s, e in envs.items()}
     cpu = dict.fromkeys(envs, 0.0)
@@ -203,8 +209,10 @@ def worker_step_times(cfg: Config, taskset, policy, plan: BenchPlan, chunk: int 
     spin beside the workers, as in collection on the CPU; the policy's own time included), and
     CPU microseconds per transition of the raw stepping, the workers' CPU included."""
     counts = worker_counts(taskset.num_tasks)
-    envs = {w: make_vector_env(taskset, cfg.seed, "auto", cfg.max_episode_steps, num_goals=cfg.num_goals, workers=w)
-            for w in counts}  # fmt: skip
+    envs = {
+        w: make_vector_env(taskset, cfg.seed, "auto", cfg.max_episode_steps, num_goals=cfg.num_goals, workers=w)
+        for w in counts
+    }
     rng = np.random.default_rng(0)
     state = {w: (e.reset()[0], np.zeros(e.num_envs, dtype=bool)) for w, e in envs.items()}
     figures = {kind: dict.fromkeys(counts, 0.0) for kind in ("raw_ms", "policy_ms", "cpu_us_per_transition")}
@@ -255,10 +263,21 @@ def eval_times(trainer: Trainer, plan: BenchPlan, log) -> dict:
             variants.append(("auto", copies, default_workers()))
     seconds, successes = {}, {}
     for strategy, copies, workers in variants:
-        envs = make_vector_env(trainer.taskset, cfg.seed, strategy, cfg.max_episode_steps, terminate_on_success=True,
-                               num_goals=cfg.num_goals, copies=copies, workers=workers)  # fmt: skip
+        envs = make_vector_env(
+            trainer.taskset,
+            cfg.seed,
+            strategy,
+            cfg.max_episode_steps,
+            terminate_on_success=True,
+            num_goals=cfg.num_goals,
+            copies=copies,
+            workers=workers,
+        )
         start = time.perf_counter()
-        result = evaluate(lambda o: trainer.agent.act(o, deterministic=True), envs, trainer.task_names, episodes, seed=cfg.seed)
+        result = evaluate(
+            lambda o: trainer.agent.act(o, deterministic=True), envs, trainer.task_names, episodes, seed=cfg.seed
+        )
+        assert result is not None  # no stop callback: the evaluation runs whole
         name = f"{strategy} x{copies}" + (f" w{workers}" if workers > 1 else "")
         seconds[name] = time.perf_counter() - start
         successes[name] = result.success
@@ -276,7 +295,9 @@ def update_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) -
     data; the rate is 1 / the median update. Rounds spread a slow drift in the machine's load
     over all balancers instead of charging it to whichever ran at the time."""
     start_state = _snapshot(trainer)
-    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in balancers}
+    instances = {
+        name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in balancers
+    }
     seconds: dict[str, list[float]] = {name: [] for name in balancers}
     for round_ in range(plan.rounds):
         for name in balancers:
@@ -308,8 +329,10 @@ def compile_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) 
     eager_fns = trainer.update.fns
     compiled_fns = trainer.update.device_functions(compiled=True)
     start_state = _snapshot(trainer)
-    instances = {name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in names}
-    seconds = {(name, mode): [] for name in names for mode in ("eager", "compiled")}
+    instances = {
+        name: make_loss_balancers(BalancerConfig(critic=name, actor=name), trainer.task_names) for name in names
+    }
+    seconds: dict[tuple[str, str], list[float]] = {(name, mode): [] for name in names for mode in ("eager", "compiled")}
     figures: dict[str, dict[str, float]] = {"compile_s": {}, "update_host_syncs": {}}
     try:
         for round_ in range(plan.rounds):
@@ -330,11 +353,15 @@ def compile_rates(trainer: Trainer, balancers: list[str], plan: BenchPlan, log) 
         trainer.update.fns = eager_fns
     for mode in ("eager", "compiled"):
         figures[f"updates_per_s_{mode}"] = {name: 1.0 / float(np.median(seconds[name, mode])) for name in names}
-    figures["speedup"] = {name: figures["updates_per_s_compiled"][name] / figures["updates_per_s_eager"][name] for name in names}
+    figures["speedup"] = {
+        name: figures["updates_per_s_compiled"][name] / figures["updates_per_s_eager"][name] for name in names
+    }
     for name in names:
-        log(f"  {name:<10} eager {figures['updates_per_s_eager'][name]:7.2f}  compiled "
+        log(
+            f"  {name:<10} eager {figures['updates_per_s_eager'][name]:7.2f}  compiled "
             f"{figures['updates_per_s_compiled'][name]:7.2f} updates/s  (x{figures['speedup'][name]:.2f}, "
-            f"compiled in {figures['compile_s'][name]:.1f} s)")  # fmt: skip
+            f"compiled in {figures['compile_s'][name]:.1f} s)"
+        )
     return figures
 
 
@@ -360,7 +387,7 @@ def _snapshot(trainer: Trainer) -> dict:
 
 def _restore(trainer: Trainer, state: dict) -> None:
     trainer.agent.load_state_dict(state["agent"])
-    for loss, saved in zip(trainer.update.losses, state["optimizers"]):
+    for loss, saved in zip(trainer.update.losses, state["optimizers"], strict=True):
         loss.optimizer.load_state_dict(saved)
 
 
@@ -476,11 +503,11 @@ def pertask_grad_times(trainer: Trainer, plan: BenchPlan) -> dict[str, float]:
         return torch.stack(rows)
 
     out = {"batched_s": 0.0, "loop_s": 0.0, "max_abs_diff": 0.0}
-    for loss_fn, params, args in cases.values():
-        diff = (batched(loss_fn, params, args) - loop(loss_fn, params, args)).abs().max()
+    for loss_fn, loss_params, args in cases.values():
+        diff = (batched(loss_fn, loss_params, args) - loop(loss_fn, loss_params, args)).abs().max()
         out["max_abs_diff"] = max(out["max_abs_diff"], float(diff))
-        out["batched_s"] += _timed(lambda: batched(loss_fn, params, args), plan.grad_repeats, trainer.device)  # noqa: B023
-        out["loop_s"] += _timed(lambda: loop(loss_fn, params, args), plan.grad_repeats, trainer.device)  # noqa: B023
+        out["batched_s"] += _timed(lambda: batched(loss_fn, loss_params, args), plan.grad_repeats, trainer.device)  # noqa: B023
+        out["loop_s"] += _timed(lambda: loop(loss_fn, loss_params, args), plan.grad_repeats, trainer.device)  # noqa: B023
     return out
 
 
@@ -506,18 +533,24 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             rates = env_rates(trainer, plan)
             for kind, rate in rates.items():
                 figures[f"env_steps_per_s_{kind}"][strategy] = rate
-            log(f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s")
+            log(
+                f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s"
+            )
             if strategy != cfg.vector_strategy:
                 trainer._close()
         log("raw stepping CPU per transition, the strategies side by side ...")
         figures["cpu_us_per_transition_raw"] = stepping_cpu(cfg, trainer.taskset, plan)
         log("  " + "  ".join(f"{s} {us:.0f} us" for s, us in figures["cpu_us_per_transition_raw"].items()))
         if trainer.taskset.kind == "metaworld":
-            log(f"fast-path vector step over {', '.join(map(str, worker_counts(trainer.num_tasks)))} env worker processes ...")
+            counts = ", ".join(map(str, worker_counts(trainer.num_tasks)))
+            log(f"fast-path vector step over {counts} env worker processes ...")
             workers = worker_step_times(cfg, trainer.taskset, lambda o: trainer.agent.act(o, deterministic=True), plan)
             for w in workers["raw_ms"]:
-                log(f"  {w} workers: raw {workers['raw_ms'][w]:.2f} ms, after a policy pass {workers['policy_ms'][w]:.2f} ms "
-                    f"per vector step; {workers['cpu_us_per_transition'][w]:.0f} CPU-us per transition")  # fmt: skip
+                log(
+                    f"  {w} workers: raw {workers['raw_ms'][w]:.2f} ms, "
+                    f"after a policy pass {workers['policy_ms'][w]:.2f} ms "
+                    f"per vector step; {workers['cpu_us_per_transition'][w]:.0f} CPU-us per transition"
+                )
             figures["env_workers"] = workers
         log(f"one evaluation ({plan.eval_episodes or cfg.eval_episodes} episodes per task) ...")
         evaluation = eval_times(trainer, plan, log)
@@ -551,7 +584,9 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             "batch_size": cfg.batch_size,
             "hidden_sizes": list(cfg.sac.hidden_sizes),
             "vector_strategy": cfg.vector_strategy,
-            "collect_vs_raw": {s: figures["env_steps_per_s_collect"][s] / figures["env_steps_per_s_raw"][s] for s in strategies},
+            "collect_vs_raw": {
+                s: figures["env_steps_per_s_collect"][s] / figures["env_steps_per_s_raw"][s] for s in strategies
+            },
             "updates_per_s": updates,
             "update_ratio_vs_ew": {name: updates["ew"] / rate for name, rate in updates.items()},
             "balance_s": {name: c["seconds"] for name, c in balance.items()},
@@ -569,13 +604,16 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
             "projected_full_run_hours": {
                 name: (cfg.total_env_steps / collect + total_updates / rate) / 3600 for name, rate in updates.items()
             },
-            "projected_phase_hours": projected_phases(cfg, K, collect, figures["env_steps_per_s_raw"][cfg.vector_strategy],
-                                                      updates["ew"]),
+            "projected_phase_hours": projected_phases(
+                cfg, K, collect, figures["env_steps_per_s_raw"][cfg.vector_strategy], updates["ew"]
+            ),
             "eval_s": evaluation,
-            "cpu_vs_sync": {s: figures["cpu_us_per_transition_raw"]["sync"] / figures["cpu_us_per_transition_raw"][s]
-                            for s in strategies},
+            "cpu_vs_sync": {
+                s: figures["cpu_us_per_transition_raw"]["sync"] / figures["cpu_us_per_transition_raw"][s]
+                for s in strategies
+            },
         }
-    )  # fmt: skip
+    )
     return figures
 
 
@@ -613,12 +651,19 @@ def format_table(f: dict) -> str:
         )
     if f.get("env_workers"):
         w = f["env_workers"]
-        lines.append("fast-path vector step over env worker processes (ms raw / after a policy pass, CPU-us per "
-                     "transition): " + ", ".join(f"{n} workers {w['raw_ms'][n]:.2f} / {w['policy_ms'][n]:.2f}, "
-                                                 f"{w['cpu_us_per_transition'][n]:.0f}" for n in w["raw_ms"]))  # fmt: skip
+        lines.append(
+            "fast-path vector step over env worker processes (ms raw / after a policy pass, CPU-us per "
+            "transition): "
+            + ", ".join(
+                f"{n} workers {w['raw_ms'][n]:.2f} / {w['policy_ms'][n]:.2f}, {w['cpu_us_per_transition'][n]:.0f}"
+                for n in w["raw_ms"]
+            )
+        )
     e = f["eval_s"]
-    lines.append(f"one evaluation, {e['episodes_per_task']} episodes per task, untrained policy: "
-                 + ", ".join(f"{name} {sec:.1f} s" for name, sec in e["seconds"].items()))  # fmt: skip
+    lines.append(
+        f"one evaluation, {e['episodes_per_task']} episodes per task, untrained policy: "
+        + ", ".join(f"{name} {sec:.1f} s" for name, sec in e["seconds"].items())
+    )
     p = f["projected_phase_hours"]
     lines += [
         f"full run of this config ({f['vector_strategy']}, EW): collection {p['collection']:.2f} h + updates "
@@ -640,12 +685,17 @@ def format_table(f: dict) -> str:
     lines += [
         "",
         f"per-task gradients (critic + actor): batched {g['batched'] * 1e3:.1f} ms, K backward passes "
-        f"{g['loop'] * 1e3:.1f} ms, speedup {f['pertask_grad_speedup']:.2f}x (max |diff| {f['pertask_grad_max_abs_diff']:.1e})",
+        f"{g['loop'] * 1e3:.1f} ms, speedup {f['pertask_grad_speedup']:.2f}x "
+        f"(max |diff| {f['pertask_grad_max_abs_diff']:.1e})",
         f"peak memory: {f['peak_memory_mb']:.0f} MB ({'device' if 'cpu' not in f['device'] else 'process RSS'})",
     ]
     c = f["compile"]
     if c:
-        lines += ["", f"{'compile on/off':<20}{'eager upd/s':>12}{'compiled':>10}{'speedup':>9}{'compile s':>11}{'upd syncs':>11}"]
+        lines += [
+            "",
+            f"{'compile on/off':<20}{'eager upd/s':>12}{'compiled':>10}{'speedup':>9}"
+            f"{'compile s':>11}{'upd syncs':>11}",
+        ]
         for name in c["speedup"]:
             lines.append(
                 f"{name:<20}{c['updates_per_s_eager'][name]:>12.2f}{c['updates_per_s_compiled'][name]:>10.2f}"

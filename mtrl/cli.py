@@ -14,8 +14,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mtrl.config import (Config, ConfigError, apply_overrides, load_config, method_label, parse_override_args,
-                         save_config, validate)  # fmt: skip
+from mtrl.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    load_config,
+    method_label,
+    parse_override_args,
+    save_config,
+    validate,
+)
 
 if TYPE_CHECKING:
     from mtrl.run_loop import RunLoop
@@ -41,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML preset, e.g. configs/mt10.yaml")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--balancer", help="balancer for the critic and the actor (config key 'balancer')")
-    t.add_argument("--agent", help="mtsac (default) or stl_sac: one stable-baselines3 SAC per task (config key 'agent')")
+    t.add_argument(
+        "--agent", help="mtsac (default) or stl_sac: one stable-baselines3 SAC per task (config key 'agent')"
+    )
     t.add_argument("--seed", type=int, help="config key 'seed'")
     t.add_argument("--run-dir", help="where the run is written (default runs/<taskset>_<balancer>_s<seed>_<time>)")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides with dotted keys")
@@ -50,13 +60,22 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, help="episodes per task (default: the run's eval_episodes)")
 
-    c = sub.add_parser("compare", help="train a grid of balancers x seeds (skips finished runs, resumes interrupted ones)")
+    c = sub.add_parser(
+        "compare", help="train a grid of balancers x seeds (skips finished runs, resumes interrupted ones)"
+    )
     c.add_argument("--config", required=True, help="YAML preset every run starts from")
-    c.add_argument("--balancers", help="comma-separated, e.g. ew,cagrad,nash_mtl (omitted when --set sweeps balancer.stages)")
+    c.add_argument(
+        "--balancers", help="comma-separated, e.g. ew,cagrad,nash_mtl (omitted when --set sweeps balancer.stages)"
+    )
     c.add_argument("--seeds", type=int, required=True, help="seeds per grid point: the config's seed + 0 .. N-1")
-    c.add_argument("--set", action="append", default=[], metavar="key=v1,v2",
-                   help="sweep a config key over values, YAML as typed: commas inside [], {} or quotes do not split "
-                        "(repeatable; grid = product)")  # fmt: skip
+    c.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="key=v1,v2",
+        help="sweep a config key over values, YAML as typed: commas inside [], {} or quotes do not split "
+        "(repeatable; grid = product)",
+    )
     c.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     c.add_argument("--backend", choices=["local", "ray"], default="local")
     c.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
@@ -67,9 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_COMPARE_DIR")
     r.add_argument("--out", required=True, help="where report.md, CSVs, PNGs and report.json go")
     r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
-    r.add_argument("--allow-mixed", action="store_true",
-                   help="put runs of different task sets or episode protocols (max_episode_steps, num_goals, "
-                        "eval_episodes) side by side")  # fmt: skip
+    r.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="put runs of different task sets or episode protocols (max_episode_steps, num_goals, "
+        "eval_episodes) side by side",
+    )
 
     b = sub.add_parser("bench", help="throughput: env stepping, updates per balancer, per-task gradients, memory")
     b.add_argument("--config", help="YAML preset (default: the protocol defaults of configs/mt10.yaml)")
@@ -81,8 +103,6 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list what is available")
     ls.add_argument("what", choices=["tasksets", "balancers"])
     return p
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,23 +140,31 @@ def _train(args) -> int:
     overrides = parse_override_args(args.overrides)
     if args.resume:
         if args.config or args.balancer or args.agent or args.seed is not None or args.run_dir:
-            raise UsageError("--resume takes only the run directory (and total_env_steps=N to extend the run, "
-                             "env_workers=N for this machine)")
+            raise UsageError(
+                "--resume takes only the run directory (and total_env_steps=N to extend the run, "
+                "env_workers=N for this machine)"
+            )
         run_dir = Path(args.resume)
         saved = _load_run_config(run_dir)
         extra = set(overrides) - set(RESUME_OVERRIDES)
         if extra:
-            raise UsageError(f"cannot change {', '.join(sorted(extra))} when resuming; only "
-                             f"{' and '.join(f'{key}=N' for key in RESUME_OVERRIDES)}")
+            raise UsageError(
+                f"cannot change {', '.join(sorted(extra))} when resuming; only "
+                f"{' and '.join(f'{key}=N' for key in RESUME_OVERRIDES)}"
+            )
         cfg = apply_overrides(saved, overrides)
         finished = _finished_env_steps(run_dir)
         if finished is not None and cfg.total_env_steps <= finished:
             extend = f"extend it with `mtrl train --resume {run_dir} total_env_steps=M` (M > {finished})"
             if "total_env_steps" in overrides:  # asked for something that cannot be done: bad input
-                raise UsageError(f"total_env_steps={cfg.total_env_steps} is not beyond the {finished} env steps "
-                                 f"{run_dir} finished at; {extend}")  # fmt: skip
-            print(f"mtrl: {run_dir} finished at {finished} env steps; nothing to do. To train on, {extend}",
-                  file=sys.stderr)  # fmt: skip
+                raise UsageError(
+                    f"total_env_steps={cfg.total_env_steps} is not beyond the {finished} env steps "
+                    f"{run_dir} finished at; {extend}"
+                )
+            print(
+                f"mtrl: {run_dir} finished at {finished} env steps; nothing to do. To train on, {extend}",
+                file=sys.stderr,
+            )
             return 0
         validate(cfg)
         from mtrl.checkpoint import CheckpointError
@@ -150,8 +178,11 @@ def _train(args) -> int:
             # an extension: config.yaml keeps saying what the run is, so rerunning it reproduces the run
             # (env_workers is this machine's, not the run's: it changes no transition)
             save_config(dataclasses.replace(saved, total_env_steps=cfg.total_env_steps), run_dir / "config.yaml")
-            print(f"mtrl: total_env_steps {saved.total_env_steps} -> {cfg.total_env_steps}, recorded in "
-                  f"{run_dir / 'config.yaml'}", file=sys.stderr)  # fmt: skip
+            print(
+                f"mtrl: total_env_steps {saved.total_env_steps} -> {cfg.total_env_steps}, recorded in "
+                f"{run_dir / 'config.yaml'}",
+                file=sys.stderr,
+            )
         print(f"mtrl: resuming {run_dir} at env step {trainer.counters.env_steps}", file=sys.stderr)
     else:
         if not args.config:
@@ -182,8 +213,11 @@ def _train(args) -> int:
     except (CheckpointError, NonFiniteError) as e:
         raise RunStopped(str(e)) from None
     if "stopped_by" in summary:
-        print(f"mtrl: stopped by {summary['stopped_by']} at env step {summary['env_steps']}, checkpoint written; "
-              f"continue with: mtrl train --resume {trainer.run_dir}", file=sys.stderr)  # fmt: skip
+        print(
+            f"mtrl: stopped by {summary['stopped_by']} at env step {summary['env_steps']}, checkpoint written; "
+            f"continue with: mtrl train --resume {trainer.run_dir}",
+            file=sys.stderr,
+        )
         return 0
     print(format_summary(summary, trainer.run_dir))
     return 0
@@ -231,8 +265,11 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         at_best = f"{best['success'][t]:7.2f}" if best and t in best["success"] else ""
         lines.append(f"{t:<{width}}  {summary['final_success'][t]:5.2f}  {at_best}")
     at_best = f"{best['success_mean']:7.2f}" if best else ""
-    lines += [f"{'mean':<{width}}  {summary['final_success_mean']:5.2f}  {at_best}", "",
-              f"tensorboard --logdir {run_dir / 'tb'}"]  # fmt: skip
+    lines += [
+        f"{'mean':<{width}}  {summary['final_success_mean']:5.2f}  {at_best}",
+        "",
+        f"tensorboard --logdir {run_dir / 'tb'}",
+    ]
     return "\n".join(lines)
 
 
@@ -240,9 +277,16 @@ def _compare(args) -> int:
     from mtrl.sweep import compare, parse_sweeps
 
     return compare(
-        args.config, [] if args.balancers is None else [b.strip() for b in args.balancers.split(",")], args.seeds, parse_sweeps(args.set),
-        parse_override_args(args.overrides), args.out, jobs=args.jobs, backend=args.backend, address=args.address,
-    )  # fmt: skip
+        args.config,
+        [] if args.balancers is None else [b.strip() for b in args.balancers.split(",")],
+        args.seeds,
+        parse_sweeps(args.set),
+        parse_override_args(args.overrides),
+        args.out,
+        jobs=args.jobs,
+        backend=args.backend,
+        address=args.address,
+    )
 
 
 def _load_run_config(run_dir: Path) -> Config:
@@ -260,7 +304,7 @@ def _eval(args) -> int:
     from envs.tasksets import get_taskset
     from mtrl.checkpoint import CheckpointError, load_latest_checkpoint
     from mtrl.progress import EvalProgress
-    from mtrl.run_loop import make_eval_envs, resolve_device
+    from mtrl.run_loop import make_eval_envs, resolve_device, space_dims
 
     run_dir = Path(args.run_dir)
     cfg = _load_run_config(run_dir)
@@ -274,19 +318,26 @@ def _eval(args) -> int:
         raise UsageError(f"{run_dir} has no checkpoint to evaluate")
     taskset = get_taskset(cfg.taskset)
     if cfg.agent != "mtsac":
-        raise UsageError(f"mtrl eval reads MT-SAC checkpoints; {run_dir} is an {cfg.agent} run (its eval.jsonl has its evaluations)")
+        raise UsageError(
+            f"mtrl eval reads MT-SAC checkpoints; {run_dir} is an {cfg.agent} run (its eval.jsonl has its evaluations)"
+        )
     envs = make_eval_envs(cfg, taskset)
-    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    obs_dim, action_dim = space_dims(envs)
     agent = MTSAC(obs_dim, action_dim, taskset.num_tasks, cfg.sac).to(resolve_device(cfg.device))
     agent.load_state_dict(state["agent"])
     episodes = args.episodes or cfg.eval_episodes
     shown = EvalProgress(f"evaluating {run_dir}")
-    result = evaluate(lambda o: agent.act(o, deterministic=True), envs, taskset.tasks, episodes, seed=cfg.seed,
-                      progress=shown)  # fmt: skip
+    result = evaluate(
+        lambda o: agent.act(o, deterministic=True), envs, taskset.tasks, episodes, seed=cfg.seed, progress=shown
+    )
+    assert result is not None  # no stop callback: the evaluation runs whole
     shown.finish(result.success_mean)
     envs.close()
     width = max(len(t) for t in taskset.tasks)
-    print(f"{'task':<{width}}  success  return   (checkpoint at env step {state['counters']['env_steps']}, {episodes} episodes per task)")
+    print(
+        f"{'task':<{width}}  success  return   "
+        f"(checkpoint at env step {state['counters']['env_steps']}, {episodes} episodes per task)"
+    )
     for t in taskset.tasks:
         print(f"{t:<{width}}  {result.success[t]:7.2f}  {result.returns[t]:8.1f}")
     print(f"{'mean':<{width}}  {result.success_mean:7.2f}")

@@ -76,6 +76,13 @@ def make_eval_envs(cfg: Config, taskset: TaskSet) -> gym.vector.VectorEnv:
     )
 
 
+def space_dims(envs: gym.vector.VectorEnv) -> tuple[int, int]:
+    """(observation size, action size) of one sub-env's flat Box spaces."""
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    assert obs_shape is not None and action_shape is not None
+    return obs_shape[0], action_shape[0]
+
+
 def next_mark(mark: int, every: int, step: int) -> int:
     """The first point of the schedule mark, mark + every, ... that lies after ``step``: a
     schedule stays on its grid even when an advance (K env steps or more) jumps over a point."""
@@ -103,6 +110,7 @@ class Counters:
 class RunLoop:
     """The loop and the run directory; a subclass is one agent (see the module docstring)."""
 
+    envs: gym.vector.VectorEnv  # the agent's training envs, built by its __init__
     critic_loss = "mean"  # summary.json's ``critic_loss``: how the agent reduces over its twin critics
 
     def __init__(self, cfg: Config, run_dir: Path):
@@ -113,7 +121,6 @@ class RunLoop:
         self.num_tasks = self.taskset.num_tasks
         self.device = resolve_device(cfg.device)
         self.counters = Counters(next_eval=cfg.eval_every, next_checkpoint=cfg.checkpoint_every, next_log=cfg.log_every)
-        self.envs: gym.vector.VectorEnv | None = None  # the agent's training envs
         self.eval_envs: gym.vector.VectorEnv | None = None  # built at the first evaluation
         self.last_eval: EvalResult | None = None
         self.resumed = False
@@ -225,6 +232,7 @@ class RunLoop:
                 self._close()
                 return {"stopped_by": signal.Signals(self.stop_signal).name, "env_steps": c.env_steps}
             self._checkpoint(time.time() - wall_mark)
+            assert self.last_eval is not None  # the final evaluation ran, in this process or before the checkpoint
             summary = write_summary(
                 self.run_dir,
                 cfg,
@@ -254,9 +262,9 @@ class RunLoop:
 
     def _close(self) -> None:
         self.log.close()
-        for envs in (self.envs, self.eval_envs):
-            if envs is not None:
-                envs.close()
+        self.envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
 
     # --- evaluation and checkpoints ---------------------------------------------------------------
     def _due_evaluation(self) -> None:

@@ -33,6 +33,7 @@ import io
 import math
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
@@ -68,7 +69,10 @@ class STLTrainer(RunLoop):
     def __init__(self, cfg: Config, run_dir: Path):
         super().__init__(cfg, run_dir)
         # sync: SB3 steps each sub-env on its own, so it needs the env objects in this process
-        self.envs = make_vector_env(self.taskset, cfg.seed, "sync", cfg.max_episode_steps, num_goals=cfg.num_goals)
+        envs = make_vector_env(self.taskset, cfg.seed, "sync", cfg.max_episode_steps, num_goals=cfg.num_goals)
+        assert isinstance(envs, gym.vector.SyncVectorEnv)
+        self.envs = envs
+        self.sub_envs = envs.envs
         self.models = [self._new_model(t) for t in range(self.num_tasks)]
         self.callbacks = [_EpisodeLog(self, task) for task in self.task_names]
 
@@ -76,7 +80,7 @@ class STLTrainer(RunLoop):
         cfg, K = self.cfg, self.num_tasks
         model = SAC(
             "MlpPolicy",
-            self.envs.envs[t],
+            self.sub_envs[t],
             learning_rate=cfg.sac.actor_lr,
             buffer_size=max(cfg.buffer_size // K, 1),
             learning_starts=cfg.warmup_env_steps // K,
@@ -100,8 +104,10 @@ class STLTrainer(RunLoop):
         cfg, c, K = self.cfg, self.counters, self.num_tasks
         mark = min(c.next_eval, c.next_checkpoint, c.next_log, cfg.total_env_steps)
         target = min(math.ceil(mark / K), math.ceil(cfg.total_env_steps / K))
-        for model, callback in zip(self.models, self.callbacks):
-            model.learn(target - model.num_timesteps, callback=callback, log_interval=None, reset_num_timesteps=False)
+        for model, callback in zip(self.models, self.callbacks, strict=True):
+            # log_interval=None: SB3 prints nothing (its stub types it int)
+            steps = target - model.num_timesteps
+            model.learn(steps, callback=callback, log_interval=None, reset_num_timesteps=False)  # type: ignore[arg-type]
         assert self.progress is not None
         self.progress.advance(K * target - c.env_steps)
         c.env_steps = K * target
@@ -113,7 +119,7 @@ class STLTrainer(RunLoop):
 
     def log_agent(self, log: RunLogger, step: int) -> None:
         keys = {"loss/critic": "train/critic_loss", "loss/actor": "train/actor_loss", "alpha": "train/ent_coef"}
-        for task, model in zip(self.task_names, self.models):
+        for task, model in zip(self.task_names, self.models, strict=True):
             for tag, key in keys.items():
                 if key in model.logger.name_to_value:  # only once the model has updated
                     log.scalar(f"{tag}/{task}", float(model.logger.name_to_value[key]), step)
@@ -135,8 +141,8 @@ class STLTrainer(RunLoop):
         return {"sb3_models": models, "sb3_replay_buffers": replays}
 
     def load_agent_state(self, state: dict) -> None:
-        for t, (saved, replay) in enumerate(zip(state["sb3_models"], state["sb3_replay_buffers"])):
-            model = SAC.load(io.BytesIO(saved), env=self.envs.envs[t], device=str(self.device))
+        for t, (saved, replay) in enumerate(zip(state["sb3_models"], state["sb3_replay_buffers"], strict=True)):
+            model = SAC.load(io.BytesIO(saved), env=self.sub_envs[t], device=str(self.device))
             model.load_replay_buffer(io.BytesIO(replay))
             model.set_logger(Logger(folder=None, output_formats=[]))
             self.models[t] = model

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -22,7 +23,7 @@ from mtrl.config import Config, balancer_stages, make_loss_balancers
 from mtrl.gradients import gradient_statistics
 from mtrl.logger import RunLogger
 from mtrl.replay import ReplayBuffer
-from mtrl.run_loop import RunLoop, resolve_env_workers
+from mtrl.run_loop import RunLoop, resolve_env_workers, space_dims
 from mtrl.update import GradStats, NonFiniteCount, SACUpdate
 
 SUCCESS_MEMORY = 10  # training episodes behind each task's recent success (``task_success``)
@@ -57,8 +58,7 @@ class Trainer(RunLoop):
             self.announce(f"fast path: {', '.join(envs.uncovered)} run Meta-World's own reward code (exact, slower)")
         if isinstance(envs, MetaWorldVectorEnv) and len(envs.workers.shares) > 1:
             self.announce(f"fast path: the {K} sub-envs stepped by {len(envs.workers.shares)} processes")
-        obs_dim = envs.single_observation_space.shape[0]
-        self.action_dim = envs.single_action_space.shape[0]
+        obs_dim, self.action_dim = space_dims(envs)
         self.agent = MTSAC(obs_dim, self.action_dim, K, cfg.sac).to(self.device)
         # staged balancing: stage i's balancers make the updates while env_steps < its until;
         # each stage's are built when it starts, so no state passes from one stage to the next
@@ -98,7 +98,7 @@ class Trainer(RunLoop):
         self.progress.advance(K)
         self.done = terminated | truncated
         if self.done.any():
-            ended = list(np.flatnonzero(self.done))
+            ended = [int(t) for t in np.flatnonzero(self.done)]
             step = self.counters.env_steps
             self.log.per_task("train/success_rate", self.ep_success.astype(float), step, ended)
             self._record_success(ended, self.ep_success)
@@ -132,6 +132,7 @@ class Trainer(RunLoop):
         stored = c.env_steps + (0 if overlap else K)  # transitions in the buffer when the updates sample
         learn = stored > cfg.warmup_env_steps
         if overlap:
+            assert isinstance(self.envs, gym.vector.AsyncVectorEnv)
             self.envs.step_async(actions)
             c.env_steps += K
             if learn:
@@ -165,7 +166,7 @@ class Trainer(RunLoop):
     def _enter_due_stage(self) -> None:
         """Switch to the stage that the env-step count has reached, with fresh balancers."""
         c, stage = self.counters, self.stage
-        while self.stages[stage].until is not None and c.env_steps >= self.stages[stage].until:
+        while (until := self.stages[stage].until) is not None and c.env_steps >= until:
             stage += 1  # a stage that ended before any update (inside the warm-up) is skipped
         if stage != self.stage:
             self.stage = stage

@@ -30,8 +30,8 @@ numbers (the noise comes in as an argument).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -43,6 +43,7 @@ from mtrl.balancers.base import Balancer
 from mtrl.compile import CompiledFunction
 from mtrl.config import Config
 from mtrl.replay import Batch
+
 
 # --- the device functions ------------------------------------------------------------------------
 def all_finite(*tensors: Tensor) -> Tensor:
@@ -298,15 +299,19 @@ class SACUpdate:
         ok = torch.ones((), dtype=torch.bool, device=self.device)
         target = self.fns.critic_targets(batch, agent.noise(batch.next_obs))
         critic_args = (batch.obs, batch.actions, target)
-        critic_losses, _, ok = self.loss_step(self.critic, self.fns.critic, critic_args, task_success, ok, stats, grad_stats)
+        critic_losses, _, ok = self.loss_step(
+            self.critic, self.fns.critic, critic_args, task_success, ok, stats, grad_stats
+        )
         # a non-finite critic step skips the rest of the update too
         actor_args = (batch.obs, agent.noise(batch.obs), agent.alpha())
-        actor_losses, log_prob, ok = self.loss_step(self.actor, self.fns.actor, actor_args, task_success, ok, stats, grad_stats)
+        actor_losses, log_prob, ok = self.loss_step(
+            self.actor, self.fns.actor, actor_args, task_success, ok, stats, grad_stats
+        )
         # each task's temperature has its own loss and receives only its gradient: no balancing
         alpha_losses = agent.alpha_losses(log_prob)
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_losses.sum().backward()
-        self.alpha_opt.found_inf = (~ok).float()
+        self.alpha_opt.found_inf = (~ok).float()  # type: ignore[attr-defined]  # read by the fused step
         self.alpha_opt.step()
         agent.update_targets(ok)
         self.nonfinite.record(ok)
@@ -345,7 +350,9 @@ class SACUpdate:
         max_norm = float(self.cfg.sac.max_grad_norm or 0.0)
         if balancer.needs_grads or stats:
             grads, head_grads, losses, aux, ok = fns.task_gradients(loss.params, loss.heads, task_args, ok)
-            out = balancer.balance(grads if balancer.needs_grads else None, losses, task_success=task_success, finite=ok)
+            out = balancer.balance(
+                grads if balancer.needs_grads else None, losses, task_success=task_success, finite=ok
+            )
             direction = out.direction if balancer.needs_grads else grads.T @ out.weights
             new_grads, ok = fns.apply_direction(direction, head_grads, like, ok, max_norm)
             if stats and grad_stats is not None:
@@ -357,9 +364,10 @@ class SACUpdate:
             new_grads, losses, aux, _, ok = step(
                 loss.params, loss.heads, task_args, ok, balancer, task_success, max_norm
             )
-        for p, g in zip(like, new_grads):
+        for p, g in zip(like, new_grads, strict=True):
             p.grad = g
-        loss.optimizer.found_inf = (~ok).float()
+        # the fused step reads found_inf (as under a GradScaler): nonzero skips it on the device
+        loss.optimizer.found_inf = (~ok).float()  # type: ignore[attr-defined]
         loss.optimizer.step()
         return losses.clone(), aux, ok  # a clone: under CUDA graphs the next replay reuses the output's memory
 

@@ -22,7 +22,7 @@ trainer = _bench_trainer(cfg, "sync", Path(tempfile.mkdtemp(prefix="mtrl-bench-c
 trainer.cfg.updates_per_vector_step = 0
 obs, done = trainer.envs.reset()[0], np.zeros(trainer.num_tasks, dtype=bool)
 for _ in range(60):  # replay data from the policy, no updates
-    obs, _, terminated, truncated, _ = trainer._vector_step(obs, done)
+    obs, _, terminated, truncated, _ = trainer.vector_step(obs, done)
     done = terminated | truncated
 plan = BenchPlan(vector_steps=0, train_steps=0, warmup_updates=3, rounds=6, updates=5, grad_repeats=0, eval_episodes=1)
 figures = compile_rates(trainer, list(COMPILED), plan, lambda line: print(line, flush=True))

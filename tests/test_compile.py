@@ -35,7 +35,7 @@ def _trainer(tmp_path, device: str, compile_: str) -> Trainer:
     trainer.logger = RunLogger(tmp_path / compile_, trainer.task_names)  # the gradient statistics of update 0
     obs, done = trainer.envs.reset()[0], np.zeros(trainer.num_tasks, dtype=bool)
     for _ in range(40):  # random warm-up actions from the same seed: both buffers hold the same data
-        obs, _, terminated, truncated, _ = trainer._vector_step(obs, done)
+        obs, _, terminated, truncated, _ = trainer.vector_step(obs, done)
         done = terminated | truncated
     return trainer
 
@@ -53,7 +53,7 @@ def trainers(request, tmp_path_factory):
 
 
 def _optimizers(trainer):
-    return [*trainer.optimizers.values(), trainer.alpha_opt]
+    return [*(loss.optimizer for loss in trainer.update.losses), trainer.update.alpha_opt]
 
 
 def _updates(trainer: Trainer, start: dict, balancer: str, n: int) -> dict:
@@ -62,12 +62,12 @@ def _updates(trainer: Trainer, start: dict, balancer: str, n: int) -> dict:
     trainer.agent.load_state_dict(start["agent"])
     for opt, state in zip(_optimizers(trainer), start["opt"]):
         opt.load_state_dict(state)
-    trainer.balancers = make_loss_balancers(BalancerConfig(critic=balancer, actor=balancer), trainer.task_names)
+    trainer.update.balancers = make_loss_balancers(BalancerConfig(critic=balancer, actor=balancer), trainer.task_names)
     trainer.counters.updates = 0
     trainer.buffer.generator.manual_seed(7)
     torch.manual_seed(7)
     for _ in range(n):
-        trainer._update()
+        trainer.update_once()
     return {k: v.detach().clone() for k, v in trainer.agent.state_dict().items()}
 
 
@@ -81,7 +81,7 @@ def test_compiled_updates_give_the_eager_parameters(trainers, balancer):
     for k in want:
         # inductor reorders float32 sums (~1e-7 relative); four Adam steps of lr 3e-4 keep that small
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, msg=f"{balancer}: {k}")
-    assert compiled.nonfinite.tolist() == eager.nonfinite.tolist() == [0, 0, 0]
+    assert compiled.update.nonfinite.counts.tolist() == eager.update.nonfinite.counts.tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("balancer", ["ew", "cagrad"])
@@ -92,15 +92,15 @@ def test_a_non_finite_update_is_skipped_in_the_compiled_update_too(trainers, bal
     buffer = compiled.buffer
     saved = buffer.data.clone()
     buffer.data[..., buffer.obs_dim + buffer.action_dim] = float("nan")
-    compiled.nonfinite.zero_()
+    compiled.update.nonfinite.counts.zero_()
     try:
         after = _updates(compiled, start, balancer, 2)
     finally:
         buffer.data.copy_(saved)
     for k, v in after.items():
         assert torch.equal(v, start["agent"][k]), k
-    assert compiled.nonfinite.tolist() == [2, 2, 2]
-    compiled.nonfinite.zero_()
+    assert compiled.update.nonfinite.counts.tolist() == [2, 2, 2]
+    compiled.update.nonfinite.counts.zero_()
 
 
 def test_every_function_compiled_whole_and_once(trainers):
@@ -110,8 +110,7 @@ def test_every_function_compiled_whole_and_once(trainers):
     eager, compiled, start = trainers
     for balancer in ("ew", "cagrad"):
         _updates(compiled, start, balancer, 2)
-    used = {"critic_targets"} | {(loss, kind) for loss in ("critic", "actor") for kind in ("task_gradients", "apply_direction", "weighted_gradients")}
-    assert {name for name, fn in compiled.steps.items() if fn.compile_s > 0} == used
+    assert all(fn.compile_s > 0 for fn in compiled.update.fns.all())  # the targets and every loss's three
     assert not counters["graph_break"], dict(counters["graph_break"])
     graphs = counters["stats"]["unique_graphs"]
     for balancer in BALANCERS:
@@ -122,9 +121,9 @@ def test_every_function_compiled_whole_and_once(trainers):
 def test_ew_loss_step_is_one_graph(trainers):
     """EW's whole loss step (forward, balancer, both backward passes, clip) is one graph."""
     _, compiled, _ = trainers
-    step = compiled.steps["actor", "weighted_gradients"]
+    step = compiled.update.fns.actor.weighted_gradients
     batch = compiled.buffer.sample(compiled.cfg.batch_size)
-    args = (compiled.params["actor"], compiled.head_params["actor"],
+    args = (compiled.update.actor.params, compiled.update.actor.heads,
             (batch.obs, compiled.agent.noise(batch.obs), compiled.agent.alpha()),
             torch.ones((), dtype=torch.bool, device=compiled.device), make_balancer("ew", num_tasks=2),
             compiled.task_success, 1.0)  # fmt: skip

@@ -103,14 +103,14 @@ def test_env_workers_zero_chooses_by_device(monkeypatch):
     set is kept."""
     import torch
 
-    import mtrl.trainer
+    import mtrl.run_loop
     from envs.forked_workers import default_workers
     from mtrl.config import Config
 
-    resolve = mtrl.trainer.resolve_env_workers
+    resolve = mtrl.run_loop.resolve_env_workers
     assert resolve(Config(device="cpu")) == 1
     assert resolve(Config(device="cpu", env_workers=3)) == 3
-    monkeypatch.setattr(mtrl.trainer, "resolve_device", lambda name: torch.device("cuda"))  # no GPU here
+    monkeypatch.setattr(mtrl.run_loop, "resolve_device", lambda name: torch.device("cuda"))  # no GPU here
     assert resolve(Config(device="cuda")) == default_workers()
     assert resolve(Config(device="cuda", vector_strategy="sync")) == 1
     assert resolve(Config(device="cuda", taskset="gym:MountainCarContinuous-v0")) == 1

@@ -8,8 +8,9 @@ import torch
 
 from agents.mtsac import MTSAC
 from mtrl.config import default_sac
-from mtrl.gradients import gradient_statistics, per_task_grads
-from mtrl.update_steps import unflatten
+from mtrl.gradients import gradient_statistics
+from mtrl.update import per_task_grads
+from mtrl.update import unflatten
 from mtrl.replay import Batch
 
 K, N, OBS, ACT = 4, 6, 7, 3

@@ -9,12 +9,19 @@ import torch
 from agents.mtsac import MTSAC
 from mtrl.balancers import make_balancer
 from mtrl.config import default_sac, load_config
-from mtrl.gradients import per_task_grads, split_task_specific
+from mtrl.update import per_task_grads
 from mtrl.replay import Batch
 from mtrl.trainer import Trainer
 from tests.conftest import SMOKE
 
 K, N, OBS, ACT = 3, 5, 4, 2
+
+
+def critic_step(trainer: Trainer, batch: Batch, target: torch.Tensor) -> tuple:
+    """The trainer's critic step (``SACUpdate.loss_step``) on ``batch``: (losses, aux, ok)."""
+    update = trainer.update
+    ok = torch.ones((), dtype=torch.bool, device=trainer.device)
+    return update.loss_step(update.critic, update.fns.critic, (batch.obs, batch.actions, target), trainer.task_success, ok)
 
 
 def _batch(num_tasks=K, obs_dim=OBS, action_dim=ACT, seed=0) -> Batch:
@@ -57,15 +64,15 @@ def test_trainer_step_gives_shared_params_the_balancer_direction_and_heads_their
     agent, k = trainer.agent, trainer.num_tasks
     batch = _batch(k, 9, 1, seed=1)
     target = agent.critic_targets(batch)
-    shared, heads = trainer.params["critic"], trainer.head_params["critic"]
+    shared, heads = trainer.update.critic.params, trainer.update.critic.heads
     def fn(p, o, a, y):
         return agent.critic_loss(p, o, a, y), ()
 
     grads, losses, _ = per_task_grads(fn, {**shared, **heads}, batch.obs, batch.actions, target)
-    shared_grads, _ = split_task_specific(grads, shared)
+    shared_grads = grads[:, : sum(p.numel() for p in shared.values())]
     direction = make_balancer(balancer, num_tasks=k).balance(shared_grads, losses).direction
-    trainer.optimizers["critic"].step = lambda: None  # keep the parameters: only .grad is compared
-    assert bool(trainer._optimizer_step("critic", (batch.obs, batch.actions, target), stats=False)[2])  # finite
+    trainer.update.critic.optimizer.step = lambda: None  # keep the parameters: only .grad is compared
+    assert bool(critic_step(trainer, batch, target)[2])  # finite
 
     written = torch.cat([p.grad.reshape(-1) for p in shared.values()])
     torch.testing.assert_close(written, direction, rtol=1e-5, atol=1e-7)

@@ -16,7 +16,7 @@ from mtrl.config import ConfigError, default_sac, load_config
 from mtrl.logger import RunLogger
 from mtrl.trainer import Trainer
 from tests.conftest import REPO, SMOKE
-from tests.test_multihead import _batch
+from tests.test_multihead import _batch, critic_step
 
 GYM2 = "gym:MountainCarContinuous-v0,InvertedDoublePendulum-v5"  # two tasks that build in a blink
 
@@ -61,7 +61,7 @@ def test_protocol_presets_take_the_reference_values(preset):
 # --- Adam eps -------------------------------------------------------------------------------------
 def test_adam_eps_reaches_every_optimizer(tmp_path):
     trainer = Trainer(load_config(SMOKE, {"taskset": GYM2, "batch_size": 10, "sac.adam_eps": 3e-6}), tmp_path)
-    optimizers = [*trainer.optimizers.values(), trainer.alpha_opt]
+    optimizers = [*(loss.optimizer for loss in trainer.update.losses), trainer.update.alpha_opt]
     assert len(optimizers) == 3
     for opt in optimizers:
         assert [g["eps"] for g in opt.param_groups] == [3e-6] * len(opt.param_groups)
@@ -77,12 +77,12 @@ def _grads_reaching_adam(balancer: str, max_grad_norm: float, multi_head: bool, 
     cfg = load_config(SMOKE, {"taskset": GYM2, "batch_size": 10, "balancer": balancer, "seed": 3,
                               "sac.multi_head": multi_head, "sac.max_grad_norm": max_grad_norm})  # fmt: skip
     trainer = Trainer(cfg, tmp_path / f"{balancer}_{max_grad_norm}")
-    agent, opt = trainer.agent, trainer.optimizers["critic"]
+    agent, opt = trainer.agent, trainer.update.critic.optimizer
     batch = _batch(trainer.num_tasks, 9, 1, seed=1)
     target = agent.critic_targets(batch)
     seen = []
     opt.step = lambda: seen.extend(p.grad.clone() for g in opt.param_groups for p in g["params"])
-    assert trainer._optimizer_step("critic", (batch.obs, batch.actions, target), stats=False) is not None
+    assert critic_step(trainer, batch, target) is not None
     trainer.envs.close()
     return seen
 
@@ -114,7 +114,7 @@ def test_critic_loss_is_the_reference_mean_over_the_two_critics(balancer, tmp_pa
     cfg = load_config(SMOKE, {"taskset": GYM2, "batch_size": 10, "balancer": balancer, "seed": 3,
                               "sac.max_grad_norm": 0})  # fmt: skip
     trainer = Trainer(cfg, tmp_path)
-    agent, opt, K = trainer.agent, trainer.optimizers["critic"], trainer.num_tasks
+    agent, opt, K = trainer.agent, trainer.update.critic.optimizer, trainer.num_tasks
     batch = _batch(K, 9, 1, seed=1)
     target = agent.critic_targets(batch)
     names = [name for name, _ in agent.critic.named_parameters()]
@@ -136,7 +136,7 @@ def test_critic_loss_is_the_reference_mean_over_the_two_critics(balancer, tmp_pa
 
     seen = []
     opt.step = lambda: seen.extend(p.grad.clone() for g in opt.param_groups for p in g["params"])
-    losses, _, ok = trainer._optimizer_step("critic", (batch.obs, batch.actions, target), stats=False)
+    losses, _, ok = critic_step(trainer, batch, target)
     trainer.envs.close()
     assert bool(ok) and losses.shape == (K,)
     torch.testing.assert_close(losses, expected.detach(), rtol=1e-5, atol=0)
@@ -210,7 +210,7 @@ def _few_updates(preset: str, tmp_path, **overrides) -> Trainer:
     obs, _ = trainer.envs.reset()
     done = np.zeros(trainer.num_tasks, dtype=bool)
     for _ in range(6):
-        obs, _, terminated, truncated, _ = trainer._vector_step(obs, done)
+        obs, _, terminated, truncated, _ = trainer.vector_step(obs, done)
         done = terminated | truncated
     assert trainer.counters.updates == 3 and trainer.counters.nonfinite_skipped == 0
     after = list(trainer.agent.parameters())

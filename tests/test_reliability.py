@@ -98,10 +98,11 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
 
 def _trainer(run_dir, **overrides):
     from mtrl.config import load_config
-    from mtrl.trainer import start_run
+    from mtrl.run_loop import start_run
+    from mtrl.trainer import Trainer
 
     cfg = load_config(SMOKE, {"total_env_steps": 1500, "eval_every": 10**6, **overrides})
-    return start_run(cfg, run_dir)
+    return start_run(cfg, run_dir, Trainer)
 
 
 def _poison_critic(trainer, bad_calls):
@@ -117,27 +118,32 @@ def _poison_critic(trainer, bad_calls):
     trainer.agent.critic_loss = poisoned
 
 
+def _optimizer_states(trainer) -> list[str]:
+    update = trainer.update
+    return [json.dumps(str(o.state_dict()["state"])) for o in [update.critic.optimizer, update.actor.optimizer, update.alpha_opt]]
+
+
 @pytest.mark.parametrize("balancer", ["ew", "nash_mtl", "famo"])
 def test_non_finite_updates_are_skipped_leaving_parameters_and_optimizers_untouched(tmp_path, balancer):
     """Decided on the device (no host read): parameters, optimizer states, targets, temperatures
     and balancer states stay as they were; the count is read at log and checkpoint time."""
     trainer = _trainer(tmp_path / "run", balancer=balancer)
     _poison_critic(trainer, bad_calls={10, 11, 12})
-    update, seen = trainer._update, []
+    update, seen = trainer.update_once, []
 
     def watched_update():
         before = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
-        opt_before = [json.dumps(str(o.state_dict()["state"])) for o in [*trainer.optimizers.values(), trainer.alpha_opt]]
-        balancers_before = json.dumps(str([b.state_dict() for b in trainer.balancers.values()]))
-        skipped_before = int(trainer.nonfinite[0])
+        opt_before = _optimizer_states(trainer)
+        balancers_before = json.dumps(str([b.state_dict() for b in trainer.update.balancers.values()]))
+        skipped_before = int(trainer.update.nonfinite.counts[0])
         update()
-        if int(trainer.nonfinite[0]) > skipped_before:
+        if int(trainer.update.nonfinite.counts[0]) > skipped_before:
             assert all(torch.equal(before[k], v) for k, v in trainer.agent.state_dict().items())
-            assert opt_before == [json.dumps(str(o.state_dict()["state"])) for o in [*trainer.optimizers.values(), trainer.alpha_opt]]
-            assert balancers_before == json.dumps(str([b.state_dict() for b in trainer.balancers.values()]))
+            assert opt_before == _optimizer_states(trainer)
+            assert balancers_before == json.dumps(str([b.state_dict() for b in trainer.update.balancers.values()]))
             seen.append(trainer.counters.updates - 1)
 
-    trainer._update = watched_update
+    trainer.update_once = watched_update
     trainer.train()
     assert seen == [10, 11, 12]
     assert trainer.counters.nonfinite_skipped == 3 and trainer.counters.nonfinite_in_row == 0
@@ -149,12 +155,12 @@ def test_non_finite_updates_are_skipped_leaving_parameters_and_optimizers_untouc
 
 
 def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_intact(tmp_path, monkeypatch, capsys):
-    import mtrl.trainer
+    import mtrl.run_loop
 
     run = tmp_path / "run"
     trainer = _trainer(run, checkpoint_every=500, max_nonfinite_in_row=5)
     _poison_critic(trainer, bad_calls=set(range(20, 10**6)))
-    monkeypatch.setattr(mtrl.trainer, "start_run", lambda cfg, run_dir: trainer)  # the CLI imports it when it trains
+    monkeypatch.setattr(mtrl.run_loop, "start_run", lambda cfg, run_dir, trainer_class: trainer)  # the CLI imports it
     assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("mtrl: error")]
@@ -167,7 +173,7 @@ def test_too_many_non_finite_updates_in_a_row_stop_the_run_with_checkpoints_inta
 
 def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
     import mtrl.checkpoint
-    import mtrl.trainer
+    import mtrl.run_loop
 
     run = tmp_path / "run"
     trainer = _trainer(run, checkpoint_every=500)
@@ -180,7 +186,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_pat
         save(obj, f)
 
     monkeypatch.setattr(mtrl.checkpoint.torch, "save", save_until_full)
-    monkeypatch.setattr(mtrl.trainer, "start_run", lambda cfg, run_dir: trainer)  # the CLI imports it when it trains
+    monkeypatch.setattr(mtrl.run_loop, "start_run", lambda cfg, run_dir, trainer_class: trainer)  # the CLI imports it
     assert main(["train", "--config", str(SMOKE), "--run-dir", str(run)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mtrl: error")]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "ckpt_000000000500.pt is intact" in errors[0]
@@ -241,10 +247,11 @@ def test_a_stop_when_an_evaluation_is_due_skips_it_and_the_resume_runs_it_once(s
     and exits without evaluating; the resume runs that evaluation first, at its own step. The
     stop stands between two episodes, so the resumed run is the uninterrupted one (smoke_run)."""
     from mtrl.config import load_config
-    from mtrl.trainer import start_run
+    from mtrl.run_loop import start_run
+    from mtrl.trainer import Trainer
 
     run = tmp_path / "run"
-    trainer = start_run(load_config(SMOKE), run)  # eval_every 1500
+    trainer = start_run(load_config(SMOKE), run, Trainer)  # eval_every 1500
     updates = trainer._updates
 
     def updates_then_interrupt():
@@ -269,10 +276,11 @@ def test_a_stop_during_an_evaluation_abandons_it_and_the_resume_runs_it_whole(to
     """SIGINT on the evaluation's third vector step: it takes no further step, nothing of it is
     logged, and the resume runs it whole at its own step."""
     from mtrl.config import load_config
-    from mtrl.trainer import start_run
+    from mtrl.run_loop import start_run
+    from mtrl.trainer import Trainer
 
     run = tmp_path / "run"
-    trainer = start_run(load_config(SMOKE, {"total_env_steps": total}), run)
+    trainer = start_run(load_config(SMOKE, {"total_env_steps": total}), run, Trainer)
     act, calls = trainer.agent.act, []
 
     def act_and_interrupt(obs, deterministic):
@@ -298,13 +306,14 @@ def test_a_stop_during_a_checkpoint_write_writes_no_second_one(final, tmp_path, 
     """SIGINT while the checkpoint at 1000 is written: the run exits on it, without writing the
     same state again. While the final one is written (after the final evaluation): the run
     finishes, summary included, as it would have."""
-    import mtrl.trainer
+    import mtrl.run_loop
     from mtrl.config import load_config
-    from mtrl.trainer import start_run
+    from mtrl.run_loop import start_run
+    from mtrl.trainer import Trainer
 
     run = tmp_path / "run"
-    trainer = start_run(load_config(SMOKE, {"total_env_steps": 1500}), run)  # checkpoints at 1000 and 1500
-    save, written = mtrl.trainer.save_checkpoint, []
+    trainer = start_run(load_config(SMOKE, {"total_env_steps": 1500}), run, Trainer)  # checkpoints at 1000 and 1500
+    save, written = mtrl.run_loop.save_checkpoint, []
 
     def save_and_interrupt(run_dir, env_steps, state, keep):
         written.append(env_steps)
@@ -313,7 +322,7 @@ def test_a_stop_during_a_checkpoint_write_writes_no_second_one(final, tmp_path, 
             _interrupt()
         return out
 
-    monkeypatch.setattr(mtrl.trainer, "save_checkpoint", save_and_interrupt)
+    monkeypatch.setattr(mtrl.run_loop, "save_checkpoint", save_and_interrupt)
     result = _train(trainer)
     if final:
         assert result["env_steps"] == 1500 and "stopped_by" not in result

@@ -1,5 +1,6 @@
-"""The single-task SAC baseline (stable-baselines3) writes the run directory of DESIGN.md, so
-reports read it beside the balancers; its bad input exits 2."""
+"""The single-task SAC baseline (stable-baselines3) trains in the run loop MT-SAC trains in and
+writes the same run directory (README.md, "A run directory"), so reports read it beside the
+balancers; its bad input exits 2."""
 
 import importlib.util
 import json
@@ -7,7 +8,9 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.stl_sac import stl_checkpoints
+import torch
+
+from mtrl.checkpoint import list_checkpoints
 from mtrl.cli import main
 from tests.conftest import REPO, SMOKE
 from tests.test_train_smoke import SUMMARY_KEYS
@@ -52,9 +55,12 @@ def test_tensorboard_tags(stl_run):
 
 
 def test_checkpoints_and_resume(stl_run, tmp_path):
-    assert [p.name for p in stl_checkpoints(stl_run)] == ["stl_000000000120", "stl_000000000150"]
-    assert {p.name for p in stl_checkpoints(stl_run)[-1].iterdir()} == {
-        "counters.json", *(f"task_{t}.zip" for t in range(3)), *(f"replay_{t}.pkl" for t in range(3))}
+    assert [p.name for p in list_checkpoints(stl_run)] == ["ckpt_000000000120.pt", "ckpt_000000000150.pt"]
+    state = torch.load(list_checkpoints(stl_run)[-1], weights_only=False)
+    assert state["counters"]["env_steps"] == 150 and state["counters"]["updates"] == 3 * (50 - 10)
+    # every model as SB3 saves it (a zip archive) and its replay buffer, one per task
+    assert len(state["sb3_models"]) == len(state["sb3_replay_buffers"]) == 3
+    assert all(saved[:2] == b"PK" for saved in state["sb3_models"])
     import shutil
 
     run = tmp_path / "run"
