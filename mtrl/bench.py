@@ -28,6 +28,7 @@ absolute rates do. A unit test never asserts a time; these figures go to docs/be
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import os
 import platform
@@ -51,6 +52,7 @@ from mtrl.balancers._simplex import HOST
 from mtrl.compile import CompiledFunction, compile_unavailable
 from mtrl.config import VECTOR_STRATEGIES, BalancerConfig, Config, make_loss_balancers
 from mtrl.logger import RunLogger
+from mtrl.run_loop import make_eval_envs
 from mtrl.trainer import Trainer
 from mtrl.update import per_task_grads
 
@@ -263,16 +265,8 @@ def eval_times(trainer: Trainer, plan: BenchPlan, log) -> dict:
             variants.append(("auto", copies, default_workers()))
     seconds, successes = {}, {}
     for strategy, copies, workers in variants:
-        envs = make_vector_env(
-            trainer.taskset,
-            cfg.seed,
-            strategy,
-            cfg.max_episode_steps,
-            terminate_on_success=True,
-            num_goals=cfg.num_goals,
-            copies=copies,
-            workers=workers,
-        )
+        variant = dataclasses.replace(cfg, vector_strategy=strategy, eval_envs_per_task=copies, env_workers=workers)
+        envs = make_eval_envs(variant, trainer.taskset)
         start = time.perf_counter()
         result = evaluate(
             lambda o: trainer.agent.act(o, deterministic=True), envs, trainer.task_names, episodes, seed=cfg.seed
