@@ -17,7 +17,7 @@ What this module keeps and what it replaces:
   the mocap bodies in one batched numpy operation, the physics is called directly, and what
   the wrappers do per step (time limit, terminate-on-success, one-hot id) is done on arrays for
   all sub-envs at once. The observation is assembled from lists (object orientations from the
-  table ``_QUATS`` and ``_mat_to_quat``, scipy's formula); each task's reward is its float
+  table ``_QUATS`` and ``mat_to_quat``, scipy's formula); each task's reward is its float
   version in ``envs.metaworld_rewards`` (Meta-World's own ``evaluate_state`` for a task without
   one). The helpers that Meta-World's code calls by name (``tcp_center``, ``get_body_com``,
   ``_get_site_pos``, ``touching_object``) are replaced by index-based ones with the same
@@ -89,7 +89,7 @@ def _get_endeff_pos(self: SawyerXYZEnv) -> np.ndarray:
     return self.data.xpos[self._fast_hand_id]
 
 
-def _mat_to_quat(m) -> list[float]:
+def mat_to_quat(m) -> list[float]:
     """(x, y, z, w) of the rotation matrix ``m`` (9 floats, row-major), as scipy's
     ``Rotation.from_matrix(m).as_quat()`` computes it (Markley 2008: the largest of the trace
     and the diagonal picks the formula, first one on ties; scipy's sign). MuJoCo's matrices
@@ -159,11 +159,11 @@ def _quat_objects(self: SawyerXYZEnv) -> list[float]:
         if kind == "body_quat":
             out += data.xquat[index].tolist()
         elif kind == "geom_mat":
-            out += _mat_to_quat(data.geom_xmat[index].tolist())
+            out += mat_to_quat(data.geom_xmat[index].tolist())
         elif kind == "site_mat":
-            out += _mat_to_quat(data.site_xmat[index].tolist())
+            out += mat_to_quat(data.site_xmat[index].tolist())
         elif kind == "body_mat":
-            out += _mat_to_quat(data.xmat[index].tolist())
+            out += mat_to_quat(data.xmat[index].tolist())
         elif kind == "zeros":
             out += [0.0, 0.0, 0.0, 0.0]
         else:

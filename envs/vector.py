@@ -27,6 +27,7 @@ import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 import numpy as np
 
 from envs.metaworld_fast import MetaWorldVectorEnv
+from envs.strategies import VECTOR_STRATEGIES, VectorStrategy
 from envs.tasksets import TaskSet, get_taskset
 
 NUM_GOALS = 50
@@ -87,7 +88,7 @@ class TaskEnv(gym.Wrapper):
 def make_vector_env(
     taskset: TaskSet,
     seed: int,
-    strategy: str = "auto",
+    strategy: VectorStrategy = "auto",
     max_episode_steps: int = 500,
     terminate_on_success: bool = False,
     num_goals: int = NUM_GOALS,
@@ -113,8 +114,8 @@ def make_vector_env(
         raise ValueError(f"{copies} copies of each task need the fast path (vector_strategy auto on a Meta-World task set)")
     if workers > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
         raise ValueError(f"{workers} env workers need the fast path (vector_strategy auto on a Meta-World task set)")
-    if strategy not in ("auto", "sync", "async"):
-        raise ValueError(f"unknown vector strategy {strategy!r}; valid: auto, sync, async")
+    if strategy not in VECTOR_STRATEGIES:
+        raise ValueError(f"unknown vector strategy {strategy!r}; valid: {', '.join(VECTOR_STRATEGIES)}")
     if taskset.kind == "gymnasium":
         vec_cls = gym.vector.AsyncVectorEnv if strategy == "async" else gym.vector.SyncVectorEnv
         return _make_gymnasium(taskset, vec_cls, seed, max_episode_steps, terminate_on_success)
@@ -130,15 +131,15 @@ def make_vector_env(
         # Meta-World's float64 observation bounds trigger a harmless precision warning per task
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
         if strategy == "auto":
-            references = [_make(taskset, "sync", common) for _ in range(copies)]
+            references = [make_metaworld_vector(taskset, "sync", common) for _ in range(copies)]
             envs = MetaWorldVectorEnv(references, max_episode_steps, terminate_on_success, workers)
         else:
-            envs = _make(taskset, strategy, common)
+            envs = make_metaworld_vector(taskset, strategy, common)
     assert envs.num_envs == taskset.num_tasks * copies
     return envs
 
 
-def _make(taskset: TaskSet, strategy: str, common: dict) -> gym.vector.VectorEnv:
+def make_metaworld_vector(taskset: TaskSet, strategy: VectorStrategy, common: dict) -> gym.vector.VectorEnv:
     if taskset.tasks != _BENCHMARK_TASKS.get(taskset.name):
         # MT1 and custom lists: one Meta-World/MT1 env per task, not Meta-World/custom-mt-envs
         # (which treats seed 0 as unseeded and does not accept num_goals)

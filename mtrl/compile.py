@@ -18,7 +18,7 @@ compiled and the eager update use the same random numbers and give the same para
 
 ``auto``: on CUDA, compile with CUDA graphs (``mode="reduce-overhead"``: at MT10 sizes an update
 is launch-bound there); on the CPU, compile too, because ``mtrl bench`` measures it faster here
-(see ``CPU_AUTO``). Where compile cannot work (no C++ compiler for the CPU backend, no Triton for the
+(docs/benchmarks.md, "compile on and off"). Where compile cannot work (no C++ compiler for the CPU backend, no Triton for the
 CUDA one) ``auto`` runs eagerly and says so in one line; ``true`` stops with a clear error.
 The first call of each compiled function traces and compiles it (seconds to minutes); the
 trainer announces it, leaves it out of the progress estimate, and
@@ -35,13 +35,7 @@ from typing import Callable
 
 import torch
 
-from mtrl.config import ConfigError
-
-# compile=auto on the CPU: compile. `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
-# protocol sizes, seven runs) measured the compiled update level with the eager one or up to 17%
-# faster for EW and each required balancer, for 20-35 s of compiling on a cold cache (docs/benchmarks.md,
-# "compile on and off")
-CPU_AUTO = True
+from mtrl.config import CompileSetting, ConfigError
 
 
 def compile_unavailable(device: torch.device) -> str | None:
@@ -58,7 +52,7 @@ def compile_unavailable(device: torch.device) -> str | None:
     return None
 
 
-def resolve_compile(setting: str, device: torch.device, warn: Callable[[str], None] | None = None) -> bool:
+def resolve_compile(setting: CompileSetting, device: torch.device, warn: Callable[[str], None] | None = None) -> bool:
     """Whether the update is compiled for the config value ``setting`` on ``device``."""
     if setting == "false":
         return False
@@ -67,8 +61,10 @@ def resolve_compile(setting: str, device: torch.device, warn: Callable[[str], No
         if reason:
             raise ConfigError(f"compile=true but {reason}; use compile=auto or compile=false")
         return True
-    if device.type != "cuda" and not CPU_AUTO:
-        return False
+    # auto compiles on the CPU too: `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
+    # protocol sizes, seven runs) measured the compiled update level with the eager one or up to 17%
+    # faster for EW and each required balancer, for 20-35 s of compiling on a cold cache
+    # (docs/benchmarks.md, "compile on and off")
     if reason:
         (warn or _stderr)(f"mtrl: compile=auto: {reason}; the update runs eagerly")
         return False

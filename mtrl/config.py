@@ -15,11 +15,20 @@ import difflib
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 
+from envs.strategies import VectorStrategy
+
+# The keys with a fixed set of values (and vector_strategy's, envs.strategies): each set is written
+# once, and validate() names it.
+Agent = Literal["mtsac", "stl_sac"]  # stl_sac: one stable-baselines3 SAC per task (the upper bound)
+Device = Literal["auto", "cpu", "cuda"]
+CompileSetting = Literal["auto", "true", "false"]  # mtrl/compile.py says what each does
+Init = Literal["he_uniform", "torch_default"]  # agents.networks.init_network says what each does
+INITS: tuple[Init, ...] = typing.get_args(Init)
 
 
 class ConfigError(ValueError):
@@ -49,10 +58,7 @@ class SACConfig:
     # The reference MT-SAC code (metaworld-algorithms, config/optim.py and rl/networks.py):
     max_grad_norm: float = 1.0  # global norm of what reaches Adam, per network; 0 disables
     adam_eps: float = 1e-5  # every optimizer of the agent (actor, critic, temperatures)
-    init: str = "he_uniform"  # one of INITS (agents.networks.init_network)
-
-
-INITS = ("he_uniform", "torch_default")
+    init: Init = "he_uniform"
 
 
 def default_sac() -> SACConfig:
@@ -130,10 +136,10 @@ def balancer_stages(bcfg: BalancerConfig) -> list[BalancerStage]:
 @dataclass
 class Config:
     taskset: str = "MT10"  # a name, MT1:<env>, a .yaml file, gym:<id>,..., module:attr (docs/tasksets.md)
-    agent: str = "mtsac"  # mtsac | stl_sac (one stable-baselines3 SAC per task: the upper bound)
+    agent: Agent = "mtsac"
     seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    compile: str = "auto"  # auto | true | false: torch.compile of the update (mtrl/compile.py)
+    device: Device = "auto"
+    compile: CompileSetting = "auto"  # torch.compile of the update
     total_env_steps: int = 20_000_000
     warmup_env_steps: int = 40_000  # random actions for the first 4000 vector steps of MT10
     updates_per_vector_step: int = 1
@@ -145,7 +151,7 @@ class Config:
     checkpoint_every: int = 200_000
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
-    vector_strategy: str = "auto"  # auto (Meta-World: the fast path; gymnasium: sync) | sync | async
+    vector_strategy: VectorStrategy = "auto"  # auto: Meta-World's fast path, gymnasium's sync
     env_workers: int = 0  # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
     max_episode_steps: int = 500
     num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
@@ -180,6 +186,8 @@ def _type_name(tp) -> str:
 def _coerce(key: str, value, tp):
     """Convert a YAML or command-line value to the field type, or raise ConfigError."""
 
+    if typing.get_origin(tp) is Literal:
+        tp = str  # which strings are valid: validate() says, naming them
     def bad() -> ConfigError:
         return ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
 
@@ -355,10 +363,7 @@ def validate(cfg: Config) -> None:
         )
     if cfg.buffer_size < num_tasks:
         raise ConfigError(f"buffer_size {cfg.buffer_size} is smaller than the {num_tasks} tasks of {cfg.taskset}")
-    choices = {"device": ("auto", "cpu", "cuda"), "compile": ("auto", "true", "false"), "vector_strategy": VECTOR_STRATEGIES, "agent": AGENTS}
-    for key, valid in choices.items():
-        if getattr(cfg, key) not in valid:
-            raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
+    _check_choices(cfg)
     if cfg.eval_envs_per_task > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
         raise ConfigError(f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
                           f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1")  # fmt: skip
@@ -382,12 +387,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'sac.max_grad_norm' must be >= 0 (0 or none: no clipping), got {sac.max_grad_norm}")
     if sac.adam_eps <= 0:
         raise ConfigError(f"config key 'sac.adam_eps' must be > 0, got {sac.adam_eps}")
-    if sac.init not in INITS:
-        raise ConfigError(f"config key 'sac.init' is {sac.init!r}; valid: {', '.join(INITS)}")
+    _check_choices(sac, "sac.")
 
 
-AGENTS = ("mtsac", "stl_sac")
-VECTOR_STRATEGIES = ("auto", "sync", "async")  # envs.vector.make_vector_env says what each builds
+def _check_choices(obj: Config | SACConfig, prefix: str = "") -> None:
+    """Each key typed ``Literal[...]`` holds one of its values (the values YAML and the command line
+    can give are any string: _coerce leaves the choice to this check, which names them)."""
+    for name, (tp, _) in _fields(type(obj)).items():
+        valid = typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+        if valid and getattr(obj, name) not in valid:
+            raise ConfigError(f"config key {prefix + name!r} is {getattr(obj, name)!r}; valid: {', '.join(valid)}")
+
 
 
 def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.report import BOOTSTRAP_SEED, Run, plural, table, write_csv
+from mtrl.report_shared import BOOTSTRAP_SEED, Run, group_colors, plural, shorten, table, write_csv
 
 LOSSES = ("critic", "actor")
 PREDICTORS = ("norm_share", "proj_share", "cos_update")
@@ -243,8 +243,6 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     one panel per loss; and the pooled correlations with their intervals. Returns the number of
     points drawn in each scatter panel."""
     import matplotlib.pyplot as plt
-
-    from mtrl.report import group_colors, shorten
 
     o, w = PRIMARY
     methods = list(dict.fromkeys(data["methods"]))

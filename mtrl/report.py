@@ -36,17 +36,33 @@ rliable, pandas and matplotlib come with the ``analysis`` extra and are imported
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from mtrl.config import ConfigError, flatten_config
+from mtrl.imbalance import imbalance_section
+from mtrl.report_shared import (
+    BOOTSTRAP_SEED,
+    MIN_RUNS,
+    RESAMPLES,
+    WHY_MIN_RUNS,
+    Run,
+    group_colors,
+    interval_estimates,
+    method_of,
+    plural,
+    seeded,
+    shorten,
+    table,
+    with_ci,
+    write_csv,
+)
+from mtrl.static_grid import static_grid_section
 
 # Config keys that say how or how long a run ran, not what was trained: they never split a group.
 _NOT_A_METHOD = {
@@ -55,7 +71,6 @@ _NOT_A_METHOD = {
     "balancer.critic", "balancer.actor",
 }  # fmt: skip
 GRAD_TAGS = ["grad/critic/conflict_frac", "grad/actor/conflict_frac", "grad/critic/norm_ratio", "grad/actor/norm_ratio"]
-BOOTSTRAP_SEED = 0  # rliable resamples with numpy's global RNG; seeded so a report is reproducible
 # summary.json fields that are settings (they split groups like a hyperparameter), with the value of
 # runs made before the field existed, by agent: MT-SAC's critic loss was the sum over the two
 # critics until it became the reference's mean; stable-baselines3's (stl_sac) was always the mean.
@@ -63,30 +78,6 @@ SUMMARY_SETTINGS = {"critic_loss": {"mtsac": "sum", "stl_sac": "mean"}}
 # Keys that say which method a run is: the group label names it, so they are never listed as a
 # difference between groups (balancer hyperparameters still split the groups of one method).
 _METHOD_KEYS = ("agent", "sac.multi_head", "balancer.")
-MIN_RUNS = 3  # runs per group for a verdict; why: the module docstring and WHY_MIN_RUNS
-WHY_MIN_RUNS = (
-    "The intervals come from a bootstrap that resamples each group's runs within each task: with 1 run "
-    "every resample is that run, so the interval is a point that excludes 0.5 whenever the scores differ; "
-    "with 2, a task has 3 distinct resamples and the interval is about 30% narrower than the runs' spread "
-    "warrants."
-)
-RESAMPLES = "a bootstrap that resamples each group's runs within each task"  # where the intervals come from
-
-
-@dataclass
-class Run:
-    path: Path
-    summary: dict
-    evals: list[dict]
-    config: dict  # flattened config.yaml; {} when the run has none
-    label: str = field(default="")
-    settings: str = field(default="")  # the hyperparameters in the label: "c=0.5, hidden_sizes=[8]"
-    split_by: list[str] = field(default_factory=list)  # their keys: ["balancer.kwargs.c", "sac.hidden_sizes"]
-
-
-def plural(n: int, word: str) -> str:
-    """A count as a person writes it: ``1 run``, ``2 runs``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def settings(run: Run) -> dict:
@@ -107,11 +98,6 @@ def _short_names(keys: list[str]) -> dict[str, str]:
     """Each key by its last part (``c`` for ``balancer.kwargs.c``), or whole where two would clash."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
-
-
-def method_of(summary: dict) -> str:
-    """The method a run's summary.json names (runs from before the field: its balancer)."""
-    return summary.get("method", summary["balancer"])
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
@@ -254,23 +240,6 @@ def _iqm_per_step(scores: np.ndarray) -> np.ndarray:
     return trim_mean(scores.reshape(-1, scores.shape[-1]), 0.25, axis=0)
 
 
-def seeded(fn, *args, **kwargs):
-    state = np.random.get_state()
-    np.random.seed(BOOTSTRAP_SEED)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        np.random.set_state(state)
-
-
-def interval_estimates(scores: np.ndarray, func, reps: int) -> tuple[np.ndarray, np.ndarray]:
-    """rliable's point estimate and 95% stratified-bootstrap percentile CI ([2, ...]) of func."""
-    from rliable import library as rly
-
-    point, ci = seeded(rly.get_interval_estimates, {"x": scores}, func, reps=reps)
-    return point["x"], ci["x"]
-
-
 def aggregates(final: np.ndarray, best: np.ndarray, reps: int) -> dict:
     """IQM and mean of final and best scores with their CIs (one bootstrap for all four)."""
     point, ci = interval_estimates(np.stack([final, best], axis=-1), _iqm_mean, reps)
@@ -361,25 +330,10 @@ def build(runs: list[Run], reps: int) -> dict:
     return data
 
 
-SHORT_LABEL = 24  # longer group labels become "method (A)" in plots and tables, with a key
-
-
 def short_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
     """Label -> what plots and tables show: the label itself when short, else its method and a
     letter per group of that method (``ew (A)``, ``ew (B)``); report.md's key spells them out."""
     return shorten({label: method_of(group[0].summary) for label, group in groups.items()})
-
-
-def shorten(methods: dict[str, str]) -> dict[str, str]:
-    """Label -> shown label, given each label's method (see :func:`short_labels`)."""
-    out, letters = {}, {}
-    for label, method in methods.items():
-        if len(label) <= SHORT_LABEL:
-            out[label] = label
-        else:
-            n = letters[method] = letters.get(method, -1) + 1
-            out[label] = f"{method} ({chr(ord('A') + n % 26)}{n // 26 or ''})"
-    return out
 
 
 def verdict(data: dict) -> str:
@@ -457,30 +411,6 @@ def fmt_number(x: float | None, digits: int = 2) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def with_ci(e: dict) -> str:
-    return f"{e['value']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]" if e["ci"] else f"{e['value']:.2f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def group_colors(labels: list[str]) -> dict[str, tuple]:
-    import matplotlib.pyplot as plt
-
-    cmap = plt.get_cmap("tab10")
-    return {m: cmap(i % 10) for i, m in enumerate(labels)}
-
-
-# Each group also gets its own line style and marker, so curves that coincide stay visible.
 _STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "P")]
 
 
@@ -720,9 +650,6 @@ def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: boo
     for line in data["warnings"]:
         print(f"mtrl: warning: {line}", file=sys.stderr)
     write(data, Path(out))
-    from mtrl.imbalance import imbalance_section
-    from mtrl.static_grid import static_grid_section
-
     grid_md, grid_sentence = static_grid_section(runs, data["tasks"], Path(out), reps)
     with open(Path(out) / "report.md", "a") as f:
         f.write("".join("\n" + md for md in (grid_md, imbalance_section(runs, data["tasks"], Path(out), reps)) if md))

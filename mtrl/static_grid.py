@@ -18,7 +18,7 @@ flattered by having been picked on the runs it is scored on:
   group resampled on its own.
 
 The sentence: with fewer than ``MIN_RUNS`` held-out runs in a reported group, "no verdict" (the
-bootstrap over 1 or 2 runs has no spread to speak of: mtrl.report's WHY_MIN_RUNS); otherwise
+bootstrap over 1 or 2 runs has no spread to speak of: mtrl.report_shared.WHY_MIN_RUNS); otherwise
 whether the difference's interval holds 0 ("within the interval of the grid's best"), or lies
 above or below it.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.report import (
+from mtrl.report_shared import (
     MIN_RUNS,
     RESAMPLES,
     Run,

@@ -267,7 +267,7 @@ def test_runs_with_one_successful_task_are_flagged(tmp_path):
 
 def test_one_run_reads_in_the_singular(tmp_path):
     """One multi-task run (no projections logged) and one single-task run: each count of 1 is singular."""
-    from tests.test_report import _plurals_wrong
+    from tests.test_report import plurals_wrong
 
     rng = np.random.default_rng(6)
     write_run(tmp_path / "mt", "ew", 0, rng.uniform(0, 1, len(TASKS)), make_stats(rng), tb_keys=("norm", "cos_update"))
@@ -282,7 +282,7 @@ def test_one_run_reads_in_the_singular(tmp_path):
     assert "there is 1." in data["verdict"], data["verdict"]
     assert "1 multi-task run (1 single-task run serves as the reference)" in section
     assert "1 of 1 run did not log `grad/critic/proj`" in section
-    assert _plurals_wrong(section) == [], _plurals_wrong(section)
+    assert plurals_wrong(section) == [], plurals_wrong(section)
 
 
 @pytest.mark.parametrize("runs", [1, 3])

@@ -15,7 +15,7 @@ from metaworld.policies import ENV_POLICY_MAP
 
 from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.tasksets import TaskSet
-from envs.vector import _make, reset_done
+from envs.vector import make_metaworld_vector, reset_done
 
 TOL = 1e-9
 MT50 = tuple(env_dict.MT50_V3)
@@ -27,8 +27,8 @@ def build_pair(tasks: tuple[str, ...], seed: int, max_episode_steps: int, termin
                   num_goals=50, terminate_on_success=terminate_on_success)  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
-        reference = _make(taskset, "sync", common)
-        fast = MetaWorldVectorEnv([_make(taskset, "sync", common)], max_episode_steps, terminate_on_success)
+        reference = make_metaworld_vector(taskset, "sync", common)
+        fast = MetaWorldVectorEnv([make_metaworld_vector(taskset, "sync", common)], max_episode_steps, terminate_on_success)
     return reference, fast
 
 
@@ -110,7 +110,7 @@ def test_matrix_to_quaternion_matches_scipy():
     the rotations objects rest in (identity, quarter and half turns, where the branch choice ties)."""
     from scipy.spatial.transform import Rotation
 
-    from envs.metaworld_fast import _mat_to_quat
+    from envs.metaworld_fast import mat_to_quat
 
     rng = np.random.default_rng(0)
     mats = list(Rotation.random(2000, random_state=1).as_matrix())
@@ -119,7 +119,7 @@ def test_matrix_to_quaternion_matches_scipy():
     branches = set()
     for m in mats:
         expected = Rotation.from_matrix(m).as_quat()
-        got = _mat_to_quat(m.ravel().tolist())
+        got = mat_to_quat(m.ravel().tolist())
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
         branches.add(int(np.argmax([m[0, 0], m[1, 1], m[2, 2], np.trace(m)])))
     assert branches == {0, 1, 2, 3}

@@ -386,7 +386,7 @@ def test_critic_loss_of_runs_made_before_the_field_is_sum(tmp_path):
     assert cells["ew (critic_loss=sum)"].startswith("critic_loss=sum")
 
 
-def _plurals_wrong(text):
+def plurals_wrong(text):
     """Phrases a person would not write: "1 runs", "1 single-task runs", "run(s)", "there are 1"."""
     import re
 
@@ -402,14 +402,15 @@ def test_counts_of_one_read_as_written(tmp_path, capsys):
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
     err, md = capsys.readouterr().err, (out / "report.md").read_text()
     assert "mtrl:   ew: 1 run: ew" in err and "1 run per group" in md  # the counts are there, in the singular
-    assert _plurals_wrong(err) == [] and _plurals_wrong(md) == []
-    assert _plurals_wrong("1 runs, 1 multi-task runs, 2 run(s), there are 1") == ["1 runs", "1 multi-task runs", "n(s)",
+    assert plurals_wrong(err) == [] and plurals_wrong(md) == []
+    assert plurals_wrong("1 runs, 1 multi-task runs, 2 run(s), there are 1") == ["1 runs", "1 multi-task runs", "n(s)",
                                                                                    "there are 1"]  # fmt: skip
 
 
 @pytest.mark.parametrize("runs_per_group", [(1, 1), (1, 3), (3, 3)])
 def test_plot_titles_promise_bands_only_where_drawn(runs_per_group, tmp_path):
-    from mtrl.report import MIN_RUNS, plot_curves, plot_profile
+    from mtrl.report import plot_curves, plot_profile
+    from mtrl.report_shared import MIN_RUNS
 
     rng = np.random.default_rng(10)
     for method, n in zip(("ew", "pcgrad"), runs_per_group):
@@ -424,13 +425,14 @@ def test_plot_titles_promise_bands_only_where_drawn(runs_per_group, tmp_path):
         if 0 < banded < len(runs_per_group):
             assert f"{MIN_RUNS}" in drawn["title"], drawn["title"]  # which groups have one
         check_png(tmp_path / f"{plot.__name__}.png")
-    assert _plurals_wrong(" ".join(plot_curves(data, tmp_path / "c.png")["labels"])) == []
+    assert plurals_wrong(" ".join(plot_curves(data, tmp_path / "c.png")["labels"])) == []
 
 
 def test_critic_loss_of_stl_sac_runs_made_before_the_field_is_mean():
     """stable-baselines3's SAC always took the mean over its two critics: an stl_sac run without
     the field reads as mean, an MT-SAC one as sum."""
-    from mtrl.report import Run, settings
+    from mtrl.report import settings
+    from mtrl.report_shared import Run
 
     old_stl = Run(path=None, summary={"agent": "stl_sac", "balancer": "ew"}, evals=[], config={"agent": "stl_sac"})
     old_mtsac = Run(path=None, summary={"balancer": "ew"}, evals=[], config={"agent": "mtsac"})
