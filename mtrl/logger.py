@@ -1,4 +1,4 @@
-"""Run logging: TensorBoard scalars (tags fixed by DESIGN.md) and ``eval.jsonl``.
+"""Run logging: TensorBoard scalars (the tags README.md's "A run directory" lists) and ``eval.jsonl``.
 
 The TensorBoard step of every scalar is the env-step count (transitions over all tasks).
 """
@@ -70,7 +70,7 @@ class RunLogger:
 
 def write_summary(run_dir: Path, cfg: Config, balancer: str, env_steps: int, updates: int, wall_time_s: float,
                   final: EvalResult, best_success_mean: float, critic_loss: str) -> dict:  # fmt: skip
-    """``summary.json`` with DESIGN's keys plus ``method``, ``agent`` and ``critic_loss``, written
+    """``summary.json`` (README.md, "A run directory"), with ``method``, ``agent`` and ``critic_loss``, written
     atomically. ``balancer`` is the config's balancer label, or "none" for an agent without one;
     ``critic_loss`` how the agent's critic loss reduces over its twin critics ("mean"; runs
     without the key summed them)."""

@@ -1,5 +1,5 @@
-"""The single-task SAC baseline (stable-baselines3) writes the run directory of DESIGN.md, so
-reports read it beside the balancers; its bad input exits 2."""
+"""The single-task SAC baseline (stable-baselines3) writes the run directory MT-SAC writes
+(README.md, "A run directory"), so reports read it beside the balancers; its bad input exits 2."""
 
 import importlib.util
 import json

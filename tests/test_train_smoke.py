@@ -1,5 +1,5 @@
-"""A smoke-preset run through the CLI writes the run directory and TensorBoard tags of DESIGN,
-and resuming from a checkpoint continues the run exactly."""
+"""A smoke-preset run through the CLI writes the run directory and TensorBoard tags that README.md
+("A run directory") lists, and resuming from a checkpoint continues the run exactly."""
 
 import json
 import shutil

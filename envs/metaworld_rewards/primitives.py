@@ -31,12 +31,6 @@ def dist(ax: float, ay: float, az: float, bx: float, by: float, bz: float) -> fl
     return math.sqrt(x * x + y * y + z * z)
 
 
-def norm3(a, b) -> float:
-    """|a - b| for 3-vectors."""
-    x, y, z = a[0] - b[0], a[1] - b[1], a[2] - b[2]
-    return math.sqrt(x * x + y * y + z * z)
-
-
 def norm(v) -> float:
     return math.sqrt(sum(float(x) * float(x) for x in v))
 
