@@ -63,8 +63,9 @@ class Actor(nn.Module):
     of (parameters, batch, noise): the batched per-task gradients rely on that.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], log_std_min: float, log_std_max: float,
-                 heads: int = 0):  # fmt: skip
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden: list[int], log_std_min: float, log_std_max: float, heads: int = 0
+    ):
         """``heads`` = K: one output layer per task, chosen by the one-hot (the last K obs entries)."""
         super().__init__()
         self.net = make_net(obs_dim, hidden, 2 * action_dim, heads)
@@ -112,8 +113,6 @@ class TwinCritic(nn.Module):
             one_hot = obs[..., -self.heads :]
             return torch.stack([self.q1(x, one_hot).squeeze(-1), self.q2(x, one_hot).squeeze(-1)])
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
-
-
 
 
 def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:

@@ -8,8 +8,8 @@ the same goal sequence: evaluations differ only because the policy does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np

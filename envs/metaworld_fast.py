@@ -62,7 +62,7 @@ def _touching_object(self: SawyerXYZEnv, object_geom_id: int) -> bool:
     force = self.data.efc_force
     left_id, right_id = self._fast_pad_ids
     left = right = 0
-    for (g1, g2), address in zip(geoms, efc):
+    for (g1, g2), address in zip(geoms, efc, strict=True):
         if object_geom_id == g1 or object_geom_id == g2:
             if left_id == g1 or left_id == g2:
                 left = left + force[address]
@@ -119,35 +119,72 @@ def mat_to_quat(m) -> list[float]:
 # ("body_quat"), a rotation matrix of a geom, site or body through scipy ("geom_mat", ...), or
 # zeros. Checked against Meta-World's own method by tests/test_metaworld_fast.py.
 _QUATS: dict[str, tuple[tuple[str, str | None], ...]] = {
-    **{t: (("body_quat", b),) for t, b in [
-        ("assembly-v3", "RoundNut"), ("basketball-v3", "bsktball"), ("bin-picking-v3", "obj"),
-        ("box-close-v3", "top_link"), ("button-press-topdown-v3", "button"),
-        ("button-press-topdown-wall-v3", "button"), ("button-press-v3", "button"),
-        ("button-press-wall-v3", "button"), ("dial-turn-v3", "dial"), ("disassemble-v3", "RoundNut"),
-        ("door-lock-v3", "door_link"), ("door-unlock-v3", "door_link"), ("drawer-open-v3", "drawer_link"),
-        ("faucet-close-v3", "faucetBase"), ("faucet-open-v3", "faucetBase"), ("hand-insert-v3", "obj"),
-        ("peg-unplug-side-v3", "plug1"), ("pick-out-of-hole-v3", "obj"), ("sweep-v3", "obj"),
-    ]},
-    **{t: (("geom_mat", g),) for t, g in [
-        ("coffee-pull-v3", "mug"), ("coffee-push-v3", "mug"), ("door-close-v3", "handle"),
-        ("door-open-v3", "handle"), ("lever-pull-v3", "objGeom"), ("pick-place-v3", "objGeom"),
-        ("pick-place-wall-v3", "objGeom"), ("plate-slide-back-side-v3", "puck"),
-        ("plate-slide-back-v3", "puck"), ("plate-slide-side-v3", "puck"), ("plate-slide-v3", "puck"),
-        ("push-back-v3", "objGeom"), ("push-v3", "objGeom"), ("push-wall-v3", "objGeom"),
-        ("reach-v3", "objGeom"), ("reach-wall-v3", "objGeom"), ("shelf-place-v3", "objGeom"),
-        ("sweep-into-v3", "objGeom"),
-    ]},
-    **{t: (("zeros", None),) for t in [
-        "drawer-close-v3", "handle-press-side-v3", "handle-press-v3", "handle-pull-side-v3",
-        "handle-pull-v3", "window-close-v3", "window-open-v3",
-    ]},
+    **{
+        t: (("body_quat", b),)
+        for t, b in [
+            ("assembly-v3", "RoundNut"),
+            ("basketball-v3", "bsktball"),
+            ("bin-picking-v3", "obj"),
+            ("box-close-v3", "top_link"),
+            ("button-press-topdown-v3", "button"),
+            ("button-press-topdown-wall-v3", "button"),
+            ("button-press-v3", "button"),
+            ("button-press-wall-v3", "button"),
+            ("dial-turn-v3", "dial"),
+            ("disassemble-v3", "RoundNut"),
+            ("door-lock-v3", "door_link"),
+            ("door-unlock-v3", "door_link"),
+            ("drawer-open-v3", "drawer_link"),
+            ("faucet-close-v3", "faucetBase"),
+            ("faucet-open-v3", "faucetBase"),
+            ("hand-insert-v3", "obj"),
+            ("peg-unplug-side-v3", "plug1"),
+            ("pick-out-of-hole-v3", "obj"),
+            ("sweep-v3", "obj"),
+        ]
+    },
+    **{
+        t: (("geom_mat", g),)
+        for t, g in [
+            ("coffee-pull-v3", "mug"),
+            ("coffee-push-v3", "mug"),
+            ("door-close-v3", "handle"),
+            ("door-open-v3", "handle"),
+            ("lever-pull-v3", "objGeom"),
+            ("pick-place-v3", "objGeom"),
+            ("pick-place-wall-v3", "objGeom"),
+            ("plate-slide-back-side-v3", "puck"),
+            ("plate-slide-back-v3", "puck"),
+            ("plate-slide-side-v3", "puck"),
+            ("plate-slide-v3", "puck"),
+            ("push-back-v3", "objGeom"),
+            ("push-v3", "objGeom"),
+            ("push-wall-v3", "objGeom"),
+            ("reach-v3", "objGeom"),
+            ("reach-wall-v3", "objGeom"),
+            ("shelf-place-v3", "objGeom"),
+            ("sweep-into-v3", "objGeom"),
+        ]
+    },
+    **{
+        t: (("zeros", None),)
+        for t in [
+            "drawer-close-v3",
+            "handle-press-side-v3",
+            "handle-press-v3",
+            "handle-pull-side-v3",
+            "handle-pull-v3",
+            "window-close-v3",
+            "window-open-v3",
+        ]
+    },
     "coffee-button-v3": (("identity", None),),
     "hammer-v3": (("body_quat", "hammer"), ("body_quat", "nail_link")),
     "peg-insert-side-v3": (("site_mat", "pegGrasp"),),
     "soccer-v3": (("body_mat", "soccer_ball"),),
     "stick-pull-v3": (("body_mat", "stick"), ("zeros", None)),
     "stick-push-v3": (("body_mat", "stick"), ("zeros", None)),
-}  # fmt: skip
+}
 
 
 _TASK_NAMES = {cls: name for name, cls in ALL_V3_ENVIRONMENTS.items()}
@@ -227,8 +264,10 @@ def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
     self._fast_claw_ids = (m.body("rightclaw").id, m.body("leftclaw").id)
     by_kind = {"body_quat": m.body, "body_mat": m.body, "geom_mat": m.geom, "site_mat": m.site}
     parts = _QUATS.get(task_name)
-    self._fast_quat_parts = None if parts is None else tuple(
-        (kind, None if name is None else by_kind[kind](name).id) for kind, name in parts
+    self._fast_quat_parts = (
+        None
+        if parts is None
+        else tuple((kind, None if name is None else by_kind[kind](name).id) for kind, name in parts)
     )
 
 
@@ -269,7 +308,11 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
     """
 
     def __init__(
-        self, references: list[gym.vector.SyncVectorEnv], max_episode_steps: int, terminate_on_success: bool, workers: int = 1
+        self,
+        references: list[gym.vector.SyncVectorEnv],
+        max_episode_steps: int,
+        terminate_on_success: bool,
+        workers: int = 1,
     ):
         first = references[0]
         self.references = references
@@ -285,13 +328,21 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         self.envs: list[SawyerXYZEnv] = [env.unwrapped for env in self._wrapped]
         self._rewards = [REWARDS.get(type(env)) for env in self.envs]
         # tasks whose reward runs Meta-World's own numpy code (exact, slower): said once by the trainer
-        self.uncovered = [env.task_name for env, fn in zip(self.envs[: self.num_tasks], self._rewards) if fn is None]
+        self.uncovered = [
+            env.task_name
+            for env, fn in zip(self.envs[: self.num_tasks], self._rewards[: self.num_tasks], strict=True)
+            if fn is None
+        ]
         for env in self.envs:
             if env.model.nmocap != 1 or env.model.nu != 2:  # what the batched action step assumes
-                raise RuntimeError(f"{env.task_name}: {env.model.nmocap} mocap bodies and {env.model.nu} actuators, "
-                                   "the fast path expects Meta-World's Sawyer (1 and 2)")  # fmt: skip
+                raise RuntimeError(
+                    f"{env.task_name}: {env.model.nmocap} mocap bodies and {env.model.nu} actuators, "
+                    "the fast path expects Meta-World's Sawyer (1 and 2)"
+                )
             if env._did_see_sim_exception:  # never set in Meta-World v3; the fast step has no such branch
-                raise RuntimeError(f"{env.task_name}: the simulation reported an exception before the fast path took over")
+                raise RuntimeError(
+                    f"{env.task_name}: the simulation reported an exception before the fast path took over"
+                )
             task_name = _TASK_NAMES.get(type(env))
             env.__class__ = fast_env_class(type(env))
             _init_fast(env, task_name)
@@ -365,7 +416,9 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
         if actions.shape != self._actions.shape:
-            raise ValueError(f"actions of shape {actions.shape}; the {self.num_envs} sub-envs take {self._actions.shape}")
+            raise ValueError(
+                f"actions of shape {actions.shape}; the {self.num_envs} sub-envs take {self._actions.shape}"
+            )
         self._actions[:] = actions
         self._idle[:] = False if self.idle is None else self.idle
         self.workers.run(MetaWorldVectorEnv._step_share, actions.dtype.str)
@@ -426,7 +479,9 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         if self.copies > 1 and name in ("get_checkpoint", "load_checkpoint"):
             # Meta-World's checkpoints name a sub-env by task: copies would overwrite each other
             raise ValueError("copies of a task set (evaluation envs) have no checkpoint")
-        return tuple(out for part in self.workers.run(MetaWorldVectorEnv._call_share, name, args, kwargs) for out in part)
+        return tuple(
+            out for part in self.workers.run(MetaWorldVectorEnv._call_share, name, args, kwargs) for out in part
+        )
 
     def _call_share(self, share: range, name: str, args: tuple, kwargs: dict) -> list:
         out = []

@@ -45,7 +45,9 @@ class TaskEnv(gym.Wrapper):
     the randomness of a standard gymnasium env, but not a mid-episode simulator state.
     """
 
-    def __init__(self, env: gym.Env, index: int, num_tasks: int, space: gym.spaces.Box, seed: int, terminate_on_success: bool):
+    def __init__(
+        self, env: gym.Env, index: int, num_tasks: int, space: gym.spaces.Box, seed: int, terminate_on_success: bool
+    ):
         env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
         super().__init__(env)
         self.observation_space = space  # the same for every task: the vector env needs one
@@ -76,7 +78,10 @@ class TaskEnv(gym.Wrapper):
         self._pending_seed = seed
 
     def get_checkpoint(self) -> tuple[int, dict]:
-        return self._index, {"np_random": self.env.unwrapped.np_random.bit_generator.state, "pending_seed": self._pending_seed}
+        return self._index, {
+            "np_random": self.env.unwrapped.np_random.bit_generator.state,
+            "pending_seed": self._pending_seed,
+        }
 
     def load_checkpoint(self, states: list[tuple[int, dict]]) -> None:
         """``states``: every sub-env's checkpoint (as Meta-World's envs take them); this one's by index."""
@@ -111,7 +116,9 @@ def make_vector_env(
     ``workers`` (fast path only): processes stepping the sub-envs, this one included, at most
     one per sub-env (``envs.forked_workers``). The transitions do not depend on it."""
     if copies > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
-        raise ValueError(f"{copies} copies of each task need the fast path (vector_strategy auto on a Meta-World task set)")
+        raise ValueError(
+            f"{copies} copies of each task need the fast path (vector_strategy auto on a Meta-World task set)"
+        )
     if workers > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
         raise ValueError(f"{workers} env workers need the fast path (vector_strategy auto on a Meta-World task set)")
     if strategy not in VECTOR_STRATEGIES:
@@ -148,7 +155,12 @@ def make_metaworld_vector(taskset: TaskSet, strategy: VectorStrategy, common: di
         return vec_cls(
             [
                 lambda t=t, env_name=env_name: gym.make(
-                    "Meta-World/MT1", env_name=env_name, env_id=t, num_tasks=num_tasks, disable_env_checker=True, **common
+                    "Meta-World/MT1",
+                    env_name=env_name,
+                    env_id=t,
+                    num_tasks=num_tasks,
+                    disable_env_checker=True,
+                    **common,
                 )
                 for t, env_name in enumerate(taskset.tasks)
             ],
@@ -184,7 +196,9 @@ def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int
         # seed + t: each task its own stream, and the same streams for the same run seed
         return TaskEnv(env, t, num_tasks, space, seed + t, terminate_on_success)
 
-    return vec_cls([lambda t=t: make_one(t) for t in range(num_tasks)], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    return vec_cls(
+        [lambda t=t: make_one(t) for t in range(num_tasks)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
+    )
 
 
 def reset_done(envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray) -> np.ndarray:

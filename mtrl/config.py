@@ -116,7 +116,7 @@ class BalancerConfig(BalancerChoice):
         if not self.stages:
             return super().label
         starts = [f"@{_short_steps(prev.until)}" for prev in self.stages[:-1]]
-        return "-".join([self.stages[0].label] + [s.label + at for s, at in zip(self.stages[1:], starts)])
+        return "-".join([self.stages[0].label] + [s.label + at for s, at in zip(self.stages[1:], starts, strict=True)])
 
 
 def _short_steps(n: int) -> str:
@@ -152,7 +152,9 @@ class Config:
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
     vector_strategy: VectorStrategy = "auto"  # auto: Meta-World's fast path, gymnasium's sync
-    env_workers: int = 0  # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
+    env_workers: int = (
+        0  # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
+    )
     max_episode_steps: int = 500
     num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
     torch_threads: int = 0  # 0: torch's default
@@ -188,6 +190,7 @@ def _coerce(key: str, value, tp):
 
     if typing.get_origin(tp) is Literal:
         tp = str  # which strings are valid: validate() says, naming them
+
     def bad() -> ConfigError:
         return ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
 
@@ -199,8 +202,10 @@ def _coerce(key: str, value, tp):
             except yaml.YAMLError:
                 pass  # stays a string: rejected below
         if item_tp is BalancerStage and not isinstance(value, list):
-            raise ConfigError(f"config key {key!r} expects a list of stages such as "
-                              f"[{{until: 200000, balancer: loss_norm}}, {{balancer: gradnorm}}], got {value!r}")  # fmt: skip
+            raise ConfigError(
+                f"config key {key!r} expects a list of stages such as "
+                f"[{{until: 200000, balancer: loss_norm}}, {{balancer: gradnorm}}], got {value!r}"
+            )
         if not isinstance(value, list):
             raise bad()
         if item_tp is BalancerStage:
@@ -243,7 +248,9 @@ def _stage(key: str, value) -> BalancerStage:
     balancer config, with the same shorthand (``balancer: NAME`` sets the critic's and the actor's)."""
     fields = _fields(BalancerStage)
     if not isinstance(value, dict):
-        raise ConfigError(f"config key {key!r} expects a mapping such as {{until: 200000, balancer: loss_norm}}, got {value!r}")
+        raise ConfigError(
+            f"config key {key!r} expects a mapping such as {{until: 200000, balancer: loss_norm}}, got {value!r}"
+        )
     stage = BalancerStage()
     for name, v in value.items():
         sub = f"{key}.{name}"
@@ -275,7 +282,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
         for i, part in enumerate(parts):
             fields = _fields(type(obj))
             if part not in fields:
-                raise ConfigError(f"unknown config key {key!r}; {did_you_mean(key, valid_keys())}valid: {', '.join(valid_keys())}")
+                raise ConfigError(
+                    f"unknown config key {key!r}; {did_you_mean(key, valid_keys())}valid: {', '.join(valid_keys())}"
+                )
             tp, nested = fields[part]
             last = i == len(parts) - 1
             if typing.get_origin(tp) is dict and i == len(parts) - 2:  # balancer.kwargs.<hparam>
@@ -346,10 +355,21 @@ def validate(cfg: Config) -> None:
     task_names = list(taskset.tasks)
     num_tasks = len(task_names)
     positive = [
-        "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
-        "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
-        "grad_stats_every", "max_nonfinite_in_row", "num_goals", "eval_envs_per_task",
-    ]  # fmt: skip
+        "total_env_steps",
+        "updates_per_vector_step",
+        "batch_size",
+        "buffer_size",
+        "eval_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "max_episode_steps",
+        "grad_stats_every",
+        "max_nonfinite_in_row",
+        "num_goals",
+        "eval_envs_per_task",
+    ]
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {getattr(cfg, key)}")
@@ -365,11 +385,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"buffer_size {cfg.buffer_size} is smaller than the {num_tasks} tasks of {cfg.taskset}")
     _check_choices(cfg)
     if cfg.eval_envs_per_task > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
-        raise ConfigError(f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
-                          f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1")  # fmt: skip
+        raise ConfigError(
+            f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
+            f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1"
+        )
     if cfg.env_workers > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
-        raise ConfigError(f"env_workers {cfg.env_workers} needs the fast path (vector_strategy auto on a Meta-World "
-                          f"task set); {cfg.taskset} with {cfg.vector_strategy} takes env_workers 0 or 1")  # fmt: skip
+        raise ConfigError(
+            f"env_workers {cfg.env_workers} needs the fast path (vector_strategy auto on a Meta-World "
+            f"task set); {cfg.taskset} with {cfg.vector_strategy} takes env_workers 0 or 1"
+        )
     _validate_balancers(cfg.balancer, task_names)
     if cfg.agent == "stl_sac":
         _validate_stl(cfg)
@@ -384,7 +408,9 @@ def validate(cfg: Config) -> None:
     if sac.log_std_min >= sac.log_std_max:
         raise ConfigError(f"sac.log_std_min {sac.log_std_min} must be below sac.log_std_max {sac.log_std_max}")
     if sac.max_grad_norm < 0:
-        raise ConfigError(f"config key 'sac.max_grad_norm' must be >= 0 (0 or none: no clipping), got {sac.max_grad_norm}")
+        raise ConfigError(
+            f"config key 'sac.max_grad_norm' must be >= 0 (0 or none: no clipping), got {sac.max_grad_norm}"
+        )
     if sac.adam_eps <= 0:
         raise ConfigError(f"config key 'sac.adam_eps' must be > 0, got {sac.adam_eps}")
     _check_choices(sac, "sac.")
@@ -399,13 +425,14 @@ def _check_choices(obj: Config | SACConfig, prefix: str = "") -> None:
             raise ConfigError(f"config key {prefix + name!r} is {getattr(obj, name)!r}; valid: {', '.join(valid)}")
 
 
-
 def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:
     """Every stage's balancers can be built, and the stages partition training: increasing
     ``until``, only the last one open-ended."""
     if b.stages and b != BalancerConfig(stages=b.stages):
-        raise ConfigError("balancer.stages names every stage's balancers and hyperparameters; the top-level "
-                          "balancer, balancer.critic/actor and balancer.*kwargs cannot be set beside it: put them in a stage")  # fmt: skip
+        raise ConfigError(
+            "balancer.stages names every stage's balancers and hyperparameters; the top-level "
+            "balancer, balancer.critic/actor and balancer.*kwargs cannot be set beside it: put them in a stage"
+        )
     from mtrl.balancers import available_balancers
 
     valid = available_balancers()
@@ -415,34 +442,44 @@ def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:
         for name in (stage.critic, stage.actor):
             if name not in valid:
                 prefix = f"{where}: " if b.stages else ""
-                raise ConfigError(f"{prefix}unknown balancer {name!r}; {did_you_mean(name, valid)}valid: {', '.join(valid)}")
+                raise ConfigError(
+                    f"{prefix}unknown balancer {name!r}; {did_you_mean(name, valid)}valid: {', '.join(valid)}"
+                )
         try:
             make_loss_balancers(stage, task_names, where)
         except ValueError as e:
             raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
         last = i == len(stages) - 1
         if stage.until is None and not last:
-            raise ConfigError(f"{where} has no 'until' but balancer.stages[{i + 1}] follows it; only the last stage "
-                              f"runs to the end of training, every other one needs until: <env step where it ends>")  # fmt: skip
+            raise ConfigError(
+                f"{where} has no 'until' but balancer.stages[{i + 1}] follows it; only the last stage "
+                f"runs to the end of training, every other one needs until: <env step where it ends>"
+            )
         if stage.until is not None and last:
-            raise ConfigError(f"{where} is the last stage and runs to the end of training; drop its until "
-                              f"({stage.until})")  # fmt: skip
+            raise ConfigError(
+                f"{where} is the last stage and runs to the end of training; drop its until ({stage.until})"
+            )
         if stage.until is not None and stage.until <= 0:
             raise ConfigError(f"{where}.until must be > 0 (an env step), got {stage.until}")
         if i and stage.until is not None and stage.until <= stages[i - 1].until:
-            raise ConfigError(f"{where}.until is {stage.until}, not after balancer.stages[{i - 1}].until "
-                              f"({stages[i - 1].until}); the stages must end in increasing order")  # fmt: skip
+            raise ConfigError(
+                f"{where}.until is {stage.until}, not after balancer.stages[{i - 1}].until "
+                f"({stages[i - 1].until}); the stages must end in increasing order"
+            )
 
 
 def _validate_stl(cfg: Config) -> None:
     """stl_sac trains one independent SAC per task: there is nothing to balance or share."""
     b = cfg.balancer
     if b.critic != "ew" or b.actor != "ew" or b.kwargs or b.critic_kwargs or b.actor_kwargs or b.stages:
-        raise ConfigError(f"agent 'stl_sac' trains one SAC per task and has no balancer; drop the balancer "
-                          f"options (got {b.label!r})")  # fmt: skip
+        raise ConfigError(
+            f"agent 'stl_sac' trains one SAC per task and has no balancer; drop the balancer options (got {b.label!r})"
+        )
     if not cfg.sac.actor_lr == cfg.sac.critic_lr == cfg.sac.alpha_lr:
-        raise ConfigError("agent 'stl_sac' (stable-baselines3) has one learning rate: set sac.actor_lr, "
-                          "sac.critic_lr and sac.alpha_lr equal")  # fmt: skip
+        raise ConfigError(
+            "agent 'stl_sac' (stable-baselines3) has one learning rate: set sac.actor_lr, "
+            "sac.critic_lr and sac.alpha_lr equal"
+        )
     if cfg.sac.multi_head:
         raise ConfigError("agent 'stl_sac' has one network per task; sac.multi_head applies to agent 'mtsac' only")
     import importlib.util
@@ -461,9 +498,16 @@ def method_label(cfg: Config) -> str:
 
 def _copy(cfg: Config) -> Config:
     b = cfg.balancer
-    balancer = dataclasses.replace(b, kwargs=dict(b.kwargs), critic_kwargs=dict(b.critic_kwargs), actor_kwargs=dict(b.actor_kwargs),
-                                   stages=copy.deepcopy(b.stages))  # fmt: skip
-    return dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)), balancer=balancer)
+    balancer = dataclasses.replace(
+        b,
+        kwargs=dict(b.kwargs),
+        critic_kwargs=dict(b.critic_kwargs),
+        actor_kwargs=dict(b.actor_kwargs),
+        stages=copy.deepcopy(b.stages),
+    )
+    return dataclasses.replace(
+        cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)), balancer=balancer
+    )
 
 
 def _hparam(method: str, key: str, value, hparams: dict):
@@ -471,7 +515,11 @@ def _hparam(method: str, key: str, value, hparams: dict):
     if key not in hparams:
         raise ValueError(f"balancer {method!r} has no hyperparameter {key!r}; valid: {', '.join(sorted(hparams))}")
     default = hparams[key]
-    if default is None or isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool)):
+    if (
+        default is None
+        or isinstance(value, type(default))
+        and not (isinstance(value, bool) and not isinstance(default, bool))
+    ):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

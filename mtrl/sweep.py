@@ -112,7 +112,7 @@ def _hparam_of(key: str) -> str | None:
 def _short_names(keys: list[str]) -> dict[str, str]:
     """Name parts of swept keys: the last component (``c``, ``gamma``) unless two keys share it."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: s if last.count(s) == 1 else k.replace(".", "-") for k, s in zip(keys, last)}
+    return {k: s if last.count(s) == 1 else k.replace(".", "-") for k, s in zip(keys, last, strict=True)}
 
 
 NAME_LIMIT = 40  # characters of a value's part of a directory name; longer ones end in a digest
@@ -196,14 +196,14 @@ def build_grid(
     for balancer in balancers or [None]:
         keys = [k for k in sweeps if _hparam_of(k) is None or _hparam_of(k) in balancer_hparams(balancer)]
         for values in itertools.product(*(sweeps[k] for k in keys)):
-            swept = dict(zip(keys, values))
+            swept = dict(zip(keys, values, strict=True))
             method = {} if balancer is None else {"balancer": balancer}
             runs = [{**swept, **method, "seed": str(base.seed + k)} for k in range(seeds)]
             cfgs = [load_config(config, {**overrides, **run}) for run in runs]
             # a swept stages list is named by its label, which the loaded config knows
             parts = [cfgs[0].balancer.label if k == STAGES else f"{names[k]}{value_name(v)}" for k, v in swept.items()]
             group = "_".join([balancer, *parts] if balancer else parts)
-            for run, cfg in zip(runs, cfgs):
+            for run, cfg in zip(runs, cfgs, strict=True):
                 points.append(GridPoint(f"{group}/seed{cfg.seed}", out / group / f"seed{cfg.seed}", run, cfg))
     dirs = [p.run_dir for p in points]
     if len(set(dirs)) != len(dirs):  # e.g. values [1,2] and [1, 2]: one value, one directory
@@ -212,7 +212,8 @@ def build_grid(
 
 
 def run_state(point: GridPoint) -> str:
-    """The state of a run directory: "finished", "resume" or "new"; ConfigError when the directory holds a different run."""
+    """The state of a run directory: "finished", "resume" or "new"; ConfigError when the directory
+    holds a different run."""
     saved = point.run_dir / "config.yaml"
     if not saved.is_file():
         return "new"
@@ -233,8 +234,16 @@ def train_argv(point: GridPoint, action: str, config: Path, overrides: dict[str,
     if action == "resume":
         return ["-m", "mtrl.cli", "train", "--resume", str(point.run_dir)]
     given = {**overrides, **point.overrides}
-    return ["-m", "mtrl.cli", "train", "--config", str(config), "--run-dir", str(point.run_dir),
-            *(f"{k}={v}" for k, v in given.items())]  # fmt: skip
+    return [
+        "-m",
+        "mtrl.cli",
+        "train",
+        "--config",
+        str(config),
+        "--run-dir",
+        str(point.run_dir),
+        *(f"{k}={v}" for k, v in given.items()),
+    ]
 
 
 def execute(argv: list[str], log: str, threads: int) -> int:
@@ -247,7 +256,9 @@ def execute(argv: list[str], log: str, threads: int) -> int:
     with open(log, "a") as f:
         f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} python {' '.join(argv)}\n")
         f.flush()
-        return subprocess.run([sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        return subprocess.run(
+            [sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env, check=False
+        ).returncode
 
 
 def _cores() -> int:
@@ -265,7 +276,9 @@ class _Progress:
             print(f"mtrl: {line}", file=sys.stderr, flush=True)
 
     def started(self, point: GridPoint, action: str) -> None:
-        self.say(f"start   {point.name} ({'resuming' if action == 'resume' else 'new'}), log {point.run_dir / 'train.log'}")
+        self.say(
+            f"start   {point.name} ({'resuming' if action == 'resume' else 'new'}), log {point.run_dir / 'train.log'}"
+        )
 
     def finished(self, r: RunResult) -> None:
         with self.lock:
@@ -276,7 +289,9 @@ class _Progress:
         elif r.returncode == 0:  # stopped by a signal: checkpointed, not finished
             self.say(f"[{n}/{self.total}] stopped {r.point.name}; re-run the same command to resume it")
         else:
-            self.say(f"[{n}/{self.total}] FAILED  {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}")
+            self.say(
+                f"[{n}/{self.total}] FAILED  {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}"
+            )
 
 
 def _run_local(todo, jobs, argvs, progress) -> list[RunResult]:
@@ -380,7 +395,8 @@ def compare(
     failed = [r for r in results if not r.finished]
     skipped = len(points) - len(todo)
     progress.say(
-        f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), {len(failed)} failed or stopped"
+        f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), "
+        f"{len(failed)} failed or stopped"
     )
     for r in sorted(failed, key=lambda r: r.point.name):
         progress.say(f"  not finished: {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}")

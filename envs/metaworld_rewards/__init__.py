@@ -12,7 +12,7 @@ without one runs Meta-World's own ``evaluate_state``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

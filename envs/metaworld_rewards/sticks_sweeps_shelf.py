@@ -31,10 +31,12 @@ def _pad_caging(env, tcp, ox, oy, oz, obj_radius, grip_margin, xz_margin) -> flo
     # init_*_pad are views of the live pad positions (get_body_com at __init__): read them, don't cache
     rm = abs(abs(oy - float(env.init_right_pad[1])) - 0.05)
     lm = abs(abs(oy - float(env.init_left_pad[1])) - 0.05)
-    y_caging = hamacher_product(tolerance(dr, obj_radius, 0.05, rm, "long_tail"),
-                                tolerance(dl, obj_radius, 0.05, lm, "long_tail"))  # fmt: skip
-    y_gripping = hamacher_product(tolerance(dr, obj_radius, grip_margin, rm, "long_tail"),
-                                  tolerance(dl, obj_radius, grip_margin, lm, "long_tail"))  # fmt: skip
+    y_caging = hamacher_product(
+        tolerance(dr, obj_radius, 0.05, rm, "long_tail"), tolerance(dl, obj_radius, 0.05, lm, "long_tail")
+    )
+    y_gripping = hamacher_product(
+        tolerance(dr, obj_radius, grip_margin, rm, "long_tail"), tolerance(dl, obj_radius, grip_margin, lm, "long_tail")
+    )
     tx, _, tz = tcp
     ix, _, iz = env.obj_init_pos.tolist()
     jx, _, jz = env.init_tcp.tolist()
@@ -135,10 +137,12 @@ def stick_pull(env, obs, action) -> tuple[float, float]:
     if grasp_success:
         reward = 1.0 + in_place_and_object_grasped + 5.0 * stick_in_place
         if inserted:
-            stick_in_place_2 = tolerance(dist(sx, sy, sz, tx, ty, tz), 0, 0.05,
-                                         dist(six, siy, siz, tx, ty, tz), "long_tail")  # fmt: skip
-            container_in_place = tolerance(dist(cx, cy, cz, tx, ty, tz), 0, 0.05,
-                                           dist(ix, iy, iz, tx, ty, tz), "long_tail")  # fmt: skip
+            stick_in_place_2 = tolerance(
+                dist(sx, sy, sz, tx, ty, tz), 0, 0.05, dist(six, siy, siz, tx, ty, tz), "long_tail"
+            )
+            container_in_place = tolerance(
+                dist(cx, cy, cz, tx, ty, tz), 0, 0.05, dist(ix, iy, iz, tx, ty, tz), "long_tail"
+            )
             reward = 1.0 + in_place_and_object_grasped + 5.0 + 2.0 * stick_in_place_2 + 1.0 * container_in_place
             if handle_to_target <= 0.12:
                 reward = 10.0
