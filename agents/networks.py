@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mtrl.config import INITS
+from mtrl.config import INITS, Init
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
@@ -51,7 +51,7 @@ class MultiHeadMLP(nn.Module):
         return self.heads(torch.relu(self.trunk(x)), one_hot)
 
 
-def make_net(in_dim: int, hidden: list[int], out_dim: int, num_tasks: int):
+def make_net(in_dim: int, hidden: list[int], out_dim: int, num_tasks: int) -> nn.Sequential | MultiHeadMLP:
     """``num_tasks`` = 0: one shared MLP, called as net(x); else a MultiHeadMLP, net(x, one_hot)."""
     return MultiHeadMLP(in_dim, hidden, out_dim, num_tasks) if num_tasks else mlp(in_dim, hidden, out_dim)
 
@@ -115,7 +115,7 @@ class TwinCritic(nn.Module):
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
 
 
-def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:
+def _hidden_and_output(net: nn.Sequential | MultiHeadMLP) -> tuple[list[nn.Linear], nn.Linear | TaskHeads]:
     if isinstance(net, MultiHeadMLP):
         return [m for m in net.trunk if isinstance(m, nn.Linear)], net.heads
     linears = [m for m in net if isinstance(m, nn.Linear)]
@@ -123,7 +123,7 @@ def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:
 
 
 @torch.no_grad()
-def init_network(module: Actor | TwinCritic, scheme: str, output_bound: float) -> None:
+def init_network(module: Actor | TwinCritic, scheme: Init, output_bound: float) -> None:
     """Re-initialise an actor or twin critic in place.
 
     ``he_uniform`` is the reference MT-SAC init (metaworld-algorithms: config/nn.py and

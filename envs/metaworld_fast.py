@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import collections
 import copy
-import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import mujoco
@@ -50,8 +49,29 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from envs.forked_workers import ForkedWorkers, shared_array
 from envs.metaworld_rewards import REWARDS
 
+if TYPE_CHECKING:
 
-def _touching_object(self: SawyerXYZEnv, object_geom_id: int) -> bool:
+    class FastSawyerXYZEnv(SawyerXYZEnv):
+        """What a Meta-World env is once ``fast_env_class`` has swapped its class and ``_init_fast``
+        has run: the ids the helpers below index by. For the type checker only: at run time the
+        attributes are set on the env and the helpers are put into its class by ``type()``."""
+
+        _fast_ids: dict[object, Any]  # the rewards' own ids, by their key (envs.metaworld_rewards)
+        _fast_site_ids: dict[str, int]
+        _fast_body_ids: dict[str, int]
+        _fast_pad_ids: tuple[int, int]
+        _fast_finger_sites: tuple[int, int]
+        _fast_hand_id: int
+        _fast_claw_ids: tuple[int, int]
+        _fast_quat_parts: tuple[tuple[str, int | None], ...] | None
+        _prev_obs: np.ndarray  # set by reset, before any step reads it
+        _target_pos: np.ndarray  # the goal: set by reset
+
+        def _fast_body_id(self, name: str) -> int: ...
+        def _fast_site_id(self, name: str) -> int: ...
+
+
+def _touching_object(self: FastSawyerXYZEnv, object_geom_id: int) -> bool:
     """``SawyerXYZEnv.touching_object`` on the contact arrays: the same contacts, summed in
     the same order, so the same float sums and the same answer."""
     ncon = self.data.ncon
@@ -71,21 +91,21 @@ def _touching_object(self: SawyerXYZEnv, object_geom_id: int) -> bool:
     return 0 < left and 0 < right
 
 
-def _tcp_center(self: SawyerXYZEnv) -> np.ndarray:
+def _tcp_center(self: FastSawyerXYZEnv) -> np.ndarray:
     right, left = self._fast_finger_sites
     xpos = self.data.site_xpos
     return (xpos[right] + xpos[left]) / 2.0
 
 
-def _get_body_com(self: SawyerXYZEnv, body_name: str) -> np.ndarray:
+def _get_body_com(self: FastSawyerXYZEnv, body_name: str) -> np.ndarray:
     return self.data.xpos[self._fast_body_id(body_name)]
 
 
-def _get_site_pos(self: SawyerXYZEnv, site_name: str) -> np.ndarray:
+def _get_site_pos(self: FastSawyerXYZEnv, site_name: str) -> np.ndarray:
     return self.data.site_xpos[self._fast_site_id(site_name)].copy()
 
 
-def _get_endeff_pos(self: SawyerXYZEnv) -> np.ndarray:
+def _get_endeff_pos(self: FastSawyerXYZEnv) -> np.ndarray:
     return self.data.xpos[self._fast_hand_id]
 
 
@@ -190,9 +210,9 @@ _QUATS: dict[str, tuple[tuple[str, str | None], ...]] = {
 _TASK_NAMES = {cls: name for name, cls in ALL_V3_ENVIRONMENTS.items()}
 
 
-def _quat_objects(self: SawyerXYZEnv) -> list[float]:
+def _quat_objects(self: FastSawyerXYZEnv, parts: tuple[tuple[str, int | None], ...]) -> list[float]:
     data, out = self.data, []
-    for kind, index in self._fast_quat_parts:
+    for kind, index in parts:
         if kind == "body_quat":
             out += data.xquat[index].tolist()
         elif kind == "geom_mat":
@@ -208,7 +228,7 @@ def _quat_objects(self: SawyerXYZEnv) -> list[float]:
     return out
 
 
-def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
+def _curr_obs_no_goal(self: FastSawyerXYZEnv) -> list[float]:
     """``SawyerXYZEnv._get_curr_obs_combined_no_goal``: hand position, gripper opening, then
     (position, quaternion) per object, zero-padded to 18."""
     xpos = self.data.xpos
@@ -217,7 +237,8 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
     dx, dy, dz = r0 - l0, r1 - l1, r2 - l2
     opening = min(max(math.sqrt(dx * dx + dy * dy + dz * dz) / 0.1, 0.0), 1.0)
     pos = np.asarray(self._get_pos_objects()).tolist()
-    quat = self._get_quat_objects() if self._fast_quat_parts is None else _quat_objects(self)
+    parts = self._fast_quat_parts
+    quat = self._get_quat_objects() if parts is None else _quat_objects(self, parts)
     quat = np.asarray(quat).tolist() if isinstance(quat, np.ndarray) else quat
     out = xpos[self._fast_hand_id].tolist()
     out.append(opening)
@@ -229,7 +250,7 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
     return out
 
 
-def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
+def _get_obs(self: FastSawyerXYZEnv) -> np.ndarray:
     """``SawyerXYZEnv._get_obs``: current frame, previous frame, goal (zeros when partially observable)."""
     curr = _curr_obs_no_goal(self)
     goal = [0.0, 0.0, 0.0] if self._partially_observable else self._target_pos.tolist()  # = _get_pos_goal()
@@ -238,21 +259,21 @@ def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
     return obs
 
 
-def _body_id(self: SawyerXYZEnv, name: str) -> int:
+def _body_id(self: FastSawyerXYZEnv, name: str) -> int:
     ids = self._fast_body_ids
     if name not in ids:
         ids[name] = self.model.body(name).id
     return ids[name]
 
 
-def _site_id(self: SawyerXYZEnv, name: str) -> int:
+def _site_id(self: FastSawyerXYZEnv, name: str) -> int:
     ids = self._fast_site_ids
     if name not in ids:
         ids[name] = self.model.site(name).id
     return ids[name]
 
 
-def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
+def _init_fast(self: FastSawyerXYZEnv, task_name: str | None) -> None:
     """The ids the helpers index by, looked up once (Meta-World looks them up by name every step)."""
     m = self.model
     self._fast_ids = {}
@@ -263,7 +284,7 @@ def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
     self._fast_hand_id = m.body("hand").id
     self._fast_claw_ids = (m.body("rightclaw").id, m.body("leftclaw").id)
     by_kind = {"body_quat": m.body, "body_mat": m.body, "geom_mat": m.geom, "site_mat": m.site}
-    parts = _QUATS.get(task_name)
+    parts = None if task_name is None else _QUATS.get(task_name)
     self._fast_quat_parts = (
         None
         if parts is None
@@ -271,10 +292,18 @@ def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
     )
 
 
-@functools.cache
-def fast_env_class(cls: type[SawyerXYZEnv]) -> type[SawyerXYZEnv]:
+_FAST_CLASSES: dict[type[SawyerXYZEnv], type[FastSawyerXYZEnv]] = {}  # one subclass per task class
+
+
+def fast_env_class(cls: type[SawyerXYZEnv]) -> type[FastSawyerXYZEnv]:
     """``cls`` with the by-name helpers replaced by index-based ones. A subclass, so the task's
     own reward and object code (and ``set_task``'s ``isinstance`` check) run unchanged."""
+    if cls not in _FAST_CLASSES:
+        _FAST_CLASSES[cls] = _fast_subclass(cls)
+    return _FAST_CLASSES[cls]
+
+
+def _fast_subclass(cls: type[SawyerXYZEnv]) -> type[FastSawyerXYZEnv]:
     return type(
         f"Fast{cls.__name__}",
         (cls,),
@@ -315,17 +344,20 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         workers: int = 1,
     ):
         first = references[0]
+        obs_space, action_space = first.single_observation_space, first.single_action_space
+        assert isinstance(obs_space, gym.spaces.Box) and isinstance(action_space, gym.spaces.Box)  # Meta-World's
         self.references = references
         self.num_tasks = first.num_envs
         self.copies = len(references)
         self.num_envs = n = self.num_tasks * self.copies
-        self.single_observation_space = first.single_observation_space
-        self.single_action_space = first.single_action_space
+        self.single_observation_space: gym.spaces.Box = obs_space
+        self.single_action_space: gym.spaces.Box = action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.metadata = first.metadata
         self._wrapped = [env for reference in references for env in reference.envs]  # the wrapper chains
-        self.envs: list[SawyerXYZEnv] = [env.unwrapped for env in self._wrapped]
+        # Meta-World's envs, fast ones once the loop below has swapped their class
+        self.envs = cast("list[FastSawyerXYZEnv]", [env.unwrapped for env in self._wrapped])
         self._rewards = [REWARDS.get(type(env)) for env in self.envs]
         # tasks whose reward runs Meta-World's own numpy code (exact, slower): said once by the trainer
         self.uncovered = [
@@ -359,7 +391,10 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         self.idle: np.ndarray | None = None
 
         workers = max(1, min(workers, n))
-        array = shared_array if workers > 1 else lambda shape, dtype: np.zeros(shape, dtype)
+
+        def array(shape: tuple[int, ...], dtype) -> np.ndarray:
+            return shared_array(shape, dtype) if workers > 1 else np.zeros(shape, dtype)
+
         obs_dim = self.single_observation_space.shape[0]
         self._obs = array((n, obs_dim), self.single_observation_space.dtype)
         env_obs_dim = self.envs[0].sawyer_observation_space.shape[0]
@@ -408,8 +443,8 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         for i in share:
             if not mask[i]:
                 continue
-            if self._goal_queues[i]:
-                self.envs[i].set_task(self._goal_queues[i].popleft())
+            if queue := self._goal_queues[i]:
+                self.envs[i].set_task(queue.popleft())
             sub_seed = seed[i] if isinstance(seed, list) else None if seed is None else seed + i % K
             self._obs[i], _ = self._wrapped[i].reset(seed=sub_seed)
 

@@ -86,19 +86,20 @@ def check_action_spaces(taskset: TaskSet) -> None:
     import gymnasium as gym
     import numpy as np
 
-    spaces = {}
+    spaces: dict[str, gym.spaces.Box] = {}
     for env_id in taskset.tasks:
         try:
             env = gym.make(env_id, disable_env_checker=True)
         except gym.error.Error as e:
             raise TaskSetError(f"task set {taskset.name!r}: cannot make gymnasium env {env_id!r} ({e})") from None
-        spaces[env_id] = env.action_space
+        space = env.action_space
         env.close()
-        if not isinstance(spaces[env_id], gym.spaces.Box):
+        if not isinstance(space, gym.spaces.Box):
             raise TaskSetError(
-                f"task set {taskset.name!r}: {env_id!r} has a {type(spaces[env_id]).__name__} "
+                f"task set {taskset.name!r}: {env_id!r} has a {type(space).__name__} "
                 "action space; SAC needs a continuous (Box) one"
             )
+        spaces[env_id] = space
     first, *rest = taskset.tasks
     a = spaces[first]
     for other in rest:

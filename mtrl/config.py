@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -115,7 +116,8 @@ class BalancerConfig(BalancerChoice):
         file system treats specially)."""
         if not self.stages:
             return super().label
-        starts = [f"@{_short_steps(prev.until)}" for prev in self.stages[:-1]]
+        # validate() has checked that every stage but the last ends (until is set)
+        starts = [f"@{_short_steps(typing.cast(int, prev.until))}" for prev in self.stages[:-1]]
         return "-".join([self.stages[0].label] + [s.label + at for s, at in zip(self.stages[1:], starts, strict=True)])
 
 
@@ -182,7 +184,7 @@ def valid_keys(cls=Config, prefix: str = "") -> list[str]:
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp).replace("typing.", "")
+    return str(getattr(tp, "__name__", tp)) if typing.get_origin(tp) is None else str(tp).replace("typing.", "")
 
 
 def _coerce(key: str, value, tp):
@@ -269,7 +271,7 @@ def _stage(key: str, value) -> BalancerStage:
     return stage
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
+def apply_overrides(cfg: Config, overrides: Mapping[str, object]) -> Config:
     """Return a copy of ``cfg`` with dotted-key overrides applied and validated."""
     cfg = _copy(cfg)
     for key, value in overrides.items():
@@ -327,7 +329,7 @@ def flatten_config(d: dict, cls=Config, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def load_config(path: str | Path, overrides: dict[str, object] | None = None) -> Config:
+def load_config(path: str | Path, overrides: Mapping[str, object] | None = None) -> Config:
     """Defaults <- YAML file <- overrides, then validated."""
     path = Path(path)
     if not path.is_file():
@@ -461,7 +463,8 @@ def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:
             )
         if stage.until is not None and stage.until <= 0:
             raise ConfigError(f"{where}.until must be > 0 (an env step), got {stage.until}")
-        if i and stage.until is not None and stage.until <= stages[i - 1].until:
+        previous = stages[i - 1].until if i else None  # set: stage i - 1 passed the check above
+        if previous is not None and stage.until is not None and stage.until <= previous:
             raise ConfigError(
                 f"{where}.until is {stage.until}, not after balancer.stages[{i - 1}].until "
                 f"({stages[i - 1].until}); the stages must end in increasing order"

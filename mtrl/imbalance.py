@@ -32,6 +32,7 @@ cosine); it says "no verdict" unless the intervals are off 0 and agree.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,8 @@ def read_update_stats(run_dir: Path, tasks: list[str]) -> tuple[dict[str, tuple[
     notes on what was derived from older tags."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    series, notes = {}, []
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    notes: list[str] = []
     if not (run_dir / "tb").is_dir():
         return series, notes
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
@@ -146,6 +148,16 @@ def abs_difference(a: list[float | None], b: list[float | None], reps: int) -> d
     return {"value": value, "ci": _interval(np.abs(means[:, 0]) - np.abs(means[:, 1])), "runs": len(pairs)}
 
 
+@dataclass
+class RunStats:
+    """One multi-task run's per-task outcomes and predictors."""
+
+    run: str
+    method: str
+    outcomes: dict[str, np.ndarray]  # outcome -> [tasks]
+    predictors: dict[tuple[str, str], np.ndarray | None]  # (loss/predictor, window) -> [tasks]
+
+
 def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
     """Every number of the section: per run and task rows, correlations, comparisons, verdict."""
     stl = [r for r in runs if _is_stl(r)]
@@ -153,7 +165,10 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
     stl_final = np.mean([[r.summary["final_success"][t] for t in tasks] for r in stl], axis=0) if stl else None
     outcomes = ["auc", "final", *(["vs_stl"] if stl else [])]
     keys = [f"{loss}/{p}" for loss in LOSSES for p in PREDICTORS]
-    rows, per_run, missing, derived = [], [], {}, []
+    rows: list[dict] = []
+    per_run: list[RunStats] = []
+    missing: dict[str, list[str]] = {}
+    derived: list[str] = []
     for r in mt:
         series, notes = read_update_stats(r.path, tasks)
         derived += [f"{r.path}: {n}" for n in notes]
@@ -161,7 +176,7 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
         out = {"final": final, "auc": success_auc(r.evals, tasks) if r.evals else final}
         if stl_final is not None:
             out["vs_stl"] = final - stl_final
-        pred = {}
+        pred: dict[tuple[str, str], np.ndarray | None] = {}
         for key in keys:
             if key not in series:
                 missing.setdefault(key, []).append(str(r.path))
@@ -170,17 +185,9 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
             late = steps >= (2 / 3) * r.summary["env_steps"]
             pred[(key, "train")] = values.mean(axis=0)
             pred[(key, "last3")] = values[late].mean(axis=0) if late.any() else None
-        per_run.append(
-            {
-                "run": str(r.path),
-                "method": r.label or r.summary.get("method", r.summary["balancer"]),
-                "seed": r.summary.get("seed"),
-                "outcomes": out,
-                "predictors": pred,
-            }
-        )
+        per_run.append(RunStats(str(r.path), r.label or r.summary.get("method", r.summary["balancer"]), out, pred))
         for i, t in enumerate(tasks):
-            row = {"run": str(r.path), "method": per_run[-1]["method"], "seed": r.summary.get("seed"), "task": t}
+            row = {"run": str(r.path), "method": per_run[-1].method, "seed": r.summary.get("seed"), "task": t}
             row.update({o: float(out[o][i]) for o in outcomes})
             for key in keys:
                 for w in WINDOWS:
@@ -192,17 +199,17 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
 
     def rhos(key: str, window: str, outcome: str) -> list[float | None]:
         return [
-            None if (p := d["predictors"].get((key, window))) is None else spearman(p, d["outcomes"][outcome])
+            None if (p := d.predictors.get((key, window))) is None else spearman(p, d.outcomes[outcome])
             for d in per_run
         ]
 
-    correlations = {}
+    correlations: dict[str, dict] = {}
     for o in outcomes:
         for w in WINDOWS:
             for key in keys:
                 within = rhos(key, w, o)
                 correlations[f"{key}|{w}|{o}"] = {**pooled(within, reps), "per_run": within}
-    comparisons = {}
+    comparisons: dict[str, dict] = {}
     for o in outcomes:
         for w in WINDOWS:
             for loss in LOSSES:
@@ -210,14 +217,14 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
                     comparisons[f"{loss}/{p} - {loss}/{CONFLICT}|{w}|{o}"] = abs_difference(
                         rhos(f"{loss}/{p}", w, o), rhos(f"{loss}/{CONFLICT}", w, o), reps
                     )
-    flat_outcome = {o: int(sum(np.ptp(d["outcomes"][o]) == 0 for d in per_run)) for o in outcomes}
-    data = {
+    flat_outcome = {o: int(sum(np.ptp(d.outcomes[o]) == 0 for d in per_run)) for o in outcomes}
+    data: dict = {
         "tasks": tasks,
         "reps": reps,
         "bootstrap_seed": BOOTSTRAP_SEED,
         "outcomes": outcomes,
-        "runs": [d["run"] for d in per_run],
-        "methods": [d["method"] for d in per_run],
+        "runs": [d.run for d in per_run],
+        "methods": [d.method for d in per_run],
         "stl_runs": [str(r.path) for r in stl],
         "rows": rows,
         "correlations": correlations,
@@ -226,7 +233,7 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
         "derived": derived,
         "outcome_equal_on_every_task": flat_outcome,
     }
-    data["tasks_above_zero"] = [int((d["outcomes"][PRIMARY[0]] > 0).sum()) for d in per_run]
+    data["tasks_above_zero"] = [int((d.outcomes[PRIMARY[0]] > 0).sum()) for d in per_run]
     data["verdict"] = verdict(data)
     return data
 
@@ -297,8 +304,8 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
         for m in methods:
             pts = [(r[col], r[o]) for r in data["rows"] if r["method"] == m and r[col] is not None]
             if pts:
-                x, y = zip(*pts, strict=True)
-                ax.scatter(x, y, s=22, alpha=0.75, color=colors[m], label=short[m], edgecolors="none")
+                shares, successes = zip(*pts, strict=True)
+                ax.scatter(shares, successes, s=22, alpha=0.75, color=colors[m], label=short[m], edgecolors="none")
                 n += len(pts)
         drawn[loss] = n
         k = len(data["tasks"])
@@ -345,9 +352,9 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     ax.grid(axis="x", alpha=0.3)
     if labels:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
-    key = [f"{short[m]}: {m}" for m in methods if short[m] != m]
-    if key:
-        fig.text(0.01, -0.02, "\n".join(key), fontsize=7, family="monospace", va="top")
+    label_key = [f"{short[m]}: {m}" for m in methods if short[m] != m]
+    if label_key:
+        fig.text(0.01, -0.02, "\n".join(label_key), fontsize=7, family="monospace", va="top")
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -42,7 +42,7 @@ class TrainProgress:
         self.total, self.warmup = total, warmup
         self.marks: deque[tuple[float, int]] = deque(maxlen=WINDOW + 1)  # (time, env steps) after the warm-up
         self.excluded_s = 0.0  # one-off time (torch.compile's first calls) left out of the rate
-        self.bar = None
+        self.bar: tqdm | None = None
         if self.tty:
             self.bar = tqdm(
                 total=total,
@@ -116,7 +116,7 @@ class EvalProgress:
     def __init__(self, what: str, stream=None):
         self.what, self.stream = what, stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.bar = None
+        self.bar: tqdm | None = None
         self.start = self.last_line = time.time()
         self.started = False
         self.done = self.total = 0

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def _short_names(keys: list[str]) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
 
 
-def find_runs(paths: list[str | Path]) -> list[Run]:
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Run directories (holding summary.json) at or anywhere below each path."""
     from mtrl.logger import read_eval_log
 
@@ -335,7 +336,8 @@ def build(runs: list[Run], reps: int) -> dict:
             if steps
             else {"steps": [], "iqm": [], "ci_low": [], "ci_high": []},
             "grad": {
-                t: (float(np.mean(v)) if (v := [g[t] for g in grads if g[t] is not None]) else None) for t in GRAD_TAGS
+                t: (float(np.mean(v)) if (v := [x for g in grads if (x := g[t]) is not None]) else None)
+                for t in GRAD_TAGS
             },
         }
     labels = list(groups)

@@ -66,7 +66,8 @@ SHORT_LABEL = 24  # longer group labels become "method (A)" in plots and tables,
 
 def shorten(methods: dict[str, str]) -> dict[str, str]:
     """Label -> shown label, given each label's method (see :func:`short_labels`)."""
-    out, letters = {}, {}
+    out: dict[str, str] = {}
+    letters: dict[str, int] = {}
     for label, method in methods.items():
         if len(label) <= SHORT_LABEL:
             out[label] = label

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,9 +81,10 @@ def build_static_grid(runs: list[Run], tasks: list[str], reps: int) -> dict | No
     ews = [label for label, g in groups.items() if method_of(g[0].summary) == EW]
     if not grid or len(gns) != 1:
         return None
-    seeds = {label: {r.summary.get("seed") for r in g} for label, g in groups.items()}
+    # a summary without a seed sorts as seed 0, as the groups above do
+    seeds = {label: {int(r.summary.get("seed", 0)) for r in g} for label, g in groups.items()}
     shared = sorted(set.intersection(*(seeds[label] for label in grid)))
-    data = {
+    data: dict[str, Any] = {
         "grid": list(grid),
         "grad_norm_scaling": gns[0],
         "ew": ews[0] if len(ews) == 1 else None,
@@ -99,7 +101,11 @@ def build_static_grid(runs: list[Run], tasks: list[str], reps: int) -> dict | No
 
     def scores(label: str, on: list[int]) -> np.ndarray:  # [runs, tasks] final success on those seeds
         return np.array(
-            [[r.summary["final_success"][t] for t in tasks] for r in groups[label] if r.summary.get("seed") in on],
+            [
+                [r.summary["final_success"][t] for t in tasks]
+                for r in groups[label]
+                if int(r.summary.get("seed", 0)) in on
+            ],
             dtype=float,
         ).reshape(-1, len(tasks))
 

@@ -193,8 +193,10 @@ def build_grid(
     base = load_config(config, overrides)
     names = _short_names(list(sweeps))
     points = []
-    for balancer in balancers or [None]:
-        keys = [k for k in sweeps if _hparam_of(k) is None or _hparam_of(k) in balancer_hparams(balancer)]
+    methods: list[str | None] = [*balancers] or [None]  # None: the config's own balancer
+    for balancer in methods:
+        # a hyperparameter sweep without balancers was refused above
+        keys = [k for k in sweeps if (h := _hparam_of(k)) is None or (balancer and h in balancer_hparams(balancer))]
         for values in itertools.product(*(sweeps[k] for k in keys)):
             swept = dict(zip(keys, values, strict=True))
             method = {} if balancer is None else {"balancer": balancer}
@@ -333,7 +335,8 @@ def _run_ray(todo, jobs, argvs, progress, address: str | None) -> list[RunResult
         gpus = resources.get("GPU", 0)
         gpu_share = 1.0 / math.ceil(jobs / gpus) if gpus else 0
         task = ray.remote(num_cpus=cpus, num_gpus=gpu_share, max_retries=0)(execute)
-        pending, waiting, results = {}, list(todo), []
+        pending: dict[object, tuple[GridPoint, str, float]] = {}  # Ray's task ref -> its run, since when
+        waiting, results = list(todo), []
         while waiting or pending:
             while waiting and len(pending) < jobs:
                 point, action = waiting.pop(0)

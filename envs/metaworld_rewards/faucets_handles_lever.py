@@ -91,7 +91,11 @@ def _handle_pull(
     in_place = tolerance(target_to_obj, 0, env.TARGET_RADIUS, target_to_obj_init, "long_tail")
     grasped = gripper_caging(env, action, obj, tcp, obj_radius, pad_success_thresh, 0.01, high_density=True)
     reward = _hamacher_any(grasped, in_place)
-    if dist(*obj, *tcp) < 0.035 and obs[3] > 0 and obj[lifted_axis] - 0.01 > float(env.obj_init_pos[2]):
+    if (
+        dist(obj[0], obj[1], obj[2], *tcp) < 0.035
+        and obs[3] > 0
+        and obj[lifted_axis] - 0.01 > float(env.obj_init_pos[2])
+    ):
         reward += 1.0 + 5.0 * in_place
     if target_to_obj < env.TARGET_RADIUS:
         reward = 10.0

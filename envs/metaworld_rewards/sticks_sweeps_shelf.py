@@ -84,8 +84,9 @@ def stick_push(env, obs, action) -> tuple[float, float]:
     reward = object_grasped
     container_to_target = dist(cx, cy, cz, tx, ty, tz)
     # Meta-World builds both tolerances every step, and a negative margin raises there
-    stick_margin = dist(*init, tx, ty, tz) - 0.12
-    container_margin = dist(*env.obj_init_pos.tolist(), tx, ty, tz) - 0.12
+    stick_margin = dist(init[0], init[1], init[2], tx, ty, tz) - 0.12
+    px, py, pz = env.obj_init_pos.tolist()
+    container_margin = dist(px, py, pz, tx, ty, tz) - 0.12
     if stick_margin < 0 or container_margin < 0:
         raise ValueError(f"`margin` must be non-negative. Current value: {min(stick_margin, container_margin)}")
     if dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > init[2]:
@@ -158,7 +159,7 @@ def shelf_place(env, obs, action) -> tuple[float, float]:
     tx, ty, tz = env._target_pos.tolist()
     obj_init = env.obj_init_pos.tolist()
     obj_to_target = dist(ox, oy, oz, tx, ty, tz)
-    in_place = tolerance(obj_to_target, 0, 0.05, dist(*obj_init, tx, ty, tz), "long_tail")
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(obj_init[0], obj_init[1], obj_init[2], tx, ty, tz), "long_tail")
     object_grasped = gripper_caging(env, action, (ox, oy, oz), tcp, 0.02, 0.05, 0.01, init=obj_init, high_density=False)
     reward = hamacher_product(object_grasped, in_place)
     # after np.clip Meta-World's in_place is a numpy float64, which turns a float32 reward into
@@ -188,7 +189,8 @@ def _sweep(env, obs, target_z_from_obj: bool, grip_margin: float, xz_margin: flo
     if target_z_from_obj:
         tz = oz
     obj_to_target = dist(ox, oy, oz, tx, ty, tz)
-    in_place = tolerance(obj_to_target, 0, 0.05, dist(*env.obj_init_pos.tolist(), tx, ty, tz), "long_tail")
+    ix, iy, iz = env.obj_init_pos.tolist()
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(ix, iy, iz, tx, ty, tz), "long_tail")
     object_grasped = _pad_caging(env, tcp_xyz(env), ox, oy, oz, env.OBJ_RADIUS, grip_margin, xz_margin)
     reward = (2 * object_grasped) + (6 * hamacher_product(object_grasped, in_place))
     if obj_to_target < 0.05:
