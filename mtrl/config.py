@@ -154,9 +154,8 @@ class Config:
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
     vector_strategy: VectorStrategy = "auto"  # auto: Meta-World's fast path, gymnasium's sync
-    env_workers: int = (
-        0  # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
-    )
+    # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
+    env_workers: int = 0
     max_episode_steps: int = 500
     num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
     torch_threads: int = 0  # 0: torch's default
