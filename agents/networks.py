@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mtrl.config import INITS
+from mtrl.config import INITS, Init
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
@@ -51,7 +51,7 @@ class MultiHeadMLP(nn.Module):
         return self.heads(torch.relu(self.trunk(x)), one_hot)
 
 
-def make_net(in_dim: int, hidden: list[int], out_dim: int, num_tasks: int):
+def make_net(in_dim: int, hidden: list[int], out_dim: int, num_tasks: int) -> nn.Sequential | MultiHeadMLP:
     """``num_tasks`` = 0: one shared MLP, called as net(x); else a MultiHeadMLP, net(x, one_hot)."""
     return MultiHeadMLP(in_dim, hidden, out_dim, num_tasks) if num_tasks else mlp(in_dim, hidden, out_dim)
 
@@ -63,8 +63,9 @@ class Actor(nn.Module):
     of (parameters, batch, noise): the batched per-task gradients rely on that.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], log_std_min: float, log_std_max: float,
-                 heads: int = 0):  # fmt: skip
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden: list[int], log_std_min: float, log_std_max: float, heads: int = 0
+    ):
         """``heads`` = K: one output layer per task, chosen by the one-hot (the last K obs entries)."""
         super().__init__()
         self.net = make_net(obs_dim, hidden, 2 * action_dim, heads)
@@ -114,9 +115,7 @@ class TwinCritic(nn.Module):
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
 
 
-
-
-def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:
+def _hidden_and_output(net: nn.Sequential | MultiHeadMLP) -> tuple[list[nn.Linear], nn.Linear | TaskHeads]:
     if isinstance(net, MultiHeadMLP):
         return [m for m in net.trunk if isinstance(m, nn.Linear)], net.heads
     linears = [m for m in net if isinstance(m, nn.Linear)]
@@ -124,7 +123,7 @@ def _hidden_and_output(net: nn.Module) -> tuple[list[nn.Linear], nn.Module]:
 
 
 @torch.no_grad()
-def init_network(module: Actor | TwinCritic, scheme: str, output_bound: float) -> None:
+def init_network(module: Actor | TwinCritic, scheme: Init, output_bound: float) -> None:
     """Re-initialise an actor or twin critic in place.
 
     ``he_uniform`` is the reference MT-SAC init (metaworld-algorithms: config/nn.py and

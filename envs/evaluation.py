@@ -8,14 +8,13 @@ the same goal sequence: evaluations differ only because the policy does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 
 from envs.metaworld_fast import MetaWorldVectorEnv
-from envs.vector import reseed, reset_done
+from envs.vector import MultiTaskVectorEnv, reseed, reset_done
 
 
 @dataclass
@@ -30,7 +29,7 @@ class EvalResult:
 
 def evaluate(
     policy: Callable[[np.ndarray], np.ndarray],
-    envs: gym.vector.VectorEnv,
+    envs: MultiTaskVectorEnv,
     task_names: tuple[str, ...],
     num_episodes: int,
     seed: int,
@@ -48,9 +47,9 @@ def evaluate(
     num_envs, num_tasks = envs.num_envs, len(task_names)
     copies = num_envs // num_tasks
     reseed(envs, seed)
-    fast = isinstance(envs, MetaWorldVectorEnv)
-    if fast:
-        envs.plan_goals(num_episodes)
+    fast = envs if isinstance(envs, MetaWorldVectorEnv) else None
+    if fast is not None:
+        fast.plan_goals(num_episodes)
     # copy c of a task runs its episodes c, c + copies, ...: quota[i] of them on sub-env i
     quota = np.array([len(range(i // num_tasks, num_episodes, copies)) for i in range(num_envs)])
     obs, _ = envs.reset()
@@ -66,8 +65,8 @@ def evaluate(
         while (finished < quota).any():
             if stop is not None and stop():
                 return None
-            if fast:
-                envs.idle = finished >= quota
+            if fast is not None:
+                fast.idle = finished >= quota
             obs, reward, terminated, truncated, info = envs.step(policy(obs))
             ep_return += reward
             ep_success |= np.asarray(info["success"], dtype=float) > 0
@@ -82,8 +81,8 @@ def evaluate(
             ep_success[done] = False
             obs = reset_done(envs, obs, done)
     finally:
-        if fast:
-            envs.idle = None  # later evaluations and resets step every sub-env
+        if fast is not None:
+            fast.idle = None  # later evaluations and resets step every sub-env
     success, mean_return = (x.reshape(copies, num_tasks).sum(0) / num_episodes for x in (successes, returns))
     return EvalResult(
         success={t: float(success[i]) for i, t in enumerate(task_names)},

@@ -62,7 +62,7 @@ class ForkedWorkers:
         self.pids: list[int] = []
         if len(shares) > 1 and not hasattr(os, "fork"):
             raise ValueError(f"{len(shares)} env workers need os.fork, which this platform lacks; use env_workers=1")
-        for share in shares[1:]:
+        for _ in shares[1:]:
             ours, theirs = Pipe()
             with warnings.catch_warnings():
                 # Python 3.12+ warns on forking a process with threads (torch's pools); the
@@ -81,7 +81,7 @@ class ForkedWorkers:
         """``fn(owner, share, *args)`` for every share, in parallel; the results in share order.
         An error in any share is raised here once every share has finished (so the pipes stay
         in step); the caller's own first."""
-        for conn, share in zip(self._conns, self.shares[1:]):
+        for conn, share in zip(self._conns, self.shares[1:], strict=True):
             conn.send((fn, share, args))
         results: list = [None] * len(self.shares)
         errors: list[BaseException] = []

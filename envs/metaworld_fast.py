@@ -17,7 +17,7 @@ What this module keeps and what it replaces:
   the mocap bodies in one batched numpy operation, the physics is called directly, and what
   the wrappers do per step (time limit, terminate-on-success, one-hot id) is done on arrays for
   all sub-envs at once. The observation is assembled from lists (object orientations from the
-  table ``_QUATS`` and ``_mat_to_quat``, scipy's formula); each task's reward is its float
+  table ``_QUATS`` and ``mat_to_quat``, scipy's formula); each task's reward is its float
   version in ``envs.metaworld_rewards`` (Meta-World's own ``evaluate_state`` for a task without
   one). The helpers that Meta-World's code calls by name (``tcp_center``, ``get_body_com``,
   ``_get_site_pos``, ``touching_object``) are replaced by index-based ones with the same
@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import collections
 import copy
-import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import mujoco
@@ -50,8 +49,29 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from envs.forked_workers import ForkedWorkers, shared_array
 from envs.metaworld_rewards import REWARDS
 
+if TYPE_CHECKING:
 
-def _touching_object(self: SawyerXYZEnv, object_geom_id: int) -> bool:
+    class FastSawyerXYZEnv(SawyerXYZEnv):
+        """What a Meta-World env is once ``fast_env_class`` has swapped its class and ``_init_fast``
+        has run: the ids the helpers below index by. For the type checker only: at run time the
+        attributes are set on the env and the helpers are put into its class by ``type()``."""
+
+        _fast_ids: dict[object, Any]  # the rewards' own ids, by their key (envs.metaworld_rewards)
+        _fast_site_ids: dict[str, int]
+        _fast_body_ids: dict[str, int]
+        _fast_pad_ids: tuple[int, int]
+        _fast_finger_sites: tuple[int, int]
+        _fast_hand_id: int
+        _fast_claw_ids: tuple[int, int]
+        _fast_quat_parts: tuple[tuple[str, int | None], ...] | None
+        _prev_obs: np.ndarray  # set by reset, before any step reads it
+        _target_pos: np.ndarray  # the goal: set by reset
+
+        def _fast_body_id(self, name: str) -> int: ...
+        def _fast_site_id(self, name: str) -> int: ...
+
+
+def _touching_object(self: FastSawyerXYZEnv, object_geom_id: int) -> bool:
     """``SawyerXYZEnv.touching_object`` on the contact arrays: the same contacts, summed in
     the same order, so the same float sums and the same answer."""
     ncon = self.data.ncon
@@ -62,7 +82,7 @@ def _touching_object(self: SawyerXYZEnv, object_geom_id: int) -> bool:
     force = self.data.efc_force
     left_id, right_id = self._fast_pad_ids
     left = right = 0
-    for (g1, g2), address in zip(geoms, efc):
+    for (g1, g2), address in zip(geoms, efc, strict=True):
         if object_geom_id == g1 or object_geom_id == g2:
             if left_id == g1 or left_id == g2:
                 left = left + force[address]
@@ -71,25 +91,25 @@ def _touching_object(self: SawyerXYZEnv, object_geom_id: int) -> bool:
     return 0 < left and 0 < right
 
 
-def _tcp_center(self: SawyerXYZEnv) -> np.ndarray:
+def _tcp_center(self: FastSawyerXYZEnv) -> np.ndarray:
     right, left = self._fast_finger_sites
     xpos = self.data.site_xpos
     return (xpos[right] + xpos[left]) / 2.0
 
 
-def _get_body_com(self: SawyerXYZEnv, body_name: str) -> np.ndarray:
+def _get_body_com(self: FastSawyerXYZEnv, body_name: str) -> np.ndarray:
     return self.data.xpos[self._fast_body_id(body_name)]
 
 
-def _get_site_pos(self: SawyerXYZEnv, site_name: str) -> np.ndarray:
+def _get_site_pos(self: FastSawyerXYZEnv, site_name: str) -> np.ndarray:
     return self.data.site_xpos[self._fast_site_id(site_name)].copy()
 
 
-def _get_endeff_pos(self: SawyerXYZEnv) -> np.ndarray:
+def _get_endeff_pos(self: FastSawyerXYZEnv) -> np.ndarray:
     return self.data.xpos[self._fast_hand_id]
 
 
-def _mat_to_quat(m) -> list[float]:
+def mat_to_quat(m) -> list[float]:
     """(x, y, z, w) of the rotation matrix ``m`` (9 floats, row-major), as scipy's
     ``Rotation.from_matrix(m).as_quat()`` computes it (Markley 2008: the largest of the trace
     and the diagonal picks the formula, first one on ties; scipy's sign). MuJoCo's matrices
@@ -119,51 +139,88 @@ def _mat_to_quat(m) -> list[float]:
 # ("body_quat"), a rotation matrix of a geom, site or body through scipy ("geom_mat", ...), or
 # zeros. Checked against Meta-World's own method by tests/test_metaworld_fast.py.
 _QUATS: dict[str, tuple[tuple[str, str | None], ...]] = {
-    **{t: (("body_quat", b),) for t, b in [
-        ("assembly-v3", "RoundNut"), ("basketball-v3", "bsktball"), ("bin-picking-v3", "obj"),
-        ("box-close-v3", "top_link"), ("button-press-topdown-v3", "button"),
-        ("button-press-topdown-wall-v3", "button"), ("button-press-v3", "button"),
-        ("button-press-wall-v3", "button"), ("dial-turn-v3", "dial"), ("disassemble-v3", "RoundNut"),
-        ("door-lock-v3", "door_link"), ("door-unlock-v3", "door_link"), ("drawer-open-v3", "drawer_link"),
-        ("faucet-close-v3", "faucetBase"), ("faucet-open-v3", "faucetBase"), ("hand-insert-v3", "obj"),
-        ("peg-unplug-side-v3", "plug1"), ("pick-out-of-hole-v3", "obj"), ("sweep-v3", "obj"),
-    ]},
-    **{t: (("geom_mat", g),) for t, g in [
-        ("coffee-pull-v3", "mug"), ("coffee-push-v3", "mug"), ("door-close-v3", "handle"),
-        ("door-open-v3", "handle"), ("lever-pull-v3", "objGeom"), ("pick-place-v3", "objGeom"),
-        ("pick-place-wall-v3", "objGeom"), ("plate-slide-back-side-v3", "puck"),
-        ("plate-slide-back-v3", "puck"), ("plate-slide-side-v3", "puck"), ("plate-slide-v3", "puck"),
-        ("push-back-v3", "objGeom"), ("push-v3", "objGeom"), ("push-wall-v3", "objGeom"),
-        ("reach-v3", "objGeom"), ("reach-wall-v3", "objGeom"), ("shelf-place-v3", "objGeom"),
-        ("sweep-into-v3", "objGeom"),
-    ]},
-    **{t: (("zeros", None),) for t in [
-        "drawer-close-v3", "handle-press-side-v3", "handle-press-v3", "handle-pull-side-v3",
-        "handle-pull-v3", "window-close-v3", "window-open-v3",
-    ]},
+    **{
+        t: (("body_quat", b),)
+        for t, b in [
+            ("assembly-v3", "RoundNut"),
+            ("basketball-v3", "bsktball"),
+            ("bin-picking-v3", "obj"),
+            ("box-close-v3", "top_link"),
+            ("button-press-topdown-v3", "button"),
+            ("button-press-topdown-wall-v3", "button"),
+            ("button-press-v3", "button"),
+            ("button-press-wall-v3", "button"),
+            ("dial-turn-v3", "dial"),
+            ("disassemble-v3", "RoundNut"),
+            ("door-lock-v3", "door_link"),
+            ("door-unlock-v3", "door_link"),
+            ("drawer-open-v3", "drawer_link"),
+            ("faucet-close-v3", "faucetBase"),
+            ("faucet-open-v3", "faucetBase"),
+            ("hand-insert-v3", "obj"),
+            ("peg-unplug-side-v3", "plug1"),
+            ("pick-out-of-hole-v3", "obj"),
+            ("sweep-v3", "obj"),
+        ]
+    },
+    **{
+        t: (("geom_mat", g),)
+        for t, g in [
+            ("coffee-pull-v3", "mug"),
+            ("coffee-push-v3", "mug"),
+            ("door-close-v3", "handle"),
+            ("door-open-v3", "handle"),
+            ("lever-pull-v3", "objGeom"),
+            ("pick-place-v3", "objGeom"),
+            ("pick-place-wall-v3", "objGeom"),
+            ("plate-slide-back-side-v3", "puck"),
+            ("plate-slide-back-v3", "puck"),
+            ("plate-slide-side-v3", "puck"),
+            ("plate-slide-v3", "puck"),
+            ("push-back-v3", "objGeom"),
+            ("push-v3", "objGeom"),
+            ("push-wall-v3", "objGeom"),
+            ("reach-v3", "objGeom"),
+            ("reach-wall-v3", "objGeom"),
+            ("shelf-place-v3", "objGeom"),
+            ("sweep-into-v3", "objGeom"),
+        ]
+    },
+    **{
+        t: (("zeros", None),)
+        for t in [
+            "drawer-close-v3",
+            "handle-press-side-v3",
+            "handle-press-v3",
+            "handle-pull-side-v3",
+            "handle-pull-v3",
+            "window-close-v3",
+            "window-open-v3",
+        ]
+    },
     "coffee-button-v3": (("identity", None),),
     "hammer-v3": (("body_quat", "hammer"), ("body_quat", "nail_link")),
     "peg-insert-side-v3": (("site_mat", "pegGrasp"),),
     "soccer-v3": (("body_mat", "soccer_ball"),),
     "stick-pull-v3": (("body_mat", "stick"), ("zeros", None)),
     "stick-push-v3": (("body_mat", "stick"), ("zeros", None)),
-}  # fmt: skip
+}
 
 
 _TASK_NAMES = {cls: name for name, cls in ALL_V3_ENVIRONMENTS.items()}
 
 
-def _quat_objects(self: SawyerXYZEnv) -> list[float]:
+def _quat_objects(self: FastSawyerXYZEnv, parts: tuple[tuple[str, int | None], ...]) -> list[float]:
     data, out = self.data, []
-    for kind, index in self._fast_quat_parts:
+    for kind, index in parts:
         if kind == "body_quat":
             out += data.xquat[index].tolist()
         elif kind == "geom_mat":
-            out += _mat_to_quat(data.geom_xmat[index].tolist())
+            out += mat_to_quat(data.geom_xmat[index].tolist())
         elif kind == "site_mat":
-            out += _mat_to_quat(data.site_xmat[index].tolist())
+            out += mat_to_quat(data.site_xmat[index].tolist())
         elif kind == "body_mat":
-            out += _mat_to_quat(data.xmat[index].tolist())
+            out += mat_to_quat(data.xmat[index].tolist())
         elif kind == "zeros":
             out += [0.0, 0.0, 0.0, 0.0]
         else:
@@ -171,7 +228,7 @@ def _quat_objects(self: SawyerXYZEnv) -> list[float]:
     return out
 
 
-def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
+def _curr_obs_no_goal(self: FastSawyerXYZEnv) -> list[float]:
     """``SawyerXYZEnv._get_curr_obs_combined_no_goal``: hand position, gripper opening, then
     (position, quaternion) per object, zero-padded to 18."""
     xpos = self.data.xpos
@@ -180,7 +237,8 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
     dx, dy, dz = r0 - l0, r1 - l1, r2 - l2
     opening = min(max(math.sqrt(dx * dx + dy * dy + dz * dz) / 0.1, 0.0), 1.0)
     pos = np.asarray(self._get_pos_objects()).tolist()
-    quat = self._get_quat_objects() if self._fast_quat_parts is None else _quat_objects(self)
+    parts = self._fast_quat_parts
+    quat = self._get_quat_objects() if parts is None else _quat_objects(self, parts)
     quat = np.asarray(quat).tolist() if isinstance(quat, np.ndarray) else quat
     out = xpos[self._fast_hand_id].tolist()
     out.append(opening)
@@ -192,7 +250,7 @@ def _curr_obs_no_goal(self: SawyerXYZEnv) -> list[float]:
     return out
 
 
-def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
+def _get_obs(self: FastSawyerXYZEnv) -> np.ndarray:
     """``SawyerXYZEnv._get_obs``: current frame, previous frame, goal (zeros when partially observable)."""
     curr = _curr_obs_no_goal(self)
     goal = [0.0, 0.0, 0.0] if self._partially_observable else self._target_pos.tolist()  # = _get_pos_goal()
@@ -201,21 +259,21 @@ def _get_obs(self: SawyerXYZEnv) -> np.ndarray:
     return obs
 
 
-def _body_id(self: SawyerXYZEnv, name: str) -> int:
+def _body_id(self: FastSawyerXYZEnv, name: str) -> int:
     ids = self._fast_body_ids
     if name not in ids:
         ids[name] = self.model.body(name).id
     return ids[name]
 
 
-def _site_id(self: SawyerXYZEnv, name: str) -> int:
+def _site_id(self: FastSawyerXYZEnv, name: str) -> int:
     ids = self._fast_site_ids
     if name not in ids:
         ids[name] = self.model.site(name).id
     return ids[name]
 
 
-def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
+def _init_fast(self: FastSawyerXYZEnv, task_name: str | None) -> None:
     """The ids the helpers index by, looked up once (Meta-World looks them up by name every step)."""
     m = self.model
     self._fast_ids = {}
@@ -226,16 +284,26 @@ def _init_fast(self: SawyerXYZEnv, task_name: str) -> None:
     self._fast_hand_id = m.body("hand").id
     self._fast_claw_ids = (m.body("rightclaw").id, m.body("leftclaw").id)
     by_kind = {"body_quat": m.body, "body_mat": m.body, "geom_mat": m.geom, "site_mat": m.site}
-    parts = _QUATS.get(task_name)
-    self._fast_quat_parts = None if parts is None else tuple(
-        (kind, None if name is None else by_kind[kind](name).id) for kind, name in parts
+    parts = None if task_name is None else _QUATS.get(task_name)
+    self._fast_quat_parts = (
+        None
+        if parts is None
+        else tuple((kind, None if name is None else by_kind[kind](name).id) for kind, name in parts)
     )
 
 
-@functools.cache
-def fast_env_class(cls: type[SawyerXYZEnv]) -> type[SawyerXYZEnv]:
+_FAST_CLASSES: dict[type[SawyerXYZEnv], type[FastSawyerXYZEnv]] = {}  # one subclass per task class
+
+
+def fast_env_class(cls: type[SawyerXYZEnv]) -> type[FastSawyerXYZEnv]:
     """``cls`` with the by-name helpers replaced by index-based ones. A subclass, so the task's
     own reward and object code (and ``set_task``'s ``isinstance`` check) run unchanged."""
+    if cls not in _FAST_CLASSES:
+        _FAST_CLASSES[cls] = _fast_subclass(cls)
+    return _FAST_CLASSES[cls]
+
+
+def _fast_subclass(cls: type[SawyerXYZEnv]) -> type[FastSawyerXYZEnv]:
     return type(
         f"Fast{cls.__name__}",
         (cls,),
@@ -269,29 +337,44 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
     """
 
     def __init__(
-        self, references: list[gym.vector.SyncVectorEnv], max_episode_steps: int, terminate_on_success: bool, workers: int = 1
+        self,
+        references: list[gym.vector.SyncVectorEnv],
+        max_episode_steps: int,
+        terminate_on_success: bool,
+        workers: int = 1,
     ):
         first = references[0]
+        obs_space, action_space = first.single_observation_space, first.single_action_space
+        assert isinstance(obs_space, gym.spaces.Box) and isinstance(action_space, gym.spaces.Box)  # Meta-World's
         self.references = references
         self.num_tasks = first.num_envs
         self.copies = len(references)
         self.num_envs = n = self.num_tasks * self.copies
-        self.single_observation_space = first.single_observation_space
-        self.single_action_space = first.single_action_space
+        self.single_observation_space: gym.spaces.Box = obs_space
+        self.single_action_space: gym.spaces.Box = action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.metadata = first.metadata
         self._wrapped = [env for reference in references for env in reference.envs]  # the wrapper chains
-        self.envs: list[SawyerXYZEnv] = [env.unwrapped for env in self._wrapped]
+        # Meta-World's envs, fast ones once the loop below has swapped their class
+        self.envs = cast("list[FastSawyerXYZEnv]", [env.unwrapped for env in self._wrapped])
         self._rewards = [REWARDS.get(type(env)) for env in self.envs]
         # tasks whose reward runs Meta-World's own numpy code (exact, slower): said once by the trainer
-        self.uncovered = [env.task_name for env, fn in zip(self.envs[: self.num_tasks], self._rewards) if fn is None]
+        self.uncovered = [
+            env.task_name
+            for env, fn in zip(self.envs[: self.num_tasks], self._rewards[: self.num_tasks], strict=True)
+            if fn is None
+        ]
         for env in self.envs:
             if env.model.nmocap != 1 or env.model.nu != 2:  # what the batched action step assumes
-                raise RuntimeError(f"{env.task_name}: {env.model.nmocap} mocap bodies and {env.model.nu} actuators, "
-                                   "the fast path expects Meta-World's Sawyer (1 and 2)")  # fmt: skip
+                raise RuntimeError(
+                    f"{env.task_name}: {env.model.nmocap} mocap bodies and {env.model.nu} actuators, "
+                    "the fast path expects Meta-World's Sawyer (1 and 2)"
+                )
             if env._did_see_sim_exception:  # never set in Meta-World v3; the fast step has no such branch
-                raise RuntimeError(f"{env.task_name}: the simulation reported an exception before the fast path took over")
+                raise RuntimeError(
+                    f"{env.task_name}: the simulation reported an exception before the fast path took over"
+                )
             task_name = _TASK_NAMES.get(type(env))
             env.__class__ = fast_env_class(type(env))
             _init_fast(env, task_name)
@@ -308,7 +391,10 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         self.idle: np.ndarray | None = None
 
         workers = max(1, min(workers, n))
-        array = shared_array if workers > 1 else lambda shape, dtype: np.zeros(shape, dtype)
+
+        def array(shape: tuple[int, ...], dtype) -> np.ndarray:
+            return shared_array(shape, dtype) if workers > 1 else np.zeros(shape, dtype)
+
         obs_dim = self.single_observation_space.shape[0]
         self._obs = array((n, obs_dim), self.single_observation_space.dtype)
         env_obs_dim = self.envs[0].sawyer_observation_space.shape[0]
@@ -357,15 +443,17 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         for i in share:
             if not mask[i]:
                 continue
-            if self._goal_queues[i]:
-                self.envs[i].set_task(self._goal_queues[i].popleft())
+            if queue := self._goal_queues[i]:
+                self.envs[i].set_task(queue.popleft())
             sub_seed = seed[i] if isinstance(seed, list) else None if seed is None else seed + i % K
             self._obs[i], _ = self._wrapped[i].reset(seed=sub_seed)
 
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
         if actions.shape != self._actions.shape:
-            raise ValueError(f"actions of shape {actions.shape}; the {self.num_envs} sub-envs take {self._actions.shape}")
+            raise ValueError(
+                f"actions of shape {actions.shape}; the {self.num_envs} sub-envs take {self._actions.shape}"
+            )
         self._actions[:] = actions
         self._idle[:] = False if self.idle is None else self.idle
         self.workers.run(MetaWorldVectorEnv._step_share, actions.dtype.str)
@@ -426,7 +514,9 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         if self.copies > 1 and name in ("get_checkpoint", "load_checkpoint"):
             # Meta-World's checkpoints name a sub-env by task: copies would overwrite each other
             raise ValueError("copies of a task set (evaluation envs) have no checkpoint")
-        return tuple(out for part in self.workers.run(MetaWorldVectorEnv._call_share, name, args, kwargs) for out in part)
+        return tuple(
+            out for part in self.workers.run(MetaWorldVectorEnv._call_share, name, args, kwargs) for out in part
+        )
 
     def _call_share(self, share: range, name: str, args: tuple, kwargs: dict) -> list:
         out = []

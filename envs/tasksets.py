@@ -58,7 +58,8 @@ class TaskSet:
             if unknown:
                 raise TaskSetError(
                     f"unknown Meta-World task {unknown[0]!r} in task set {self.name!r}; "
-                    f"{_did_you_mean(unknown[0], _mw.ALL_V3_ENVIRONMENTS)}valid: {', '.join(sorted(_mw.ALL_V3_ENVIRONMENTS))}"
+                    f"{_did_you_mean(unknown[0], _mw.ALL_V3_ENVIRONMENTS)}"
+                    f"valid: {', '.join(sorted(_mw.ALL_V3_ENVIRONMENTS))}"
                 )
 
     @property
@@ -85,17 +86,20 @@ def check_action_spaces(taskset: TaskSet) -> None:
     import gymnasium as gym
     import numpy as np
 
-    spaces = {}
+    spaces: dict[str, gym.spaces.Box] = {}
     for env_id in taskset.tasks:
         try:
             env = gym.make(env_id, disable_env_checker=True)
         except gym.error.Error as e:
             raise TaskSetError(f"task set {taskset.name!r}: cannot make gymnasium env {env_id!r} ({e})") from None
-        spaces[env_id] = env.action_space
+        space = env.action_space
         env.close()
-        if not isinstance(spaces[env_id], gym.spaces.Box):
-            raise TaskSetError(f"task set {taskset.name!r}: {env_id!r} has a {type(spaces[env_id]).__name__} "
-                               "action space; SAC needs a continuous (Box) one")  # fmt: skip
+        if not isinstance(space, gym.spaces.Box):
+            raise TaskSetError(
+                f"task set {taskset.name!r}: {env_id!r} has a {type(space).__name__} "
+                "action space; SAC needs a continuous (Box) one"
+            )
+        spaces[env_id] = space
     first, *rest = taskset.tasks
     a = spaces[first]
     for other in rest:
@@ -132,8 +136,9 @@ def _did_you_mean(word: str, valid) -> str:
 
 
 def _valid() -> str:
-    return ", ".join([*_BENCHMARKS, "MT1:<env-name>", "a .yaml file", "gym:<id>,...", "module:attribute",
-                      *sorted(_entry_points())])  # fmt: skip
+    return ", ".join(
+        [*_BENCHMARKS, "MT1:<env-name>", "a .yaml file", "gym:<id>,...", "module:attribute", *sorted(_entry_points())]
+    )
 
 
 def get_taskset(name: str) -> TaskSet:
@@ -158,7 +163,9 @@ def get_taskset(name: str) -> TaskSet:
     if ":" in name:
         module, _, attr = name.partition(":")
         return _from_object(name, lambda: getattr(importlib.import_module(module), attr))
-    raise TaskSetError(f"unknown taskset {name!r}; {_did_you_mean(name, [*_BENCHMARKS, *_entry_points()])}valid: {_valid()}")
+    raise TaskSetError(
+        f"unknown taskset {name!r}; {_did_you_mean(name, [*_BENCHMARKS, *_entry_points()])}valid: {_valid()}"
+    )
 
 
 def _from_yaml(path: Path) -> TaskSet:

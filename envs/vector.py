@@ -20,16 +20,21 @@ set, then the one-hot task id, as float32; actions rescaled from [-1, 1] to the 
 
 from __future__ import annotations
 
+import functools
 import warnings
+from typing import Literal, overload
 
 import gymnasium as gym
 import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 import numpy as np
 
 from envs.metaworld_fast import MetaWorldVectorEnv
+from envs.strategies import VECTOR_STRATEGIES, VectorStrategy
 from envs.tasksets import TaskSet, get_taskset
 
 NUM_GOALS = 50
+# What make_vector_env builds: each has gymnasium's ``call``, which the RNG checkpoints go through.
+MultiTaskVectorEnv = gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv | MetaWorldVectorEnv
 _BENCHMARK_TASKS = {name: get_taskset(name).tasks for name in ("MT10", "MT25", "MT50")}
 
 
@@ -44,11 +49,14 @@ class TaskEnv(gym.Wrapper):
     the randomness of a standard gymnasium env, but not a mid-episode simulator state.
     """
 
-    def __init__(self, env: gym.Env, index: int, num_tasks: int, space: gym.spaces.Box, seed: int, terminate_on_success: bool):
-        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    def __init__(
+        self, env: gym.Env, index: int, num_tasks: int, space: gym.spaces.Box, seed: int, terminate_on_success: bool
+    ):
+        env = gym.wrappers.RescaleAction(env, np.float64(-1.0), np.float64(1.0))
         super().__init__(env)
+        n = int(np.prod(env.observation_space.shape or ()))  # a Box's (checked in _make_gymnasium)
         self.observation_space = space  # the same for every task: the vector env needs one
-        obs_size, n = space.shape[0] - num_tasks, int(np.prod(env.observation_space.shape))
+        obs_size = space.shape[0] - num_tasks
         self._tail = np.zeros(obs_size - n + num_tasks, dtype=np.float32)
         self._tail[obs_size - n + index] = 1.0
         self._pending_seed: int | None = seed
@@ -75,7 +83,10 @@ class TaskEnv(gym.Wrapper):
         self._pending_seed = seed
 
     def get_checkpoint(self) -> tuple[int, dict]:
-        return self._index, {"np_random": self.env.unwrapped.np_random.bit_generator.state, "pending_seed": self._pending_seed}
+        return self._index, {
+            "np_random": self.env.unwrapped.np_random.bit_generator.state,
+            "pending_seed": self._pending_seed,
+        }
 
     def load_checkpoint(self, states: list[tuple[int, dict]]) -> None:
         """``states``: every sub-env's checkpoint (as Meta-World's envs take them); this one's by index."""
@@ -87,13 +98,13 @@ class TaskEnv(gym.Wrapper):
 def make_vector_env(
     taskset: TaskSet,
     seed: int,
-    strategy: str = "auto",
+    strategy: VectorStrategy = "auto",
     max_episode_steps: int = 500,
     terminate_on_success: bool = False,
     num_goals: int = NUM_GOALS,
     copies: int = 1,
     workers: int = 1,
-) -> gym.vector.VectorEnv:
+) -> MultiTaskVectorEnv:
     """Sub-env t runs task ``taskset.tasks[t]``; observations are [K, obs_dim + K], the one-hot
     task id last. The trainer casts them to float32 where they enter torch. ``num_goals`` goals
     are sampled per Meta-World task (1: one fixed goal, the legacy protocol); gymnasium envs
@@ -110,11 +121,13 @@ def make_vector_env(
     ``workers`` (fast path only): processes stepping the sub-envs, this one included, at most
     one per sub-env (``envs.forked_workers``). The transitions do not depend on it."""
     if copies > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
-        raise ValueError(f"{copies} copies of each task need the fast path (vector_strategy auto on a Meta-World task set)")
+        raise ValueError(
+            f"{copies} copies of each task need the fast path (vector_strategy auto on a Meta-World task set)"
+        )
     if workers > 1 and (strategy != "auto" or taskset.kind != "metaworld"):
         raise ValueError(f"{workers} env workers need the fast path (vector_strategy auto on a Meta-World task set)")
-    if strategy not in ("auto", "sync", "async"):
-        raise ValueError(f"unknown vector strategy {strategy!r}; valid: auto, sync, async")
+    if strategy not in VECTOR_STRATEGIES:
+        raise ValueError(f"unknown vector strategy {strategy!r}; valid: {', '.join(VECTOR_STRATEGIES)}")
     if taskset.kind == "gymnasium":
         vec_cls = gym.vector.AsyncVectorEnv if strategy == "async" else gym.vector.SyncVectorEnv
         return _make_gymnasium(taskset, vec_cls, seed, max_episode_steps, terminate_on_success)
@@ -126,19 +139,28 @@ def make_vector_env(
         num_goals=num_goals,
         terminate_on_success=terminate_on_success,
     )
+    envs: MultiTaskVectorEnv
     with warnings.catch_warnings():
         # Meta-World's float64 observation bounds trigger a harmless precision warning per task
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
         if strategy == "auto":
-            references = [_make(taskset, "sync", common) for _ in range(copies)]
+            references = [make_metaworld_vector(taskset, "sync", common) for _ in range(copies)]
             envs = MetaWorldVectorEnv(references, max_episode_steps, terminate_on_success, workers)
         else:
-            envs = _make(taskset, strategy, common)
+            envs = make_metaworld_vector(taskset, strategy, common)
     assert envs.num_envs == taskset.num_tasks * copies
     return envs
 
 
-def _make(taskset: TaskSet, strategy: str, common: dict) -> gym.vector.VectorEnv:
+@overload
+def make_metaworld_vector(taskset: TaskSet, strategy: Literal["sync"], common: dict) -> gym.vector.SyncVectorEnv: ...
+@overload
+def make_metaworld_vector(taskset: TaskSet, strategy: Literal["async"], common: dict) -> gym.vector.AsyncVectorEnv: ...
+def make_metaworld_vector(
+    taskset: TaskSet, strategy: Literal["sync", "async"], common: dict
+) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv:
+    """Meta-World's own vector env of ``taskset`` under gymnasium's ``strategy``; ``common``: the
+    keyword arguments of every Meta-World env (seed, num_goals, episode length, ...)."""
     if taskset.tasks != _BENCHMARK_TASKS.get(taskset.name):
         # MT1 and custom lists: one Meta-World/MT1 env per task, not Meta-World/custom-mt-envs
         # (which treats seed 0 as unseeded and does not accept num_goals)
@@ -146,19 +168,27 @@ def _make(taskset: TaskSet, strategy: str, common: dict) -> gym.vector.VectorEnv
         vec_cls = gym.vector.SyncVectorEnv if strategy == "sync" else gym.vector.AsyncVectorEnv
         return vec_cls(
             [
-                lambda t=t, env_name=env_name: gym.make(
-                    "Meta-World/MT1", env_name=env_name, env_id=t, num_tasks=num_tasks, disable_env_checker=True, **common
+                functools.partial(
+                    gym.make,
+                    "Meta-World/MT1",
+                    env_name=env_name,
+                    env_id=t,
+                    num_tasks=num_tasks,
+                    disable_env_checker=True,
+                    **common,
                 )
                 for t, env_name in enumerate(taskset.tasks)
             ],
             autoreset_mode=gym.vector.AutoresetMode.DISABLED,
         )
-    return gym.make_vec(
+    envs = gym.make_vec(
         f"Meta-World/{taskset.name}",
         vector_strategy=strategy,
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
         **common,
     )
+    assert isinstance(envs, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))  # make_vec's own two
+    return envs
 
 
 def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int, terminate_on_success: bool):
@@ -168,8 +198,11 @@ def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int
     spaces = []
     for env_id in taskset.tasks:
         env = gym.make(env_id, disable_env_checker=True)
-        spaces.append(env.observation_space)
+        space = env.observation_space
         env.close()
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"{env_id} has a {type(space).__name__} observation space; mtrl needs a Box one")
+        spaces.append(space)
     obs_size = max(int(np.prod(s.shape)) for s in spaces)
     low = np.zeros((num_tasks, obs_size + num_tasks))
     high = np.zeros((num_tasks, obs_size + num_tasks))
@@ -183,7 +216,9 @@ def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int
         # seed + t: each task its own stream, and the same streams for the same run seed
         return TaskEnv(env, t, num_tasks, space, seed + t, terminate_on_success)
 
-    return vec_cls([lambda t=t: make_one(t) for t in range(num_tasks)], autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    return vec_cls(
+        [lambda t=t: make_one(t) for t in range(num_tasks)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
+    )
 
 
 def reset_done(envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
@@ -197,15 +232,15 @@ def reset_done(envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray) ->
     return np.where(done[:, None], new_obs, obs)
 
 
-def env_rng_state(envs: gym.vector.VectorEnv) -> list:
+def env_rng_state(envs: MultiTaskVectorEnv) -> list:
     """RNG states of every sub-env (goal sampling and env randomness), for checkpoints."""
     return list(envs.call("get_checkpoint"))
 
 
-def load_env_rng_state(envs: gym.vector.VectorEnv, state: list) -> None:
+def load_env_rng_state(envs: MultiTaskVectorEnv, state: list) -> None:
     envs.call("load_checkpoint", state)
 
 
-def reseed(envs: gym.vector.VectorEnv, seed: int) -> None:
+def reseed(envs: MultiTaskVectorEnv, seed: int) -> None:
     """Re-seed every sub-env's RNG (goal sampling); used to give each evaluation the same goals."""
     envs.call("seed", seed)

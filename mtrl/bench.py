@@ -46,11 +46,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from envs.evaluation import evaluate
 from envs.forked_workers import default_workers
 from envs.metaworld_fast import MetaWorldVectorEnv
+from envs.strategies import VECTOR_STRATEGIES
 from envs.vector import make_vector_env, reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
 from mtrl.compile import CompiledFunction, compile_unavailable
-from mtrl.config import VECTOR_STRATEGIES, BalancerConfig, Config, make_loss_balancers
+from mtrl.config import BalancerConfig, Config, make_loss_balancers
 from mtrl.logger import RunLogger
 from mtrl.run_loop import make_eval_envs
 from mtrl.trainer import Trainer
@@ -97,7 +98,7 @@ def _timed(fn, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def _bench_trainer(cfg: Config, strategy: str, run_dir: Path) -> Trainer:
+def bench_trainer(cfg: Config, strategy: str, run_dir: Path) -> Trainer:
     cfg = copy.deepcopy(cfg)
     cfg.vector_strategy = strategy
     cfg.warmup_env_steps = 0  # the policy acts from the first step, as in steady state
@@ -523,7 +524,7 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
         strategies = sorted(VECTOR_STRATEGIES, key=lambda s: s == cfg.vector_strategy)
         for strategy in strategies:
             log(f"env stepping ({strategy}) on {cfg.taskset} ...")
-            trainer = _bench_trainer(cfg, strategy, Path(tmp) / strategy)
+            trainer = bench_trainer(cfg, strategy, Path(tmp) / strategy)
             rates = env_rates(trainer, plan)
             for kind, rate in rates.items():
                 figures[f"env_steps_per_s_{kind}"][strategy] = rate

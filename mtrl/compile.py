@@ -6,21 +6,23 @@ batched vmap-of-grad pass, the finite check) and, after the balancer, the step f
 direction to the gradients Adam sees (finite check, clip, unflatten); for a loss-only balancer
 whose ``balance()`` reads nothing on the host (``Balancer.traceable``: EW, stall_boost), the
 whole loss step: losses, the balancer, the weighted backward pass (``torch.autograd.grad``,
-traced with dynamo's ``trace_autograd_ops``), the clip. Each is compiled with ``fullgraph=True``: a graph break is an error, not a silent slowdown.
+traced with dynamo's ``trace_autograd_ops``), the clip. Each is compiled with ``fullgraph=True``:
+a graph break is an error, not a silent slowdown.
 
 What stays eager, and why: the balancers' ``balance()`` on the gradient path (the host solvers
 bring a Gram matrix to the host and solve in numpy: there is nothing there for a compiler), the
 loss-only balancers with a host read (FAMO, UW, loss_norm: the read would split the graph
-between the forward and the backward pass; their loss step runs the same function eagerly), the fused Adam steps (a graph break by
-design in torch.optim, and already one kernel per parameter group), the temperature loss, the
+between the forward and the backward pass; their loss step runs the same function eagerly), the
+fused Adam steps (a graph break by design in torch.optim, and already one kernel per parameter
+group), the temperature loss, the
 Polyak update (one ``_foreach_lerp_``), replay sampling and every random draw (so that the
 compiled and the eager update use the same random numbers and give the same parameters).
 
 ``auto``: on CUDA, compile with CUDA graphs (``mode="reduce-overhead"``: at MT10 sizes an update
 is launch-bound there); on the CPU, compile too, because ``mtrl bench`` measures it faster here
-(see ``CPU_AUTO``). Where compile cannot work (no C++ compiler for the CPU backend, no Triton for the
-CUDA one) ``auto`` runs eagerly and says so in one line; ``true`` stops with a clear error.
-The first call of each compiled function traces and compiles it (seconds to minutes); the
+(docs/benchmarks.md, "compile on and off"). Where compile cannot work (no C++ compiler for the
+CPU backend, no Triton for the CUDA one) ``auto`` runs eagerly and says so in one line; ``true``
+stops with a clear error. The first call of each compiled function traces and compiles it (seconds to minutes); the
 trainer announces it, leaves it out of the progress estimate, and
 :attr:`CompiledFunction.compile_s` records it for ``mtrl bench``.
 """
@@ -31,17 +33,11 @@ import os
 import shutil
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from mtrl.config import ConfigError
-
-# compile=auto on the CPU: compile. `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
-# protocol sizes, seven runs) measured the compiled update level with the eager one or up to 17%
-# faster for EW and each required balancer, for 20-35 s of compiling on a cold cache (docs/benchmarks.md,
-# "compile on and off")
-CPU_AUTO = True
+from mtrl.config import CompileSetting, ConfigError
 
 
 def compile_unavailable(device: torch.device) -> str | None:
@@ -58,7 +54,7 @@ def compile_unavailable(device: torch.device) -> str | None:
     return None
 
 
-def resolve_compile(setting: str, device: torch.device, warn: Callable[[str], None] | None = None) -> bool:
+def resolve_compile(setting: CompileSetting, device: torch.device, warn: Callable[[str], None] | None = None) -> bool:
     """Whether the update is compiled for the config value ``setting`` on ``device``."""
     if setting == "false":
         return False
@@ -67,8 +63,10 @@ def resolve_compile(setting: str, device: torch.device, warn: Callable[[str], No
         if reason:
             raise ConfigError(f"compile=true but {reason}; use compile=auto or compile=false")
         return True
-    if device.type != "cuda" and not CPU_AUTO:
-        return False
+    # auto compiles on the CPU too: `mtrl bench` on the 2-core development CPU (2026-12-01, MT10
+    # protocol sizes, seven runs) measured the compiled update level with the eager one or up to 17%
+    # faster for EW and each required balancer, for 20-35 s of compiling on a cold cache
+    # (docs/benchmarks.md, "compile on and off")
     if reason:
         (warn or _stderr)(f"mtrl: compile=auto: {reason}; the update runs eagerly")
         return False
@@ -100,9 +98,15 @@ class CompiledFunction:
     eagerly from then on, said in one line; with ``strict`` (compile=true) the error stands."""
 
     def __init__(
-        self, fn: Callable, name: str, enabled: bool, device: torch.device, strict: bool,
-        announce: Callable[[str], None], compiled_in: Callable[[float], None] = lambda seconds: None,
-    ):  # fmt: skip
+        self,
+        fn: Callable,
+        name: str,
+        enabled: bool,
+        device: torch.device,
+        strict: bool,
+        announce: Callable[[str], None],
+        compiled_in: Callable[[float], None] = lambda seconds: None,
+    ):
         self.fn, self.name, self.enabled, self.strict = fn, name, enabled, strict
         self.announce, self.compiled_in = announce, compiled_in
         self.compiled = _compile(fn, device) if enabled else fn
@@ -124,8 +128,10 @@ class CompiledFunction:
             if self.strict:
                 raise
             self.compiled, self.enabled = self.fn, False
-            self.announce(f"mtrl: compile=auto: compiling {self.name} failed ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); it runs eagerly")  # fmt: skip
+            self.announce(
+                f"mtrl: compile=auto: compiling {self.name} failed ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); it runs eagerly"
+            )
             return self.fn(*args)
         seconds = time.perf_counter() - start
         self.compile_s += seconds

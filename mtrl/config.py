@@ -14,12 +14,22 @@ import dataclasses
 import difflib
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 
+from envs.strategies import VectorStrategy
+
+# The keys with a fixed set of values (and vector_strategy's, envs.strategies): each set is written
+# once, and validate() names it.
+Agent = Literal["mtsac", "stl_sac"]  # stl_sac: one stable-baselines3 SAC per task (the upper bound)
+Device = Literal["auto", "cpu", "cuda"]
+CompileSetting = Literal["auto", "true", "false"]  # mtrl/compile.py says what each does
+Init = Literal["he_uniform", "torch_default"]  # agents.networks.init_network says what each does
+INITS: tuple[Init, ...] = typing.get_args(Init)
 
 
 class ConfigError(ValueError):
@@ -49,10 +59,7 @@ class SACConfig:
     # The reference MT-SAC code (metaworld-algorithms, config/optim.py and rl/networks.py):
     max_grad_norm: float = 1.0  # global norm of what reaches Adam, per network; 0 disables
     adam_eps: float = 1e-5  # every optimizer of the agent (actor, critic, temperatures)
-    init: str = "he_uniform"  # one of INITS (agents.networks.init_network)
-
-
-INITS = ("he_uniform", "torch_default")
+    init: Init = "he_uniform"
 
 
 def default_sac() -> SACConfig:
@@ -109,8 +116,9 @@ class BalancerConfig(BalancerChoice):
         file system treats specially)."""
         if not self.stages:
             return super().label
-        starts = [f"@{_short_steps(prev.until)}" for prev in self.stages[:-1]]
-        return "-".join([self.stages[0].label] + [s.label + at for s, at in zip(self.stages[1:], starts)])
+        # validate() has checked that every stage but the last ends (until is set)
+        starts = [f"@{_short_steps(typing.cast(int, prev.until))}" for prev in self.stages[:-1]]
+        return "-".join([self.stages[0].label] + [s.label + at for s, at in zip(self.stages[1:], starts, strict=True)])
 
 
 def _short_steps(n: int) -> str:
@@ -130,10 +138,10 @@ def balancer_stages(bcfg: BalancerConfig) -> list[BalancerStage]:
 @dataclass
 class Config:
     taskset: str = "MT10"  # a name, MT1:<env>, a .yaml file, gym:<id>,..., module:attr (docs/tasksets.md)
-    agent: str = "mtsac"  # mtsac | stl_sac (one stable-baselines3 SAC per task: the upper bound)
+    agent: Agent = "mtsac"
     seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    compile: str = "auto"  # auto | true | false: torch.compile of the update (mtrl/compile.py)
+    device: Device = "auto"
+    compile: CompileSetting = "auto"  # torch.compile of the update
     total_env_steps: int = 20_000_000
     warmup_env_steps: int = 40_000  # random actions for the first 4000 vector steps of MT10
     updates_per_vector_step: int = 1
@@ -145,8 +153,9 @@ class Config:
     checkpoint_every: int = 200_000
     keep_checkpoints: int = 2
     log_every: int = 10_000  # losses, temperatures, throughput
-    vector_strategy: str = "auto"  # auto (Meta-World: the fast path; gymnasium: sync) | sync | async
-    env_workers: int = 0  # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
+    vector_strategy: VectorStrategy = "auto"  # auto: Meta-World's fast path, gymnasium's sync
+    # processes stepping the fast path's envs, this one included; 0: chosen (trainer.resolve_env_workers)
+    env_workers: int = 0
     max_episode_steps: int = 500
     num_goals: int = 50  # goals per Meta-World task; 1 = one fixed goal (the legacy protocol)
     torch_threads: int = 0  # 0: torch's default
@@ -174,11 +183,14 @@ def valid_keys(cls=Config, prefix: str = "") -> list[str]:
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp).replace("typing.", "")
+    return str(getattr(tp, "__name__", tp)) if typing.get_origin(tp) is None else str(tp).replace("typing.", "")
 
 
 def _coerce(key: str, value, tp):
     """Convert a YAML or command-line value to the field type, or raise ConfigError."""
+
+    if typing.get_origin(tp) is Literal:
+        tp = str  # which strings are valid: validate() says, naming them
 
     def bad() -> ConfigError:
         return ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
@@ -191,8 +203,10 @@ def _coerce(key: str, value, tp):
             except yaml.YAMLError:
                 pass  # stays a string: rejected below
         if item_tp is BalancerStage and not isinstance(value, list):
-            raise ConfigError(f"config key {key!r} expects a list of stages such as "
-                              f"[{{until: 200000, balancer: loss_norm}}, {{balancer: gradnorm}}], got {value!r}")  # fmt: skip
+            raise ConfigError(
+                f"config key {key!r} expects a list of stages such as "
+                f"[{{until: 200000, balancer: loss_norm}}, {{balancer: gradnorm}}], got {value!r}"
+            )
         if not isinstance(value, list):
             raise bad()
         if item_tp is BalancerStage:
@@ -235,7 +249,9 @@ def _stage(key: str, value) -> BalancerStage:
     balancer config, with the same shorthand (``balancer: NAME`` sets the critic's and the actor's)."""
     fields = _fields(BalancerStage)
     if not isinstance(value, dict):
-        raise ConfigError(f"config key {key!r} expects a mapping such as {{until: 200000, balancer: loss_norm}}, got {value!r}")
+        raise ConfigError(
+            f"config key {key!r} expects a mapping such as {{until: 200000, balancer: loss_norm}}, got {value!r}"
+        )
     stage = BalancerStage()
     for name, v in value.items():
         sub = f"{key}.{name}"
@@ -254,7 +270,7 @@ def _stage(key: str, value) -> BalancerStage:
     return stage
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
+def apply_overrides(cfg: Config, overrides: Mapping[str, object]) -> Config:
     """Return a copy of ``cfg`` with dotted-key overrides applied and validated."""
     cfg = _copy(cfg)
     for key, value in overrides.items():
@@ -267,7 +283,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
         for i, part in enumerate(parts):
             fields = _fields(type(obj))
             if part not in fields:
-                raise ConfigError(f"unknown config key {key!r}; {did_you_mean(key, valid_keys())}valid: {', '.join(valid_keys())}")
+                raise ConfigError(
+                    f"unknown config key {key!r}; {did_you_mean(key, valid_keys())}valid: {', '.join(valid_keys())}"
+                )
             tp, nested = fields[part]
             last = i == len(parts) - 1
             if typing.get_origin(tp) is dict and i == len(parts) - 2:  # balancer.kwargs.<hparam>
@@ -310,7 +328,7 @@ def flatten_config(d: dict, cls=Config, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def load_config(path: str | Path, overrides: dict[str, object] | None = None) -> Config:
+def load_config(path: str | Path, overrides: Mapping[str, object] | None = None) -> Config:
     """Defaults <- YAML file <- overrides, then validated."""
     path = Path(path)
     if not path.is_file():
@@ -338,10 +356,21 @@ def validate(cfg: Config) -> None:
     task_names = list(taskset.tasks)
     num_tasks = len(task_names)
     positive = [
-        "total_env_steps", "updates_per_vector_step", "batch_size", "buffer_size", "eval_every",
-        "eval_episodes", "checkpoint_every", "keep_checkpoints", "log_every", "max_episode_steps",
-        "grad_stats_every", "max_nonfinite_in_row", "num_goals", "eval_envs_per_task",
-    ]  # fmt: skip
+        "total_env_steps",
+        "updates_per_vector_step",
+        "batch_size",
+        "buffer_size",
+        "eval_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "max_episode_steps",
+        "grad_stats_every",
+        "max_nonfinite_in_row",
+        "num_goals",
+        "eval_envs_per_task",
+    ]
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {getattr(cfg, key)}")
@@ -355,16 +384,17 @@ def validate(cfg: Config) -> None:
         )
     if cfg.buffer_size < num_tasks:
         raise ConfigError(f"buffer_size {cfg.buffer_size} is smaller than the {num_tasks} tasks of {cfg.taskset}")
-    choices = {"device": ("auto", "cpu", "cuda"), "compile": ("auto", "true", "false"), "vector_strategy": VECTOR_STRATEGIES, "agent": AGENTS}
-    for key, valid in choices.items():
-        if getattr(cfg, key) not in valid:
-            raise ConfigError(f"config key {key!r} is {getattr(cfg, key)!r}; valid: {', '.join(valid)}")
+    _check_choices(cfg)
     if cfg.eval_envs_per_task > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
-        raise ConfigError(f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
-                          f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1")  # fmt: skip
+        raise ConfigError(
+            f"eval_envs_per_task {cfg.eval_envs_per_task} needs the fast path (vector_strategy auto on a "
+            f"Meta-World task set); {cfg.taskset} with {cfg.vector_strategy} takes eval_envs_per_task 1"
+        )
     if cfg.env_workers > 1 and (cfg.vector_strategy != "auto" or taskset.kind != "metaworld"):
-        raise ConfigError(f"env_workers {cfg.env_workers} needs the fast path (vector_strategy auto on a Meta-World "
-                          f"task set); {cfg.taskset} with {cfg.vector_strategy} takes env_workers 0 or 1")  # fmt: skip
+        raise ConfigError(
+            f"env_workers {cfg.env_workers} needs the fast path (vector_strategy auto on a Meta-World "
+            f"task set); {cfg.taskset} with {cfg.vector_strategy} takes env_workers 0 or 1"
+        )
     _validate_balancers(cfg.balancer, task_names)
     if cfg.agent == "stl_sac":
         _validate_stl(cfg)
@@ -379,23 +409,31 @@ def validate(cfg: Config) -> None:
     if sac.log_std_min >= sac.log_std_max:
         raise ConfigError(f"sac.log_std_min {sac.log_std_min} must be below sac.log_std_max {sac.log_std_max}")
     if sac.max_grad_norm < 0:
-        raise ConfigError(f"config key 'sac.max_grad_norm' must be >= 0 (0 or none: no clipping), got {sac.max_grad_norm}")
+        raise ConfigError(
+            f"config key 'sac.max_grad_norm' must be >= 0 (0 or none: no clipping), got {sac.max_grad_norm}"
+        )
     if sac.adam_eps <= 0:
         raise ConfigError(f"config key 'sac.adam_eps' must be > 0, got {sac.adam_eps}")
-    if sac.init not in INITS:
-        raise ConfigError(f"config key 'sac.init' is {sac.init!r}; valid: {', '.join(INITS)}")
+    _check_choices(sac, "sac.")
 
 
-AGENTS = ("mtsac", "stl_sac")
-VECTOR_STRATEGIES = ("auto", "sync", "async")  # envs.vector.make_vector_env says what each builds
+def _check_choices(obj: Config | SACConfig, prefix: str = "") -> None:
+    """Each key typed ``Literal[...]`` holds one of its values (the values YAML and the command line
+    can give are any string: _coerce leaves the choice to this check, which names them)."""
+    for name, (tp, _) in _fields(type(obj)).items():
+        valid = typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+        if valid and getattr(obj, name) not in valid:
+            raise ConfigError(f"config key {prefix + name!r} is {getattr(obj, name)!r}; valid: {', '.join(valid)}")
 
 
 def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:
     """Every stage's balancers can be built, and the stages partition training: increasing
     ``until``, only the last one open-ended."""
     if b.stages and b != BalancerConfig(stages=b.stages):
-        raise ConfigError("balancer.stages names every stage's balancers and hyperparameters; the top-level "
-                          "balancer, balancer.critic/actor and balancer.*kwargs cannot be set beside it: put them in a stage")  # fmt: skip
+        raise ConfigError(
+            "balancer.stages names every stage's balancers and hyperparameters; the top-level "
+            "balancer, balancer.critic/actor and balancer.*kwargs cannot be set beside it: put them in a stage"
+        )
     from mtrl.balancers import available_balancers
 
     valid = available_balancers()
@@ -405,34 +443,45 @@ def _validate_balancers(b: BalancerConfig, task_names: list[str]) -> None:
         for name in (stage.critic, stage.actor):
             if name not in valid:
                 prefix = f"{where}: " if b.stages else ""
-                raise ConfigError(f"{prefix}unknown balancer {name!r}; {did_you_mean(name, valid)}valid: {', '.join(valid)}")
+                raise ConfigError(
+                    f"{prefix}unknown balancer {name!r}; {did_you_mean(name, valid)}valid: {', '.join(valid)}"
+                )
         try:
             make_loss_balancers(stage, task_names, where)
         except ValueError as e:
             raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
         last = i == len(stages) - 1
         if stage.until is None and not last:
-            raise ConfigError(f"{where} has no 'until' but balancer.stages[{i + 1}] follows it; only the last stage "
-                              f"runs to the end of training, every other one needs until: <env step where it ends>")  # fmt: skip
+            raise ConfigError(
+                f"{where} has no 'until' but balancer.stages[{i + 1}] follows it; only the last stage "
+                f"runs to the end of training, every other one needs until: <env step where it ends>"
+            )
         if stage.until is not None and last:
-            raise ConfigError(f"{where} is the last stage and runs to the end of training; drop its until "
-                              f"({stage.until})")  # fmt: skip
+            raise ConfigError(
+                f"{where} is the last stage and runs to the end of training; drop its until ({stage.until})"
+            )
         if stage.until is not None and stage.until <= 0:
             raise ConfigError(f"{where}.until must be > 0 (an env step), got {stage.until}")
-        if i and stage.until is not None and stage.until <= stages[i - 1].until:
-            raise ConfigError(f"{where}.until is {stage.until}, not after balancer.stages[{i - 1}].until "
-                              f"({stages[i - 1].until}); the stages must end in increasing order")  # fmt: skip
+        previous = stages[i - 1].until if i else None  # set: stage i - 1 passed the check above
+        if previous is not None and stage.until is not None and stage.until <= previous:
+            raise ConfigError(
+                f"{where}.until is {stage.until}, not after balancer.stages[{i - 1}].until "
+                f"({stages[i - 1].until}); the stages must end in increasing order"
+            )
 
 
 def _validate_stl(cfg: Config) -> None:
     """stl_sac trains one independent SAC per task: there is nothing to balance or share."""
     b = cfg.balancer
     if b.critic != "ew" or b.actor != "ew" or b.kwargs or b.critic_kwargs or b.actor_kwargs or b.stages:
-        raise ConfigError(f"agent 'stl_sac' trains one SAC per task and has no balancer; drop the balancer "
-                          f"options (got {b.label!r})")  # fmt: skip
+        raise ConfigError(
+            f"agent 'stl_sac' trains one SAC per task and has no balancer; drop the balancer options (got {b.label!r})"
+        )
     if not cfg.sac.actor_lr == cfg.sac.critic_lr == cfg.sac.alpha_lr:
-        raise ConfigError("agent 'stl_sac' (stable-baselines3) has one learning rate: set sac.actor_lr, "
-                          "sac.critic_lr and sac.alpha_lr equal")  # fmt: skip
+        raise ConfigError(
+            "agent 'stl_sac' (stable-baselines3) has one learning rate: set sac.actor_lr, "
+            "sac.critic_lr and sac.alpha_lr equal"
+        )
     if cfg.sac.multi_head:
         raise ConfigError("agent 'stl_sac' has one network per task; sac.multi_head applies to agent 'mtsac' only")
     import importlib.util
@@ -451,9 +500,16 @@ def method_label(cfg: Config) -> str:
 
 def _copy(cfg: Config) -> Config:
     b = cfg.balancer
-    balancer = dataclasses.replace(b, kwargs=dict(b.kwargs), critic_kwargs=dict(b.critic_kwargs), actor_kwargs=dict(b.actor_kwargs),
-                                   stages=copy.deepcopy(b.stages))  # fmt: skip
-    return dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)), balancer=balancer)
+    balancer = dataclasses.replace(
+        b,
+        kwargs=dict(b.kwargs),
+        critic_kwargs=dict(b.critic_kwargs),
+        actor_kwargs=dict(b.actor_kwargs),
+        stages=copy.deepcopy(b.stages),
+    )
+    return dataclasses.replace(
+        cfg, sac=dataclasses.replace(cfg.sac, hidden_sizes=list(cfg.sac.hidden_sizes)), balancer=balancer
+    )
 
 
 def _hparam(method: str, key: str, value, hparams: dict):
@@ -461,7 +517,11 @@ def _hparam(method: str, key: str, value, hparams: dict):
     if key not in hparams:
         raise ValueError(f"balancer {method!r} has no hyperparameter {key!r}; valid: {', '.join(sorted(hparams))}")
     default = hparams[key]
-    if default is None or isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool)):
+    if (
+        default is None
+        or isinstance(value, type(default))
+        and not (isinstance(value, bool) and not isinstance(default, bool))
+    ):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

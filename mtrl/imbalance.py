@@ -32,20 +32,28 @@ cosine); it says "no verdict" unless the intervals are off 0 and agree.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mtrl.report import BOOTSTRAP_SEED, Run, plural, table, write_csv
+from mtrl.report_shared import BOOTSTRAP_SEED, Run, group_colors, plural, shorten, table, write_csv
 
 LOSSES = ("critic", "actor")
 PREDICTORS = ("norm_share", "proj_share", "cos_update")
 IMBALANCE = ("norm_share", "proj_share")
 CONFLICT = "cos_update"
 WINDOWS = ("train", "last3")
-NAMES = {"norm_share": "norm share", "proj_share": "projection share", "cos_update": "cos with update",
-         "auc": "success AUC", "final": "final success", "vs_stl": "final success - STL", "train": "training",
-         "last3": "last third"}  # fmt: skip
+NAMES = {
+    "norm_share": "norm share",
+    "proj_share": "projection share",
+    "cos_update": "cos with update",
+    "auc": "success AUC",
+    "final": "final success",
+    "vs_stl": "final success - STL",
+    "train": "training",
+    "last3": "last third",
+}
 PRIMARY = ("auc", "train")
 
 
@@ -58,7 +66,8 @@ def read_update_stats(run_dir: Path, tasks: list[str]) -> tuple[dict[str, tuple[
     notes on what was derived from older tags."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    series, notes = {}, []
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    notes: list[str] = []
     if not (run_dir / "tb").is_dir():
         return series, notes
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
@@ -127,7 +136,9 @@ def pooled(rhos: list[float | None], reps: int) -> dict:
 
 def abs_difference(a: list[float | None], b: list[float | None], reps: int) -> dict:
     """|pooled rho_a| - |pooled rho_b| over the runs where both exist, resampling runs jointly."""
-    pairs = np.array([(x, y) for x, y in zip(a, b) if x is not None and y is not None], dtype=float).reshape(-1, 2)
+    pairs = np.array(
+        [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None], dtype=float
+    ).reshape(-1, 2)
     if len(pairs) == 0:
         return {"value": None, "ci": None, "runs": 0}
     value = float(abs(pairs[:, 0].mean()) - abs(pairs[:, 1].mean()))
@@ -137,6 +148,16 @@ def abs_difference(a: list[float | None], b: list[float | None], reps: int) -> d
     return {"value": value, "ci": _interval(np.abs(means[:, 0]) - np.abs(means[:, 1])), "runs": len(pairs)}
 
 
+@dataclass
+class RunStats:
+    """One multi-task run's per-task outcomes and predictors."""
+
+    run: str
+    method: str
+    outcomes: dict[str, np.ndarray]  # outcome -> [tasks]
+    predictors: dict[tuple[str, str], np.ndarray | None]  # (loss/predictor, window) -> [tasks]
+
+
 def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
     """Every number of the section: per run and task rows, correlations, comparisons, verdict."""
     stl = [r for r in runs if _is_stl(r)]
@@ -144,7 +165,10 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
     stl_final = np.mean([[r.summary["final_success"][t] for t in tasks] for r in stl], axis=0) if stl else None
     outcomes = ["auc", "final", *(["vs_stl"] if stl else [])]
     keys = [f"{loss}/{p}" for loss in LOSSES for p in PREDICTORS]
-    rows, per_run, missing, derived = [], [], {}, []
+    rows: list[dict] = []
+    per_run: list[RunStats] = []
+    missing: dict[str, list[str]] = {}
+    derived: list[str] = []
     for r in mt:
         series, notes = read_update_stats(r.path, tasks)
         derived += [f"{r.path}: {n}" for n in notes]
@@ -152,7 +176,7 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
         out = {"final": final, "auc": success_auc(r.evals, tasks) if r.evals else final}
         if stl_final is not None:
             out["vs_stl"] = final - stl_final
-        pred = {}
+        pred: dict[tuple[str, str], np.ndarray | None] = {}
         for key in keys:
             if key not in series:
                 missing.setdefault(key, []).append(str(r.path))
@@ -161,28 +185,31 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
             late = steps >= (2 / 3) * r.summary["env_steps"]
             pred[(key, "train")] = values.mean(axis=0)
             pred[(key, "last3")] = values[late].mean(axis=0) if late.any() else None
-        per_run.append({"run": str(r.path), "method": r.label or r.summary.get("method", r.summary["balancer"]),
-                        "seed": r.summary.get("seed"), "outcomes": out, "predictors": pred})  # fmt: skip
+        per_run.append(RunStats(str(r.path), r.label or r.summary.get("method", r.summary["balancer"]), out, pred))
         for i, t in enumerate(tasks):
-            row = {"run": str(r.path), "method": per_run[-1]["method"], "seed": r.summary.get("seed"), "task": t}
+            row = {"run": str(r.path), "method": per_run[-1].method, "seed": r.summary.get("seed"), "task": t}
             row.update({o: float(out[o][i]) for o in outcomes})
             for key in keys:
                 for w in WINDOWS:
                     v = pred.get((key, w))
-                    row[f"{key.replace('/', '_')}{'' if w == 'train' else '_last3'}"] = None if v is None else float(v[i])
+                    row[f"{key.replace('/', '_')}{'' if w == 'train' else '_last3'}"] = (
+                        None if v is None else float(v[i])
+                    )
             rows.append(row)
 
     def rhos(key: str, window: str, outcome: str) -> list[float | None]:
-        return [None if (p := d["predictors"].get((key, window))) is None else spearman(p, d["outcomes"][outcome])
-                for d in per_run]  # fmt: skip
+        return [
+            None if (p := d.predictors.get((key, window))) is None else spearman(p, d.outcomes[outcome])
+            for d in per_run
+        ]
 
-    correlations = {}
+    correlations: dict[str, dict] = {}
     for o in outcomes:
         for w in WINDOWS:
             for key in keys:
                 within = rhos(key, w, o)
                 correlations[f"{key}|{w}|{o}"] = {**pooled(within, reps), "per_run": within}
-    comparisons = {}
+    comparisons: dict[str, dict] = {}
     for o in outcomes:
         for w in WINDOWS:
             for loss in LOSSES:
@@ -190,13 +217,23 @@ def build_imbalance(runs: list[Run], tasks: list[str], reps: int) -> dict:
                     comparisons[f"{loss}/{p} - {loss}/{CONFLICT}|{w}|{o}"] = abs_difference(
                         rhos(f"{loss}/{p}", w, o), rhos(f"{loss}/{CONFLICT}", w, o), reps
                     )
-    flat_outcome = {o: int(sum(np.ptp(d["outcomes"][o]) == 0 for d in per_run)) for o in outcomes}
-    data = {"tasks": tasks, "reps": reps, "bootstrap_seed": BOOTSTRAP_SEED, "outcomes": outcomes,
-            "runs": [d["run"] for d in per_run], "methods": [d["method"] for d in per_run],
-            "stl_runs": [str(r.path) for r in stl], "rows": rows, "correlations": correlations,
-            "comparisons": comparisons, "missing": missing, "derived": derived,
-            "outcome_equal_on_every_task": flat_outcome}  # fmt: skip
-    data["tasks_above_zero"] = [int((d["outcomes"][PRIMARY[0]] > 0).sum()) for d in per_run]
+    flat_outcome = {o: int(sum(np.ptp(d.outcomes[o]) == 0 for d in per_run)) for o in outcomes}
+    data: dict = {
+        "tasks": tasks,
+        "reps": reps,
+        "bootstrap_seed": BOOTSTRAP_SEED,
+        "outcomes": outcomes,
+        "runs": [d.run for d in per_run],
+        "methods": [d.method for d in per_run],
+        "stl_runs": [str(r.path) for r in stl],
+        "rows": rows,
+        "correlations": correlations,
+        "comparisons": comparisons,
+        "missing": missing,
+        "derived": derived,
+        "outcome_equal_on_every_task": flat_outcome,
+    }
+    data["tasks_above_zero"] = [int((d.outcomes[PRIMARY[0]] > 0).sum()) for d in per_run]
     data["verdict"] = verdict(data)
     return data
 
@@ -219,23 +256,33 @@ def verdict(data: dict) -> str:
     with_ci = {k: v for k, v in primary.items() if v["ci"] is not None}
     if not with_ci:
         n = max((v["runs"] for v in primary.values()), default=0)
-        return (f"No verdict: an interval needs correlations from at least 2 runs with both an imbalance and the "
-                f"conflict predictor and a {NAMES[o]} that differs between tasks; "
-                f"there {'is' if n == 1 else 'are'} {n}.")  # fmt: skip
+        return (
+            f"No verdict: an interval needs correlations from at least 2 runs with both an imbalance and the "
+            f"conflict predictor and a {NAMES[o]} that differs between tasks; "
+            f"there {'is' if n == 1 else 'are'} {n}."
+        )
     up = [k for k, v in with_ci.items() if v["ci"][0] > 0]
     down = [k for k, v in with_ci.items() if v["ci"][1] < 0]
-    shown = lambda ks: "; ".join(f"{_label(k.split(' - ')[0])} vs {_label(k.split(' - ')[1])}: {_ci(with_ci[k])}" for k in ks)  # noqa: E731
+
+    def shown(ks: list[str]) -> str:
+        return "; ".join(f"{_label(k.split(' - ')[0])} vs {_label(k.split(' - ')[1])}: {_ci(with_ci[k])}" for k in ks)
+
     n = max(v["runs"] for v in with_ci.values())  # at least 2: an interval needs 2 runs
     if up and not down:
-        return (f"Imbalance explains the lagging tasks better than conflict here ({n} runs; difference of |rho| with "
-                f"{NAMES[o]}, 95% CI above 0 for {shown(up)}).")  # fmt: skip
+        return (
+            f"Imbalance explains the lagging tasks better than conflict here ({n} runs; difference of |rho| with "
+            f"{NAMES[o]}, 95% CI above 0 for {shown(up)})."
+        )
     if down and not up:
-        return (f"Conflict explains the lagging tasks better than imbalance here ({n} runs; difference of |rho| with "
-                f"{NAMES[o]}, 95% CI below 0 for {shown(down)}).")  # fmt: skip
+        return (
+            f"Conflict explains the lagging tasks better than imbalance here ({n} runs; difference of |rho| with "
+            f"{NAMES[o]}, 95% CI below 0 for {shown(down)})."
+        )
     if up and down:
         return f"No verdict: the comparisons disagree ({n} runs; above 0: {shown(up)}; below 0: {shown(down)})."
-    return (f"No verdict: every 95% interval of |rho(imbalance)| - |rho(conflict)| with {NAMES[o]} contains 0 "
-            f"({n} runs).")  # fmt: skip
+    return (
+        f"No verdict: every 95% interval of |rho(imbalance)| - |rho(conflict)| with {NAMES[o]} contains 0 ({n} runs)."
+    )
 
 
 def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
@@ -244,8 +291,6 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     points drawn in each scatter panel."""
     import matplotlib.pyplot as plt
 
-    from mtrl.report import group_colors, shorten
-
     o, w = PRIMARY
     methods = list(dict.fromkeys(data["methods"]))
     colors = group_colors(methods)
@@ -253,14 +298,14 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     short = shorten({m: m.split(" (")[0] for m in methods})
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100, gridspec_kw={"width_ratios": [1, 1, 1.2]})
     drawn = {}
-    for ax, loss in zip(axes, LOSSES):
+    for ax, loss in zip(axes, LOSSES, strict=False):  # the third panel, the correlations: below
         col = f"{loss}_norm_share"
         n = 0
         for m in methods:
             pts = [(r[col], r[o]) for r in data["rows"] if r["method"] == m and r[col] is not None]
             if pts:
-                x, y = zip(*pts)
-                ax.scatter(x, y, s=22, alpha=0.75, color=colors[m], label=short[m], edgecolors="none")
+                shares, successes = zip(*pts, strict=True)
+                ax.scatter(shares, successes, s=22, alpha=0.75, color=colors[m], label=short[m], edgecolors="none")
                 n += len(pts)
         drawn[loss] = n
         k = len(data["tasks"])
@@ -282,8 +327,16 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
                 continue
             y = i + (j - (len(data["outcomes"]) - 1) / 2) * 0.22
             err = None if e["ci"] is None else [[e["value"] - e["ci"][0]], [e["ci"][1] - e["value"]]]
-            ax.errorbar(e["value"], y, xerr=err, fmt=markers[outcome], color=f"C{j}", ms=5, capsize=2,
-                        label=NAMES[outcome] if outcome not in labels else None)  # fmt: skip
+            ax.errorbar(
+                e["value"],
+                y,
+                xerr=err,
+                fmt=markers[outcome],
+                color=f"C{j}",
+                ms=5,
+                capsize=2,
+                label=NAMES[outcome] if outcome not in labels else None,
+            )
             labels.append(outcome)
     for i, key in enumerate(keys):
         if all(data["correlations"][f"{key}|{w}|{x}"]["value"] is None for x in data["outcomes"]):
@@ -299,9 +352,9 @@ def plot_imbalance(data: dict, path: Path) -> dict[str, int]:
     ax.grid(axis="x", alpha=0.3)
     if labels:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
-    key = [f"{short[m]}: {m}" for m in methods if short[m] != m]
-    if key:
-        fig.text(0.01, -0.02, "\n".join(key), fontsize=7, family="monospace", va="top")
+    label_key = [f"{short[m]}: {m}" for m in methods if short[m] != m]
+    if label_key:
+        fig.text(0.01, -0.02, "\n".join(label_key), fontsize=7, family="monospace", va="top")
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
@@ -323,8 +376,12 @@ def write_imbalance(data: dict, out: Path) -> str:
         "## Imbalance or conflict: what predicts the lagging tasks?\n",
         (
             plural(len(data["runs"]), "multi-task run")
-            + (f" ({plural(len(data['stl_runs']), 'single-task run')} "
-               f"{'serves' if len(data['stl_runs']) == 1 else 'serve'} as the reference)" if data["stl_runs"] else "")
+            + (
+                f" ({plural(len(data['stl_runs']), 'single-task run')} "
+                f"{'serves' if len(data['stl_runs']) == 1 else 'serve'} as the reference)"
+                if data["stl_runs"]
+                else ""
+            )
             + ". Per run and task, from the "
             "TensorBoard statistics of the applied update d: *norm share* |g_t| / sum_j |g_j|; *projection share* "
             "proj_t / sum_j |proj_j| with proj_t = g_t.d/|d|; *cos with update* cos(g_t, d), each averaged over the "
@@ -341,36 +398,64 @@ def write_imbalance(data: dict, out: Path) -> str:
         md.append("![imbalance](imbalance.png)\n")
     md += [
         "Rank correlation with the outcome (higher rho: a larger value goes with more success):\n",
-        table(["predictor", "window", *(NAMES[x] for x in data["outcomes"])],
-               [[_label(k), NAMES[win], *(_ci(data["correlations"][f"{k}|{win}|{x}"]) for x in data["outcomes"])]
-                for win in WINDOWS for k in keys]),  # fmt: skip
+        table(
+            ["predictor", "window", *(NAMES[x] for x in data["outcomes"])],
+            [
+                [_label(k), NAMES[win], *(_ci(data["correlations"][f"{k}|{win}|{x}"]) for x in data["outcomes"])]
+                for win in WINDOWS
+                for k in keys
+            ],
+        ),
         "Imbalance against conflict: |rho| of the imbalance predictor minus |rho| of cos with update, same loss "
-        f"(the verdict reads the *{NAMES[o]}*, *{NAMES[w]}* column; four comparisons, not corrected for multiplicity):\n",
-        table(["comparison", *(f"{NAMES[x]} ({NAMES[win]})" for x in data["outcomes"] for win in WINDOWS)],
-               [[f"{_label(f'{loss}/{p}')} - {_label(f'{loss}/{CONFLICT}')}",
-                 *(_ci(data["comparisons"][f"{loss}/{p} - {loss}/{CONFLICT}|{win}|{x}"]) for x in data["outcomes"] for win in WINDOWS)]
-                for loss in LOSSES for p in IMBALANCE]),  # fmt: skip
+        f"(the verdict reads the *{NAMES[o]}*, *{NAMES[w]}* column; four comparisons, not corrected for "
+        "multiplicity):\n",
+        table(
+            ["comparison", *(f"{NAMES[x]} ({NAMES[win]})" for x in data["outcomes"] for win in WINDOWS)],
+            [
+                [
+                    f"{_label(f'{loss}/{p}')} - {_label(f'{loss}/{CONFLICT}')}",
+                    *(
+                        _ci(data["comparisons"][f"{loss}/{p} - {loss}/{CONFLICT}|{win}|{x}"])
+                        for x in data["outcomes"]
+                        for win in WINDOWS
+                    ),
+                ]
+                for loss in LOSSES
+                for p in IMBALANCE
+            ],
+        ),
     ]
     notes = []
     flat = {x: n for x, n in data["outcome_equal_on_every_task"].items() if n}
     if flat:
-        notes.append("runs whose outcome is equal on every task (no correlation): "
-                     + ", ".join(f"{NAMES[x]} {n}" for x, n in flat.items()))  # fmt: skip
+        notes.append(
+            "runs whose outcome is equal on every task (no correlation): "
+            + ", ".join(f"{NAMES[x]} {n}" for x, n in flat.items())
+        )
     few = [n for n in data["tasks_above_zero"] if n <= 2]
     if few:
-        notes.append(f"in {len(few)} of {plural(len(data['runs']), 'run')} at most 2 tasks have a {NAMES[o]} "
-                     "above 0 (per run: "
-                     f"{', '.join(map(str, data['tasks_above_zero']))}): such a run's rho only says where those tasks "
-                     "rank on the predictor")  # fmt: skip
+        notes.append(
+            f"in {len(few)} of {plural(len(data['runs']), 'run')} at most 2 tasks have a {NAMES[o]} "
+            "above 0 (per run: "
+            f"{', '.join(map(str, data['tasks_above_zero']))}): such a run's rho only says where those tasks "
+            "rank on the predictor"
+        )
     for key, paths in data["missing"].items():
         loss, p = key.split("/")
-        tag = {"norm_share": f"grad/{loss}/norm_share or grad/{loss}/norm", "proj_share": f"grad/{loss}/proj",
-               "cos_update": f"grad/{loss}/cos_update"}[p]  # fmt: skip
-        notes.append(f"{len(paths)} of {plural(len(data['runs']), 'run')} did not log `{tag}` (runs from before these "
-                     f"statistics, or without TensorBoard events): no {_label(key)} for " + ", ".join(f"`{x}`" for x in paths))  # fmt: skip
+        tag = {
+            "norm_share": f"grad/{loss}/norm_share or grad/{loss}/norm",
+            "proj_share": f"grad/{loss}/proj",
+            "cos_update": f"grad/{loss}/cos_update",
+        }[p]
+        notes.append(
+            f"{len(paths)} of {plural(len(data['runs']), 'run')} did not log `{tag}` (runs from before these "
+            f"statistics, or without TensorBoard events): no {_label(key)} for " + ", ".join(f"`{x}`" for x in paths)
+        )
     if data["derived"]:
-        notes.append(f"norm share derived from the per-task norms in {plural(len(data['derived']), 'case')}: "
-                     + "; ".join(data["derived"]))  # fmt: skip
+        notes.append(
+            f"norm share derived from the per-task norms in {plural(len(data['derived']), 'case')}: "
+            + "; ".join(data["derived"])
+        )
     if not logged:
         notes.append("no run logged per-task gradient statistics, so there is no figure")
     if notes:

@@ -1,4 +1,4 @@
-"""Run logging: TensorBoard scalars (tags fixed by DESIGN.md) and ``eval.jsonl``.
+"""Run logging: TensorBoard scalars (the tags README.md's "A run directory" lists) and ``eval.jsonl``.
 
 The TensorBoard step of every scalar is the env-step count (transitions over all tasks).
 """
@@ -20,8 +20,14 @@ _LAYOUT_GROUPS = {
     "return": ["eval/return", "train/return"],
     "losses": ["loss/critic", "loss/actor", "alpha"],
     "gradients": ["grad/critic/norm", "grad/actor/norm"],
-    "share of the update": ["grad/critic/norm_share", "grad/actor/norm_share", "grad/critic/proj",
-                            "grad/actor/proj", "grad/critic/cos_update", "grad/actor/cos_update"],
+    "share of the update": [
+        "grad/critic/norm_share",
+        "grad/actor/norm_share",
+        "grad/critic/proj",
+        "grad/actor/proj",
+        "grad/critic/cos_update",
+        "grad/actor/cos_update",
+    ],
     "balancer weights": ["balancer/critic/weight", "balancer/actor/weight"],
 }
 
@@ -68,9 +74,18 @@ class RunLogger:
         self.writer.close()
 
 
-def write_summary(run_dir: Path, cfg: Config, balancer: str, env_steps: int, updates: int, wall_time_s: float,
-                  final: EvalResult, best_success_mean: float, critic_loss: str) -> dict:  # fmt: skip
-    """``summary.json`` with DESIGN's keys plus ``method``, ``agent`` and ``critic_loss``, written
+def write_summary(
+    run_dir: Path,
+    cfg: Config,
+    balancer: str,
+    env_steps: int,
+    updates: int,
+    wall_time_s: float,
+    final: EvalResult,
+    best_success_mean: float,
+    critic_loss: str,
+) -> dict:
+    """``summary.json`` (README.md, "A run directory"), with ``method``, ``agent`` and ``critic_loss``, written
     atomically. ``balancer`` is the config's balancer label, or "none" for an agent without one;
     ``critic_loss`` how the agent's critic loss reduces over its twin critics ("mean"; runs
     without the key summed them)."""

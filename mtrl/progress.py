@@ -42,10 +42,17 @@ class TrainProgress:
         self.total, self.warmup = total, warmup
         self.marks: deque[tuple[float, int]] = deque(maxlen=WINDOW + 1)  # (time, env steps) after the warm-up
         self.excluded_s = 0.0  # one-off time (torch.compile's first calls) left out of the rate
-        self.bar = None
+        self.bar: tqdm | None = None
         if self.tty:
-            self.bar = tqdm(total=total, initial=start, unit="step", file=self.stream, dynamic_ncols=True, mininterval=1.0,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")  # fmt: skip
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                unit="step",
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=1.0,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
 
     def advance(self, env_steps: int) -> None:
         if self.bar is not None:
@@ -72,13 +79,19 @@ class TrainProgress:
             eta = f"ETA {format_duration((self.total - env_steps) / rate)}"
         else:
             eta = "ETA after warm-up" if env_steps < self.warmup else "ETA at next log"
-        fields = [f"env/s {env_rate:.0f}", f"upd/s {update_rate:.1f}",
-                  f"eval success {'-' if success is None else f'{success:.2f}'}", eta]  # fmt: skip
+        fields = [
+            f"env/s {env_rate:.0f}",
+            f"upd/s {update_rate:.1f}",
+            f"eval success {'-' if success is None else f'{success:.2f}'}",
+            eta,
+        ]
         if self.bar is not None:
             self.bar.set_postfix_str(", ".join(fields), refresh=False)
         else:
             pct = 100.0 * env_steps / self.total
-            print(f"{env_steps}/{self.total} env steps ({pct:.0f}%)  " + "  ".join(fields), file=self.stream, flush=True)
+            print(
+                f"{env_steps}/{self.total} env steps ({pct:.0f}%)  " + "  ".join(fields), file=self.stream, flush=True
+            )
 
     def message(self, line: str) -> None:
         """A line of its own: above the bar on a terminal, between the progress lines otherwise."""
@@ -87,7 +100,7 @@ class TrainProgress:
         else:
             print(line, file=self.stream, flush=True)
 
-    def evaluation(self, env_steps: int) -> "EvalProgress":
+    def evaluation(self, env_steps: int) -> EvalProgress:
         return EvalProgress(f"evaluating at {env_steps} env steps", self.stream)
 
     def close(self) -> None:
@@ -103,7 +116,7 @@ class EvalProgress:
     def __init__(self, what: str, stream=None):
         self.what, self.stream = what, stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.bar = None
+        self.bar: tqdm | None = None
         self.start = self.last_line = time.time()
         self.started = False
         self.done = self.total = 0
@@ -112,8 +125,15 @@ class EvalProgress:
         self.done, self.total = done, total
         if self.tty:
             if self.bar is None:
-                self.bar = tqdm(total=total, desc=self.what, unit="episode", file=self.stream, leave=False,
-                                dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+                self.bar = tqdm(
+                    total=total,
+                    desc=self.what,
+                    unit="episode",
+                    file=self.stream,
+                    leave=False,
+                    dynamic_ncols=True,
+                    mininterval=0.5,
+                )
             self.bar.update(done - self.bar.n)
             return
         now = time.time()
@@ -122,7 +142,11 @@ class EvalProgress:
             print(f"{self.what}: {total} episodes", file=self.stream, flush=True)
         elif done < total and now - self.last_line >= PLAIN_EVAL_EVERY_S:
             self.last_line = now
-            print(f"{self.what}: {done}/{total} episodes ({format_duration(now - self.start)})", file=self.stream, flush=True)
+            print(
+                f"{self.what}: {done}/{total} episodes ({format_duration(now - self.start)})",
+                file=self.stream,
+                flush=True,
+            )
 
     def finish(self, success_mean: float) -> None:
         self._end(f"mean success {success_mean:.2f}")

@@ -28,9 +28,7 @@ class Batch:
 
 
 class ReplayBuffer:
-    def __init__(
-        self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, device: torch.device, seed: int
-    ):
+    def __init__(self, num_tasks: int, capacity: int, obs_dim: int, action_dim: int, device: torch.device, seed: int):
         if capacity < num_tasks:
             raise ValueError(f"replay capacity {capacity} is smaller than the number of tasks {num_tasks}")
         self.num_tasks = num_tasks
@@ -46,9 +44,9 @@ class ReplayBuffer:
 
     def add(self, obs: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor, next_obs: Tensor) -> None:
         """Store one vector step: every argument has a leading [K] axis (row t = task t)."""
-        row = torch.cat(
-            [obs, actions, rewards.unsqueeze(1), terminated.unsqueeze(1), next_obs], dim=1
-        ).to(self.device, torch.float32)
+        row = torch.cat([obs, actions, rewards.unsqueeze(1), terminated.unsqueeze(1), next_obs], dim=1).to(
+            self.device, torch.float32
+        )
         self.data[:, self.pos] = row
         self.pos = (self.pos + 1) % self.capacity_per_task
         self.size = min(self.size + 1, self.capacity_per_task)
@@ -60,9 +58,7 @@ class ReplayBuffer:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         n = batch_size // self.num_tasks
-        slots = torch.randint(
-            0, self.size, (self.num_tasks, n), device=self.device, generator=self.generator
-        )
+        slots = torch.randint(0, self.size, (self.num_tasks, n), device=self.device, generator=self.generator)
         return self._split(self.data[self._task_index, slots])
 
     def _split(self, rows: Tensor) -> Batch:

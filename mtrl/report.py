@@ -8,8 +8,8 @@ independently within each task. "final" scores are the last evaluation's per-tas
 (summary.json); "best" scores are the per-task success of the evaluation with the highest
 mean success (eval.jsonl), so their row means are the runs' ``best_success_mean``, the number
 the older MT10 papers report. Learning curves are the IQM over seeds of each run's mean success
-over tasks, at every evaluation step that all runs of a method share. Probability of improvement P(X > Y) is the Mann-Whitney statistic
-per task averaged over tasks; ties count one half, so P(X > Y) + P(Y > X) = 1.
+over tasks, at every evaluation step that all runs of a method share. Probability of improvement
+P(X > Y) is the Mann-Whitney statistic per task averaged over tasks; ties count one half, so P(X > Y) + P(Y > X) = 1.
 
 The verdict names the pairs of groups whose 95% interval of P(X > Y) excludes 0.5, and compares
 only groups of at least ``MIN_RUNS`` = 3 runs. The interval comes from the stratified bootstrap,
@@ -36,26 +36,52 @@ rliable, pandas and matplotlib come with the ``analysis`` extra and are imported
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from mtrl.config import ConfigError, flatten_config
+from mtrl.imbalance import imbalance_section
+from mtrl.report_shared import (
+    BOOTSTRAP_SEED,
+    MIN_RUNS,
+    RESAMPLES,
+    WHY_MIN_RUNS,
+    Run,
+    group_colors,
+    interval_estimates,
+    method_of,
+    plural,
+    seeded,
+    shorten,
+    table,
+    with_ci,
+    write_csv,
+)
+from mtrl.static_grid import static_grid_section
 
 # Config keys that say how or how long a run ran, not what was trained: they never split a group.
 _NOT_A_METHOD = {
-    "seed", "device", "torch_threads", "vector_strategy", "total_env_steps", "eval_every",
-    "checkpoint_every", "keep_checkpoints", "log_every", "grad_stats_every", "max_nonfinite_in_row",
-    "balancer.critic", "balancer.actor",
-}  # fmt: skip
+    "seed",
+    "device",
+    "torch_threads",
+    "vector_strategy",
+    "total_env_steps",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "grad_stats_every",
+    "max_nonfinite_in_row",
+    "balancer.critic",
+    "balancer.actor",
+}
 GRAD_TAGS = ["grad/critic/conflict_frac", "grad/actor/conflict_frac", "grad/critic/norm_ratio", "grad/actor/norm_ratio"]
-BOOTSTRAP_SEED = 0  # rliable resamples with numpy's global RNG; seeded so a report is reproducible
 # summary.json fields that are settings (they split groups like a hyperparameter), with the value of
 # runs made before the field existed, by agent: MT-SAC's critic loss was the sum over the two
 # critics until it became the reference's mean; stable-baselines3's (stl_sac) was always the mean.
@@ -63,30 +89,6 @@ SUMMARY_SETTINGS = {"critic_loss": {"mtsac": "sum", "stl_sac": "mean"}}
 # Keys that say which method a run is: the group label names it, so they are never listed as a
 # difference between groups (balancer hyperparameters still split the groups of one method).
 _METHOD_KEYS = ("agent", "sac.multi_head", "balancer.")
-MIN_RUNS = 3  # runs per group for a verdict; why: the module docstring and WHY_MIN_RUNS
-WHY_MIN_RUNS = (
-    "The intervals come from a bootstrap that resamples each group's runs within each task: with 1 run "
-    "every resample is that run, so the interval is a point that excludes 0.5 whenever the scores differ; "
-    "with 2, a task has 3 distinct resamples and the interval is about 30% narrower than the runs' spread "
-    "warrants."
-)
-RESAMPLES = "a bootstrap that resamples each group's runs within each task"  # where the intervals come from
-
-
-@dataclass
-class Run:
-    path: Path
-    summary: dict
-    evals: list[dict]
-    config: dict  # flattened config.yaml; {} when the run has none
-    label: str = field(default="")
-    settings: str = field(default="")  # the hyperparameters in the label: "c=0.5, hidden_sizes=[8]"
-    split_by: list[str] = field(default_factory=list)  # their keys: ["balancer.kwargs.c", "sac.hidden_sizes"]
-
-
-def plural(n: int, word: str) -> str:
-    """A count as a person writes it: ``1 run``, ``2 runs``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def settings(run: Run) -> dict:
@@ -106,15 +108,10 @@ def value_text(value) -> str:
 def _short_names(keys: list[str]) -> dict[str, str]:
     """Each key by its last part (``c`` for ``balancer.kwargs.c``), or whole where two would clash."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
 
 
-def method_of(summary: dict) -> str:
-    """The method a run's summary.json names (runs from before the field: its balancer)."""
-    return summary.get("method", summary["balancer"])
-
-
-def find_runs(paths: list[str | Path]) -> list[Run]:
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Run directories (holding summary.json) at or anywhere below each path."""
     from mtrl.logger import read_eval_log
 
@@ -170,17 +167,28 @@ def group_differences(groups: dict[str, list[Run]]) -> dict[str, dict[str, str]]
     config.yaml tell only the summary's settings."""
 
     def values(group: list[Run], key: str) -> str:  # "" when no run of the group knows the key
-        found = {repr(v): v for r in group if r.config or key in _FROM_SUMMARY
-                 for v in [r.summary["env_steps"] if key == "env_steps" else settings(r).get(key)]}  # fmt: skip
-        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        found = {
+            repr(v): v
+            for r in group
+            if r.config or key in _FROM_SUMMARY
+            for v in [r.summary["env_steps"] if key == "env_steps" else settings(r).get(key)]
+        }
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
         ordered = sorted(found.values(), key=lambda v: (0, v, "") if number(v) else (1, 0, str(v)))
         return "/".join(map(value_text, ordered))
 
     keys = sorted({k for g in groups.values() for r in g for k in [*settings(r), "env_steps"]} - {"seed"})
-    across = [k for k in keys if not k.startswith(_METHOD_KEYS)
-              and len({v for g in groups.values() if (v := values(g, k))}) > 1]  # fmt: skip
-    shown = {label: [k for k in keys if k in g[0].split_by or (k in across and values(g, k))]
-             for label, g in groups.items()}  # fmt: skip
+    across = [
+        k
+        for k in keys
+        if not k.startswith(_METHOD_KEYS) and len({v for g in groups.values() if (v := values(g, k))}) > 1
+    ]
+    shown = {
+        label: [k for k in keys if k in g[0].split_by or (k in across and values(g, k))] for label, g in groups.items()
+    }
     short = _short_names(sorted({k for ks in shown.values() for k in ks}))
     return {label: {short[k]: values(groups[label], k) for k in ks} for label, ks in shown.items()}
 
@@ -190,8 +198,11 @@ PROTOCOL_KEYS = ("max_episode_steps", "num_goals", "eval_episodes")
 
 
 def _protocol(run: Run) -> dict:
-    return {"taskset": run.config.get("taskset", run.summary.get("taskset")), "tasks": len(run.summary["final_success"]),
-            **{k: run.config.get(k) for k in PROTOCOL_KEYS}}  # fmt: skip
+    return {
+        "taskset": run.config.get("taskset", run.summary.get("taskset")),
+        "tasks": len(run.summary["final_success"]),
+        **{k: run.config.get(k) for k in PROTOCOL_KEYS},
+    }
 
 
 def protocol_difference(runs: list[Run]) -> str | None:
@@ -204,16 +215,20 @@ def protocol_difference(runs: list[Run]) -> str | None:
         return None
     protocols = [json.loads(p) for p in found]
     differ = [k for k in protocols[0] if len({repr(p[k]) for p in protocols}) > 1]
-    return "; ".join(" ".join(f"{k}={p[k]}" for k in differ) + f" ({plural(len(rs), 'run')}, e.g. {rs[0].path})"
-                     for p, rs in zip(protocols, found.values()))  # fmt: skip
+    return "; ".join(
+        " ".join(f"{k}={p[k]}" for k in differ) + f" ({plural(len(rs), 'run')}, e.g. {rs[0].path})"
+        for p, rs in zip(protocols, found.values(), strict=True)
+    )
 
 
 def check_protocols(runs: list[Run], allow_mixed: bool) -> None:
     """Refuse (ConfigError, one line) runs of different task sets or episode protocols, unless
     ``allow_mixed`` (then build warns); runs of different tasks never share a report (build says so)."""
     if (differ := protocol_difference(runs)) and not allow_mixed:
-        raise ConfigError(f"these runs differ in task set or episode protocol: {differ}; report them "
-                          "separately, or pass --allow-mixed to put them side by side")  # fmt: skip
+        raise ConfigError(
+            f"these runs differ in task set or episode protocol: {differ}; report them "
+            "separately, or pass --allow-mixed to put them side by side"
+        )
 
 
 def _best_eval(run: Run) -> dict | None:
@@ -223,8 +238,10 @@ def _best_eval(run: Run) -> dict | None:
 def score_matrices(runs: list[Run], tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """final and best scores, each [runs, tasks]."""
     final = np.array([[r.summary["final_success"][t] for t in tasks] for r in runs], dtype=float)
-    best = np.array([[(_best_eval(r) or {"success": r.summary["final_success"]})["success"][t] for t in tasks]
-                     for r in runs], dtype=float)  # fmt: skip
+    best = np.array(
+        [[(_best_eval(r) or {"success": r.summary["final_success"]})["success"][t] for t in tasks] for r in runs],
+        dtype=float,
+    )
     return final, best
 
 
@@ -252,23 +269,6 @@ def _iqm_per_step(scores: np.ndarray) -> np.ndarray:
     from scipy.stats import trim_mean
 
     return trim_mean(scores.reshape(-1, scores.shape[-1]), 0.25, axis=0)
-
-
-def seeded(fn, *args, **kwargs):
-    state = np.random.get_state()
-    np.random.seed(BOOTSTRAP_SEED)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        np.random.set_state(state)
-
-
-def interval_estimates(scores: np.ndarray, func, reps: int) -> tuple[np.ndarray, np.ndarray]:
-    """rliable's point estimate and 95% stratified-bootstrap percentile CI ([2, ...]) of func."""
-    from rliable import library as rly
-
-    point, ci = seeded(rly.get_interval_estimates, {"x": scores}, func, reps=reps)
-    return point["x"], ci["x"]
 
 
 def aggregates(final: np.ndarray, best: np.ndarray, reps: int) -> dict:
@@ -331,11 +331,14 @@ def build(runs: list[Run], reps: int) -> dict:
             "seeds": [r.summary.get("seed") for r in group],
             "env_steps": sorted({r.summary["env_steps"] for r in group}),
             **aggregates(final, best, reps),
-            "per_task_final": dict(zip(tasks, final.mean(axis=0).tolist())),
+            "per_task_final": dict(zip(tasks, final.mean(axis=0).tolist(), strict=True)),
             "curve": {"steps": steps, "iqm": point.tolist(), "ci_low": ci[0].tolist(), "ci_high": ci[1].tolist()}
             if steps
             else {"steps": [], "iqm": [], "ci_low": [], "ci_high": []},
-            "grad": {t: (float(np.mean(v)) if (v := [g[t] for g in grads if g[t] is not None]) else None) for t in GRAD_TAGS},
+            "grad": {
+                t: (float(np.mean(v)) if (v := [x for g in grads if (x := g[t]) is not None]) else None)
+                for t in GRAD_TAGS
+            },
         }
     labels = list(groups)
     poi = {}
@@ -350,36 +353,32 @@ def build(runs: list[Run], reps: int) -> dict:
     for label, s in scores.items():
         # score distribution: fraction of run-task scores above tau, with its bootstrap CI
         point, ci = interval_estimates(s, lambda x: (x.reshape(-1, 1) > tau).mean(axis=0), reps)
-        profiles[label] = {"tau": tau.tolist(), "fraction": point.tolist(), "ci_low": ci[0].tolist(), "ci_high": ci[1].tolist()}
+        profiles[label] = {
+            "tau": tau.tolist(),
+            "fraction": point.tolist(),
+            "ci_low": ci[0].tolist(),
+            "ci_high": ci[1].tolist(),
+        }
     for label, short in short_labels(groups).items():
         methods[label]["short"] = short
-    data = {"tasks": tasks, "reps": reps, "bootstrap_seed": BOOTSTRAP_SEED, "methods": methods,
-            "probability_of_improvement": poi, "performance_profile": profiles,
-            "protocols_differ": protocol_difference(runs)}  # fmt: skip
+    data = {
+        "tasks": tasks,
+        "reps": reps,
+        "bootstrap_seed": BOOTSTRAP_SEED,
+        "methods": methods,
+        "probability_of_improvement": poi,
+        "performance_profile": profiles,
+        "protocols_differ": protocol_difference(runs),
+    }
     data["warnings"] = warnings(data)
     data["verdict"] = verdict(data)
     return data
-
-
-SHORT_LABEL = 24  # longer group labels become "method (A)" in plots and tables, with a key
 
 
 def short_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
     """Label -> what plots and tables show: the label itself when short, else its method and a
     letter per group of that method (``ew (A)``, ``ew (B)``); report.md's key spells them out."""
     return shorten({label: method_of(group[0].summary) for label, group in groups.items()})
-
-
-def shorten(methods: dict[str, str]) -> dict[str, str]:
-    """Label -> shown label, given each label's method (see :func:`short_labels`)."""
-    out, letters = {}, {}
-    for label, method in methods.items():
-        if len(label) <= SHORT_LABEL:
-            out[label] = label
-        else:
-            n = letters[method] = letters.get(method, -1) + 1
-            out[label] = f"{method} ({chr(ord('A') + n % 26)}{n // 26 or ''})"
-    return out
 
 
 def verdict(data: dict) -> str:
@@ -395,12 +394,13 @@ def verdict(data: dict) -> str:
     budget = plural(counts[0], "run") if len(counts) == 1 else f"{'/'.join(map(str, counts))} runs"
     budget += " per group"
     few = [short[m] for m in labels if runs[m] < MIN_RUNS]
-    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]
-             if min(runs[a], runs[b]) >= MIN_RUNS]  # fmt: skip
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :] if min(runs[a], runs[b]) >= MIN_RUNS]
     if not pairs:
         named = " and ".join([", ".join(few[:-1]), few[-1]] if len(few) > 1 else few)
-        return (f"No verdict ({budget}): a verdict needs at least {MIN_RUNS} runs in each group, and "
-                f"{named} {'has' if len(few) == 1 else 'have'} fewer. {WHY_MIN_RUNS}")  # fmt: skip
+        return (
+            f"No verdict ({budget}): a verdict needs at least {MIN_RUNS} runs in each group, and "
+            f"{named} {'has' if len(few) == 1 else 'have'} fewer. {WHY_MIN_RUNS}"
+        )
     poi = data["probability_of_improvement"]
     wins, open_pairs, no_ci = [], [], []
     for a, b in pairs:
@@ -409,46 +409,56 @@ def verdict(data: dict) -> str:
             no_ci.append(f"{short[a]} / {short[b]}")
         elif p["ci"][0] > 0.5 or p["ci"][1] < 0.5:
             x, y = (a, b) if p["ci"][0] > 0.5 else (b, a)
-            wins.append(f"{short[x]} beats {short[y]} with P({short[x]} > {short[y]}) = "
-                        f"{with_ci(poi[f'{x} > {y}'])}")  # fmt: skip
+            wins.append(f"{short[x]} beats {short[y]} with P({short[x]} > {short[y]}) = {with_ci(poi[f'{x} > {y}'])}")
         else:
             open_pairs.append(f"P({short[a]} > {short[b]}) = {with_ci(p)}")
     if wins:
-        sentence = (f"Verdict ({budget}; the pairs whose 95% CI of the probability of improvement, from "
-                    f"{RESAMPLES}, excludes 0.5): {'; '.join(wins)}.")  # fmt: skip
+        sentence = (
+            f"Verdict ({budget}; the pairs whose 95% CI of the probability of improvement, from "
+            f"{RESAMPLES}, excludes 0.5): {'; '.join(wins)}."
+        )
         if open_pairs:
             sentence += f" No verdict where the interval holds 0.5: {'; '.join(open_pairs)}."
         steps = {s for d in data["methods"].values() for s in d["env_steps"]}
         if len(steps) > 1 or data.get("protocols_differ"):
-            sentence += (" The groups differ in run length or episode protocol (see the warnings): this ranks "
-                         "these runs.")  # fmt: skip
+            sentence += (
+                " The groups differ in run length or episode protocol (see the warnings): this ranks these runs."
+            )
     elif open_pairs:
-        sentence = (f"No verdict at this budget ({budget}): every 95% interval of the probability of improvement "
-                    f"(from {RESAMPLES}) holds 0.5 ({'; '.join(open_pairs)}).")  # fmt: skip
+        sentence = (
+            f"No verdict at this budget ({budget}): every 95% interval of the probability of improvement "
+            f"(from {RESAMPLES}) holds 0.5 ({'; '.join(open_pairs)})."
+        )
     else:
         sentence = f"No verdict at this budget ({budget})."
     if no_ci:
-        sentence += (f" No interval, so no verdict, for {', '.join(no_ci)}: their groups have different numbers "
-                     "of runs.")  # fmt: skip
+        sentence += f" No interval, so no verdict, for {', '.join(no_ci)}: their groups have different numbers of runs."
     if few:
-        sentence += (f" No verdict for {', '.join(few)}: fewer than {MIN_RUNS} runs, too few for a bootstrap over "
-                     "runs to mean something.")  # fmt: skip
+        sentence += (
+            f" No verdict for {', '.join(few)}: fewer than {MIN_RUNS} runs, too few for a bootstrap over "
+            "runs to mean something."
+        )
     return sentence
 
 
 def warnings(data: dict) -> list[str]:
     """What makes the numbers less than they seem: few runs, different lengths, mixed protocols
     (printed on stderr and listed in report.md)."""
-    out = [f"{m} has {plural(len(d['runs']), 'run')}; intervals from fewer than {MIN_RUNS} runs mean little, "
-           "and no verdict is drawn for it"
-           for m, d in data["methods"].items() if len(d["runs"]) < MIN_RUNS]  # fmt: skip
+    out = [
+        f"{m} has {plural(len(d['runs']), 'run')}; intervals from fewer than {MIN_RUNS} runs mean little, "
+        "and no verdict is drawn for it"
+        for m, d in data["methods"].items()
+        if len(d["runs"]) < MIN_RUNS
+    ]
     steps = {m: d["env_steps"] for m, d in data["methods"].items()}
     if len({s for v in steps.values() for s in v}) > 1:
         shown = ", ".join(f"{m}: {'/'.join(map(str, v))}" for m, v in steps.items())
         out.append(f"runs ended at different env_steps ({shown}); their final scores are not comparable")
     if data.get("protocols_differ"):
-        out.append(f"these runs differ in task set or episode protocol ({data['protocols_differ']}); "
-                   "--allow-mixed puts them side by side, but their scores are not comparable")  # fmt: skip
+        out.append(
+            f"these runs differ in task set or episode protocol ({data['protocols_differ']}); "
+            "--allow-mixed puts them side by side, but their scores are not comparable"
+        )
     return out
 
 
@@ -457,30 +467,6 @@ def fmt_number(x: float | None, digits: int = 2) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def with_ci(e: dict) -> str:
-    return f"{e['value']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]" if e["ci"] else f"{e['value']:.2f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def group_colors(labels: list[str]) -> dict[str, tuple]:
-    import matplotlib.pyplot as plt
-
-    cmap = plt.get_cmap("tab10")
-    return {m: cmap(i % 10) for i, m in enumerate(labels)}
-
-
-# Each group also gets its own line style and marker, so curves that coincide stay visible.
 _STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "P")]
 
 
@@ -502,8 +488,12 @@ def _key_note(fig, data: dict) -> float:
     """Below the axes, what each shortened label stands for; returns the height it needs (inches)."""
     import textwrap
 
-    rows = [line for m, d in data["methods"].items() if d["short"] != m
-            for line in textwrap.wrap(f"{d['short']}: {m}", width=int(fig.get_figwidth() * 17), subsequent_indent="    ")]  # fmt: skip
+    rows = [
+        line
+        for m, d in data["methods"].items()
+        if d["short"] != m
+        for line in textwrap.wrap(f"{d['short']}: {m}", width=int(fig.get_figwidth() * 17), subsequent_indent="    ")
+    ]
     if not rows:
         return 0.0
     fig.text(0.01, 0.01, "\n".join(rows), fontsize=7, va="bottom", ha="left", family="monospace")
@@ -596,16 +586,27 @@ def plot_aggregates(data: dict, path: Path) -> None:
 
     labels = list(data["methods"])
     colors = group_colors(labels)
-    names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
+    names = [
+        ("final_iqm", "final IQM"),
+        ("final_mean", "final mean"),
+        ("best_iqm", "best IQM"),
+        ("best_mean", "best mean"),
+    ]
     fig, axes = plt.subplots(1, 4, figsize=(10, 1.2 + 0.45 * len(labels)), dpi=100, sharey=True)
-    for ax, (key, title) in zip(axes, names):
+    for ax, (key, title) in zip(axes, names, strict=True):
         for i, m in enumerate(labels):
             e = data["methods"][m][key]
             ax.barh(i, max(e["ci"][1] - e["ci"][0], 0.004), left=e["ci"][0], height=0.6, color=colors[m], alpha=0.6)
             ax.plot([e["value"]] * 2, [i - 0.3, i + 0.3], color="k", lw=1.5)
             right = e["ci"][1] < 0.75  # the number goes right of the interval, or left of it near 1
-            ax.text(e["ci"][1] + 0.03 if right else e["ci"][0] - 0.03, i, f"{e['value']:.2f}", va="center",
-                    ha="left" if right else "right", fontsize=8)  # fmt: skip
+            ax.text(
+                e["ci"][1] + 0.03 if right else e["ci"][0] - 0.03,
+                i,
+                f"{e['value']:.2f}",
+                va="center",
+                ha="left" if right else "right",
+                fontsize=8,
+            )
         ax.set_title(title, fontsize=9)
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel("success rate", fontsize=8)
@@ -628,16 +629,33 @@ def write(data: dict, out: Path) -> None:
     methods, tasks = data["methods"], data["tasks"]
     labels = list(methods)
     out.mkdir(parents=True, exist_ok=True)
-    agg_names = [("final_iqm", "final IQM"), ("final_mean", "final mean"), ("best_iqm", "best IQM"), ("best_mean", "best mean")]
+    agg_names = [
+        ("final_iqm", "final IQM"),
+        ("final_mean", "final mean"),
+        ("best_iqm", "best IQM"),
+        ("best_mean", "best mean"),
+    ]
 
-    write_csv(out / "aggregates.csv", ["method", "runs", *(f"{k}{s}" for k, _ in agg_names for s in ("", "_ci_low", "_ci_high"))],
-               [[m, len(d["runs"]), *(v for k, _ in agg_names for v in (d[k]["value"], *d[k]["ci"]))]
-                for m, d in methods.items()])  # fmt: skip
+    write_csv(
+        out / "aggregates.csv",
+        ["method", "runs", *(f"{k}{s}" for k, _ in agg_names for s in ("", "_ci_low", "_ci_high"))],
+        [
+            [m, len(d["runs"]), *(v for k, _ in agg_names for v in (d[k]["value"], *d[k]["ci"]))]
+            for m, d in methods.items()
+        ],
+    )
     per_task = [[t, *(methods[m]["per_task_final"][t] for m in labels)] for t in tasks]
     write_csv(out / "per_task_success.csv", ["task", *labels], per_task)
-    write_csv(out / "probability_of_improvement.csv", ["x", "y", "p_x_better", "ci_low", "ci_high"],
-               [[*k.split(" > "), v["value"], *(v["ci"] or ["", ""])] for k, v in data["probability_of_improvement"].items()])  # fmt: skip
-    write_csv(out / "grad_stats.csv", ["method", *GRAD_TAGS], [[m, *("" if d["grad"][t] is None else d["grad"][t] for t in GRAD_TAGS)] for m, d in methods.items()])  # fmt: skip
+    write_csv(
+        out / "probability_of_improvement.csv",
+        ["x", "y", "p_x_better", "ci_low", "ci_high"],
+        [[*k.split(" > "), v["value"], *(v["ci"] or ["", ""])] for k, v in data["probability_of_improvement"].items()],
+    )
+    write_csv(
+        out / "grad_stats.csv",
+        ["method", *GRAD_TAGS],
+        [[m, *("" if d["grad"][t] is None else d["grad"][t] for t in GRAD_TAGS)] for m, d in methods.items()],
+    )
     plot_aggregates(data, out / "aggregates.png")
     plot_curves(data, out / "learning_curves.png")
     plot_profile(data, out / "performance_profile.png")
@@ -662,8 +680,10 @@ def write(data: dict, out: Path) -> None:
         "Runs are grouped by method and by the settings that differ between runs of one method (seed, device, "
         "length and schedule keys never split a group). The last column names every setting whose value differs "
         "between groups, splitting or not (a/b: the group's runs differ in it).\n",
-        table(["group", "runs", "settings that differ between groups"],
-               [[d["short"], str(len(d["runs"])), _differs(d)] for d in methods.values()]),  # fmt: skip
+        table(
+            ["group", "runs", "settings that differ between groups"],
+            [[d["short"], str(len(d["runs"])), _differs(d)] for d in methods.values()],
+        ),
         "## Aggregates\n",
         table(
             ["method", "runs", *(t for _, t in agg_names)],
@@ -676,9 +696,9 @@ def write(data: dict, out: Path) -> None:
         "![learning curves](learning_curves.png)\n",
         "## Probability of improvement\n",
         (
-            "P(row > column) on final per-task success: the chance that a run of the row method beats a run of the column "
-            f"method on a task, averaged over tasks; [95% CI] from {RESAMPLES}, when both groups have as many "
-            "runs.\n"
+            "P(row > column) on final per-task success: the chance that a run of the row method beats a run of "
+            f"the column method on a task, averaged over tasks; [95% CI] from {RESAMPLES}, when both groups have "
+            "as many runs.\n"
         ),
         table(
             ["P(row > col)", *shorts],
@@ -690,14 +710,19 @@ def write(data: dict, out: Path) -> None:
         table(
             ["task", *shorts],
             [[t, *map(fmt_number, values)] for t, *values in per_task]
-            + [["**mean**", *(fmt_number(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]],
+            + [
+                ["**mean**", *(fmt_number(float(np.mean(list(methods[m]["per_task_final"].values())))) for m in labels)]
+            ],
         ),
         "## Gradient statistics (mean over logged updates and runs)\n",
         (
             "conflict_frac: fraction of task pairs whose gradients have a negative cosine; norm_ratio: largest over "
             "smallest per-task gradient norm. Blank: not logged.\n"
         ),
-        table(["method", *GRAD_TAGS], [[d["short"], *(fmt_number(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()]),
+        table(
+            ["method", *GRAD_TAGS],
+            [[d["short"], *(fmt_number(d["grad"][t]) for t in GRAD_TAGS)] for m, d in methods.items()],
+        ),
         "## Runs\n",
         "".join(f"- {d['short']}: " + ", ".join(f"`{p}`" for p in d["runs"]) + "\n" for m, d in methods.items()),
     ]
@@ -720,17 +745,16 @@ def report(paths: list[str], out: str | Path, reps: int = 2000, allow_mixed: boo
     for line in data["warnings"]:
         print(f"mtrl: warning: {line}", file=sys.stderr)
     write(data, Path(out))
-    from mtrl.imbalance import imbalance_section
-    from mtrl.static_grid import static_grid_section
-
     grid_md, grid_sentence = static_grid_section(runs, data["tasks"], Path(out), reps)
     with open(Path(out) / "report.md", "a") as f:
         f.write("".join("\n" + md for md in (grid_md, imbalance_section(runs, data["tasks"], Path(out), reps)) if md))
     print(f"mtrl: {data['verdict']}", file=sys.stderr)
     if grid_sentence:
         print(f"mtrl: static weights: {grid_sentence}", file=sys.stderr)
-    print(f"mtrl: report of {plural(len(runs), 'run')} ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"mtrl: report of {plural(len(runs), 'run')} ({', '.join(data['methods'])}) in {Path(out) / 'report.md'}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -747,8 +771,10 @@ def describe_groups(data: dict, paths: list[str]) -> str:
 
     methods = data["methods"]
     n = sum(len(d["runs"]) for d in methods.values())
-    lines = [f"mtrl: found {plural(n, 'run')} in {', '.join(map(str, paths))}, "
-             f"{plural(len(methods), 'group')} (by method and the settings that differ):"]  # fmt: skip
+    lines = [
+        f"mtrl: found {plural(n, 'run')} in {', '.join(map(str, paths))}, "
+        f"{plural(len(methods), 'group')} (by method and the settings that differ):"
+    ]
     for m, d in methods.items():
         name = d["short"] if d["short"] == m else f"{d['short']} = {m}"
         lines.append(f"mtrl:   {name}: {plural(len(d['runs']), 'run')}: {', '.join(shown(r) for r in d['runs'])}")

@@ -18,7 +18,7 @@ flattered by having been picked on the runs it is scored on:
   group resampled on its own.
 
 The sentence: with fewer than ``MIN_RUNS`` held-out runs in a reported group, "no verdict" (the
-bootstrap over 1 or 2 runs has no spread to speak of: mtrl.report's WHY_MIN_RUNS); otherwise
+bootstrap over 1 or 2 runs has no spread to speak of: mtrl.report_shared.WHY_MIN_RUNS); otherwise
 whether the difference's interval holds 0 ("within the interval of the grid's best"), or lies
 above or below it.
 """
@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mtrl.report import (
+from mtrl.report_shared import (
     MIN_RUNS,
     RESAMPLES,
     Run,
@@ -80,33 +81,55 @@ def build_static_grid(runs: list[Run], tasks: list[str], reps: int) -> dict | No
     ews = [label for label, g in groups.items() if method_of(g[0].summary) == EW]
     if not grid or len(gns) != 1:
         return None
-    seeds = {label: {r.summary.get("seed") for r in g} for label, g in groups.items()}
+    # a summary without a seed sorts as seed 0, as the groups above do
+    seeds = {label: {int(r.summary.get("seed", 0)) for r in g} for label, g in groups.items()}
     shared = sorted(set.intersection(*(seeds[label] for label in grid)))
-    data = {"grid": list(grid), "grad_norm_scaling": gns[0], "ew": ews[0] if len(ews) == 1 else None,
-            "shared_seeds": shared, "tasks": tasks}  # fmt: skip
+    data: dict[str, Any] = {
+        "grid": list(grid),
+        "grad_norm_scaling": gns[0],
+        "ew": ews[0] if len(ews) == 1 else None,
+        "shared_seeds": shared,
+        "tasks": tasks,
+    }
     if len(shared) < 2:
-        data["sentence"] = (f"No verdict: the static grid points share {plural(len(shared), 'seed')}; choosing the "
-                            "grid's best on some seeds and reporting it on others needs at least 2.")  # fmt: skip
+        data["sentence"] = (
+            f"No verdict: the static grid points share {plural(len(shared), 'seed')}; choosing the "
+            "grid's best on some seeds and reporting it on others needs at least 2."
+        )
         return data
     select, held = shared[: len(shared) // 2], shared[len(shared) // 2 :]
 
     def scores(label: str, on: list[int]) -> np.ndarray:  # [runs, tasks] final success on those seeds
-        return np.array([[r.summary["final_success"][t] for t in tasks] for r in groups[label]
-                         if r.summary.get("seed") in on], dtype=float).reshape(-1, len(tasks))  # fmt: skip
+        return np.array(
+            [
+                [r.summary["final_success"][t] for t in tasks]
+                for r in groups[label]
+                if int(r.summary.get("seed", 0)) in on
+            ],
+            dtype=float,
+        ).reshape(-1, len(tasks))
 
     selection = {label: float(scores(label, select).mean()) for label in grid}
     best = max(grid, key=lambda label: selection[label])  # max keeps the first of ties
     shown = [best, gns[0]] + ([data["ew"]] if data["ew"] else [])
     held_scores = {label: scores(label, held) for label in shown}
-    data.update(select_seeds=select, held_seeds=held, selection=selection, best=best,
-                held_runs={label: len(s) for label, s in held_scores.items()})  # fmt: skip
+    data.update(
+        select_seeds=select,
+        held_seeds=held,
+        selection=selection,
+        best=best,
+        held_runs={label: len(s) for label, s in held_scores.items()},
+    )
     missing = [label for label, s in held_scores.items() if len(s) == 0]
     if missing:
-        data["sentence"] = (f"No verdict: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no run of "
-                            f"held-out {seeds_text(held)}.")  # fmt: skip
+        data["sentence"] = (
+            f"No verdict: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no run of "
+            f"held-out {seeds_text(held)}."
+        )
         return data
-    data["per_task"] = {label: {t: _estimate(s[:, [i]], reps) for i, t in enumerate(tasks)}
-                        for label, s in held_scores.items()}  # fmt: skip
+    data["per_task"] = {
+        label: {t: _estimate(s[:, [i]], reps) for i, t in enumerate(tasks)} for label, s in held_scores.items()
+    }
     data["overall"] = {label: _estimate(s, reps) for label, s in held_scores.items()}
     diff = data["difference"] = difference(held_scores[gns[0]], held_scores[best], reps)
     data["sentence"] = sentence(data, diff)
@@ -123,8 +146,10 @@ def sentence(data: dict, diff: dict) -> str:
     chosen = f"the grid's best, {data['best']}, chosen on {seeds_text(data['select_seeds'])}"
     measured = f"IQM(grad_norm_scaling) - IQM(best) = {with_ci(diff)} on held-out {seeds_text(data['held_seeds'])}"
     if fewest < MIN_RUNS:
-        return (f"No verdict: {chosen}, is reported on {plural(fewest, 'held-out run')} per group at the fewest, "
-                f"and a verdict needs at least {MIN_RUNS}; on these runs {measured}.")  # fmt: skip
+        return (
+            f"No verdict: {chosen}, is reported on {plural(fewest, 'held-out run')} per group at the fewest, "
+            f"and a verdict needs at least {MIN_RUNS}; on these runs {measured}."
+        )
     lo, hi = diff["ci"]
     if lo <= 0 <= hi:
         return f"grad_norm_scaling is within the interval of {chosen}: the 95% interval of {measured} holds 0."
@@ -147,13 +172,22 @@ def plot_static_grid(data: dict, path: Path) -> None:
         v = np.array([e["value"] for e in est])
         lo, hi = np.array([e["ci"][0] for e in est]), np.array([e["ci"][1] for e in est])
         name = f"{'best static: ' if label == data['best'] else ''}{label}"
-        ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="o", color=colors[label], capsize=3,
-                    label=f"{name} ({plural(data['held_runs'][label], 'run')})")  # fmt: skip
+        ax.errorbar(
+            x,
+            v,
+            yerr=[v - lo, hi - v],
+            fmt="o",
+            color=colors[label],
+            capsize=3,
+            label=f"{name} ({plural(data['held_runs'][label], 'run')})",
+        )
     ax.set_xticks(range(len(columns)), columns, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(-0.05, 1.05)
     ax.set_ylabel("final success: IQM over held-out runs")
     spread = "95% CI" if min(data["held_runs"].values()) > 1 else "one run per group: no interval"
-    ax.set_title(f"Static grid's best vs grad_norm_scaling\nheld-out {seeds_text(data['held_seeds'])}, {spread}", fontsize=9)
+    ax.set_title(
+        f"Static grid's best vs grad_norm_scaling\nheld-out {seeds_text(data['held_seeds'])}, {spread}", fontsize=9
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
@@ -171,8 +205,10 @@ def write_static_grid(data: dict, out: Path) -> str:
             f"Each static grid point's mean final success over tasks and runs on selection "
             f"{seeds_text(data['select_seeds'])}; the best is reported below on held-out "
             f"{seeds_text(data['held_seeds'])}, never on the seeds it was chosen on.\n",
-            table(["grid point", "selection score", "chosen"],
-                  [[g, f"{s:.3f}", "yes" if g == data["best"] else ""] for g, s in data["selection"].items()]),  # fmt: skip
+            table(
+                ["grid point", "selection score", "chosen"],
+                [[g, f"{s:.3f}", "yes" if g == data["best"] else ""] for g, s in data["selection"].items()],
+            ),
         ]
     if "overall" in data:
         labels = list(data["overall"])
@@ -183,7 +219,11 @@ def write_static_grid(data: dict, out: Path) -> str:
         for t in [*data["tasks"], None]:  # None: all tasks
             est = {m: data["overall"][m] if t is None else data["per_task"][m][t] for m in labels}
             csv_rows.append([t or "all tasks", *(v for m in labels for v in (est[m]["value"], *est[m]["ci"]))])
-        write_csv(out / "static_grid.csv", ["task", *(f"{m}{s}" for m in labels for s in ("", "_ci_low", "_ci_high"))], csv_rows)
+        write_csv(
+            out / "static_grid.csv",
+            ["task", *(f"{m}{s}" for m in labels for s in ("", "_ci_low", "_ci_high"))],
+            csv_rows,
+        )
         plot_static_grid(data, out / "static_grid.png")
         md += [
             f"Final success on the held-out seeds: IQM [95% CI from {RESAMPLES}] per task (over runs) and over all "

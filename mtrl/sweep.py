@@ -112,7 +112,7 @@ def _hparam_of(key: str) -> str | None:
 def _short_names(keys: list[str]) -> dict[str, str]:
     """Name parts of swept keys: the last component (``c``, ``gamma``) unless two keys share it."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: s if last.count(s) == 1 else k.replace(".", "-") for k, s in zip(keys, last)}
+    return {k: s if last.count(s) == 1 else k.replace(".", "-") for k, s in zip(keys, last, strict=True)}
 
 
 NAME_LIMIT = 40  # characters of a value's part of a directory name; longer ones end in a digest
@@ -193,17 +193,19 @@ def build_grid(
     base = load_config(config, overrides)
     names = _short_names(list(sweeps))
     points = []
-    for balancer in balancers or [None]:
-        keys = [k for k in sweeps if _hparam_of(k) is None or _hparam_of(k) in balancer_hparams(balancer)]
+    methods: list[str | None] = [*balancers] or [None]  # None: the config's own balancer
+    for balancer in methods:
+        # a hyperparameter sweep without balancers was refused above
+        keys = [k for k in sweeps if (h := _hparam_of(k)) is None or (balancer and h in balancer_hparams(balancer))]
         for values in itertools.product(*(sweeps[k] for k in keys)):
-            swept = dict(zip(keys, values))
+            swept = dict(zip(keys, values, strict=True))
             method = {} if balancer is None else {"balancer": balancer}
             runs = [{**swept, **method, "seed": str(base.seed + k)} for k in range(seeds)]
             cfgs = [load_config(config, {**overrides, **run}) for run in runs]
             # a swept stages list is named by its label, which the loaded config knows
             parts = [cfgs[0].balancer.label if k == STAGES else f"{names[k]}{value_name(v)}" for k, v in swept.items()]
             group = "_".join([balancer, *parts] if balancer else parts)
-            for run, cfg in zip(runs, cfgs):
+            for run, cfg in zip(runs, cfgs, strict=True):
                 points.append(GridPoint(f"{group}/seed{cfg.seed}", out / group / f"seed{cfg.seed}", run, cfg))
     dirs = [p.run_dir for p in points]
     if len(set(dirs)) != len(dirs):  # e.g. values [1,2] and [1, 2]: one value, one directory
@@ -212,7 +214,8 @@ def build_grid(
 
 
 def run_state(point: GridPoint) -> str:
-    """The state of a run directory: "finished", "resume" or "new"; ConfigError when the directory holds a different run."""
+    """The state of a run directory: "finished", "resume" or "new"; ConfigError when the directory
+    holds a different run."""
     saved = point.run_dir / "config.yaml"
     if not saved.is_file():
         return "new"
@@ -233,8 +236,16 @@ def train_argv(point: GridPoint, action: str, config: Path, overrides: dict[str,
     if action == "resume":
         return ["-m", "mtrl.cli", "train", "--resume", str(point.run_dir)]
     given = {**overrides, **point.overrides}
-    return ["-m", "mtrl.cli", "train", "--config", str(config), "--run-dir", str(point.run_dir),
-            *(f"{k}={v}" for k, v in given.items())]  # fmt: skip
+    return [
+        "-m",
+        "mtrl.cli",
+        "train",
+        "--config",
+        str(config),
+        "--run-dir",
+        str(point.run_dir),
+        *(f"{k}={v}" for k, v in given.items()),
+    ]
 
 
 def execute(argv: list[str], log: str, threads: int) -> int:
@@ -247,7 +258,9 @@ def execute(argv: list[str], log: str, threads: int) -> int:
     with open(log, "a") as f:
         f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} python {' '.join(argv)}\n")
         f.flush()
-        return subprocess.run([sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        return subprocess.run(
+            [sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env, check=False
+        ).returncode
 
 
 def _cores() -> int:
@@ -265,7 +278,9 @@ class _Progress:
             print(f"mtrl: {line}", file=sys.stderr, flush=True)
 
     def started(self, point: GridPoint, action: str) -> None:
-        self.say(f"start   {point.name} ({'resuming' if action == 'resume' else 'new'}), log {point.run_dir / 'train.log'}")
+        self.say(
+            f"start   {point.name} ({'resuming' if action == 'resume' else 'new'}), log {point.run_dir / 'train.log'}"
+        )
 
     def finished(self, r: RunResult) -> None:
         with self.lock:
@@ -276,7 +291,9 @@ class _Progress:
         elif r.returncode == 0:  # stopped by a signal: checkpointed, not finished
             self.say(f"[{n}/{self.total}] stopped {r.point.name}; re-run the same command to resume it")
         else:
-            self.say(f"[{n}/{self.total}] FAILED  {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}")
+            self.say(
+                f"[{n}/{self.total}] FAILED  {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}"
+            )
 
 
 def _run_local(todo, jobs, argvs, progress) -> list[RunResult]:
@@ -318,7 +335,8 @@ def _run_ray(todo, jobs, argvs, progress, address: str | None) -> list[RunResult
         gpus = resources.get("GPU", 0)
         gpu_share = 1.0 / math.ceil(jobs / gpus) if gpus else 0
         task = ray.remote(num_cpus=cpus, num_gpus=gpu_share, max_retries=0)(execute)
-        pending, waiting, results = {}, list(todo), []
+        pending: dict[object, tuple[GridPoint, str, float]] = {}  # Ray's task ref -> its run, since when
+        waiting, results = list(todo), []
         while waiting or pending:
             while waiting and len(pending) < jobs:
                 point, action = waiting.pop(0)
@@ -380,7 +398,8 @@ def compare(
     failed = [r for r in results if not r.finished]
     skipped = len(points) - len(todo)
     progress.say(
-        f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), {len(failed)} failed or stopped"
+        f"compare {out}: {len(results) - len(failed)} trained, {skipped} skipped (finished), "
+        f"{len(failed)} failed or stopped"
     )
     for r in sorted(failed, key=lambda r: r.point.name):
         progress.say(f"  not finished: {r.point.name} (exit {r.returncode}), log {r.point.run_dir / 'train.log'}")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.bench import COMPILED, BenchPlan, _bench_trainer, compile_rates
+from mtrl.bench import COMPILED, BenchPlan, bench_trainer, compile_rates
 from mtrl.config import Config, apply_overrides, parse_override_args, validate
 
 cfg = apply_overrides(Config(), parse_override_args(sys.argv[1:]))
 validate(cfg)
-trainer = _bench_trainer(cfg, "sync", Path(tempfile.mkdtemp(prefix="mtrl-bench-compile-")))
+trainer = bench_trainer(cfg, "sync", Path(tempfile.mkdtemp(prefix="mtrl-bench-compile-")))
 trainer.cfg.updates_per_vector_step = 0
 obs, done = trainer.envs.reset()[0], np.zeros(trainer.num_tasks, dtype=bool)
 for _ in range(60):  # replay data from the policy, no updates

@@ -28,14 +28,27 @@ def write_run(path, method, seed, final, stats=None, tb_keys=("norm", "norm_shar
     and whose TensorBoard holds ``stats[key]`` ([len(STAT_STEPS), tasks]) under
     grad/<critic|actor>/<key>/<task> for the keys in ``tb_keys`` (both losses get the same values)."""
     path.mkdir(parents=True)
-    evals = [{"step": s, "success": {t: float(f) * (i + 1) / 3 for t, f in zip(TASKS, final)}, "return": dict.fromkeys(TASKS, 0.0)}
-             for i, s in enumerate(EVAL_STEPS)]  # fmt: skip
+    evals = [
+        {
+            "step": s,
+            "success": {t: float(f) * (i + 1) / 3 for t, f in zip(TASKS, final, strict=True)},
+            "return": dict.fromkeys(TASKS, 0.0),
+        }
+        for i, s in enumerate(EVAL_STEPS)
+    ]
     for e in evals:
         e["success_mean"] = float(np.mean(list(e["success"].values())))
     (path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
-    summary = {"taskset": "custom", "balancer": "none" if method == "stl_sac" else method, "method": method, "seed": seed,
-               "env_steps": EVAL_STEPS[-1], "final_success": evals[-1]["success"],
-               "final_success_mean": evals[-1]["success_mean"], "best_success_mean": evals[-1]["success_mean"]}  # fmt: skip
+    summary = {
+        "taskset": "custom",
+        "balancer": "none" if method == "stl_sac" else method,
+        "method": method,
+        "seed": seed,
+        "env_steps": EVAL_STEPS[-1],
+        "final_success": evals[-1]["success"],
+        "final_success_mean": evals[-1]["success_mean"],
+        "best_success_mean": evals[-1]["success_mean"],
+    }
     (path / "summary.json").write_text(json.dumps(summary))
     if stats is None:
         return
@@ -66,7 +79,11 @@ def scenario(root, driver, rng, stl=False):
     for k in range(RUNS):
         stats = make_stats(rng)
         key = {"norm": "norm_share", "cos": "cos_update"}.get(driver)
-        final = rng.uniform(0, 1, len(TASKS)) if key is None else np.argsort(np.argsort(stats[key].mean(axis=0))) / len(TASKS)
+        final = (
+            rng.uniform(0, 1, len(TASKS))
+            if key is None
+            else np.argsort(np.argsort(stats[key].mean(axis=0))) / len(TASKS)
+        )
         method = "AB"[k % 2]
         write_run(root / method / f"seed{k}", method, k, final, stats)
         truth.append((stats, final))
@@ -106,8 +123,11 @@ def auc(final):
 def predictors(stats, window):
     rows = slice(None) if window == "train" else slice(2, None)
     proj = stats["proj"] / np.abs(stats["proj"]).sum(axis=1, keepdims=True)
-    return {"norm_share": stats["norm_share"][rows].mean(0), "proj_share": proj[rows].mean(0),
-            "cos_update": stats["cos_update"][rows].mean(0)}  # fmt: skip
+    return {
+        "norm_share": stats["norm_share"][rows].mean(0),
+        "proj_share": proj[rows].mean(0),
+        "cos_update": stats["cos_update"][rows].mean(0),
+    }
 
 
 @pytest.fixture(scope="module", params=["norm", "cos", "none"])
@@ -124,7 +144,7 @@ def test_rows_hold_the_run_averages(known):
     _, _, truth, stl_final, data = known
     assert len(data["rows"]) == RUNS * len(TASKS) and data["stl_runs"] and len(data["runs"]) == RUNS
     by_run = [data["rows"][k * len(TASKS) : (k + 1) * len(TASKS)] for k in range(RUNS)]
-    for (stats, final), rows in zip(truth, by_run):
+    for (stats, final), rows in zip(truth, by_run, strict=True):
         assert [r["task"] for r in rows] == TASKS
         np.testing.assert_allclose([r["final"] for r in rows], final)
         np.testing.assert_allclose([r["auc"] for r in rows], auc(final))
@@ -132,7 +152,9 @@ def test_rows_hold_the_run_averages(known):
         for window, suffix in (("train", ""), ("last3", "_last3")):
             for name, value in predictors(stats, window).items():
                 for loss in ("critic", "actor"):
-                    np.testing.assert_allclose([r[f"{loss}_{name}{suffix}"] for r in rows], value, rtol=1e-9, err_msg=name)
+                    np.testing.assert_allclose(
+                        [r[f"{loss}_{name}{suffix}"] for r in rows], value, rtol=1e-9, err_msg=name
+                    )
 
 
 def test_correlations_and_intervals_match_independent_computation(known):
@@ -160,8 +182,11 @@ def test_verdict_matches_the_known_answer(known):
     driver, _, _, _, data = known
     norm = data["correlations"]["critic/norm_share|train|auc"]
     cos = data["correlations"]["critic/cos_update|train|auc"]
-    diffs = [data["comparisons"][f"{loss}/{p} - {loss}/cos_update|train|auc"] for loss in ("critic", "actor")
-             for p in ("norm_share", "proj_share")]  # fmt: skip
+    diffs = [
+        data["comparisons"][f"{loss}/{p} - {loss}/cos_update|train|auc"]
+        for loss in ("critic", "actor")
+        for p in ("norm_share", "proj_share")
+    ]
     if driver == "norm":
         assert norm["value"] == pytest.approx(1.0) and norm["ci"] == pytest.approx([1.0, 1.0])
         assert diffs[0]["ci"][0] > 0.3
@@ -267,7 +292,7 @@ def test_runs_with_one_successful_task_are_flagged(tmp_path):
 
 def test_one_run_reads_in_the_singular(tmp_path):
     """One multi-task run (no projections logged) and one single-task run: each count of 1 is singular."""
-    from tests.test_report import _plurals_wrong
+    from tests.test_report import plurals_wrong
 
     rng = np.random.default_rng(6)
     write_run(tmp_path / "mt", "ew", 0, rng.uniform(0, 1, len(TASKS)), make_stats(rng), tb_keys=("norm", "cos_update"))
@@ -282,7 +307,7 @@ def test_one_run_reads_in_the_singular(tmp_path):
     assert "there is 1." in data["verdict"], data["verdict"]
     assert "1 multi-task run (1 single-task run serves as the reference)" in section
     assert "1 of 1 run did not log `grad/critic/proj`" in section
-    assert _plurals_wrong(section) == [], _plurals_wrong(section)
+    assert plurals_wrong(section) == [], plurals_wrong(section)
 
 
 @pytest.mark.parametrize("runs", [1, 3])

@@ -15,7 +15,7 @@ from metaworld.policies import ENV_POLICY_MAP
 
 from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.tasksets import TaskSet
-from envs.vector import _make, reset_done
+from envs.vector import make_metaworld_vector, reset_done
 
 TOL = 1e-9
 MT50 = tuple(env_dict.MT50_V3)
@@ -23,12 +23,20 @@ MT50 = tuple(env_dict.MT50_V3)
 
 def build_pair(tasks: tuple[str, ...], seed: int, max_episode_steps: int, terminate_on_success: bool):
     taskset = TaskSet("exactness", tasks)
-    common = dict(seed=seed, use_one_hot=True, reward_function_version="v2", max_episode_steps=max_episode_steps,
-                  num_goals=50, terminate_on_success=terminate_on_success)  # fmt: skip
+    common = dict(
+        seed=seed,
+        use_one_hot=True,
+        reward_function_version="v2",
+        max_episode_steps=max_episode_steps,
+        num_goals=50,
+        terminate_on_success=terminate_on_success,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
-        reference = _make(taskset, "sync", common)
-        fast = MetaWorldVectorEnv([_make(taskset, "sync", common)], max_episode_steps, terminate_on_success)
+        reference = make_metaworld_vector(taskset, "sync", common)
+        fast = MetaWorldVectorEnv(
+            [make_metaworld_vector(taskset, "sync", common)], max_episode_steps, terminate_on_success
+        )
     return reference, fast
 
 
@@ -48,16 +56,25 @@ def compare_rollout(reference, fast, tasks, steps: int, seed: int, scripted_frac
             a = policies[i].get_action(obs_r[i, :39].astype(np.float64))
             actions[i] = np.clip(a + rng.normal(0, 0.1, 4), -1, 1).astype(np.float32)
         out_r, out_f = reference.step(actions), fast.step(actions)
-        for i, (e_r, e_f) in enumerate(zip(reference.envs, fast.envs)):
+        for i, (e_r, e_f) in enumerate(zip(reference.envs, fast.envs, strict=True)):
             d_r, d_f = e_r.unwrapped.data, e_f.data
             where = f"{tasks[i]} at step {step}"
             assert np.array_equal(d_r.qpos, d_f.qpos) and np.array_equal(d_r.qvel, d_f.qvel), where
-            assert np.array_equal(d_r.mocap_pos, d_f.mocap_pos) and np.array_equal(d_r.mocap_quat, d_f.mocap_quat), where
-            np.testing.assert_allclose(e_f._last_stable_obs, e_r.unwrapped._last_stable_obs, rtol=0, atol=TOL, err_msg=where)
+            assert np.array_equal(d_r.mocap_pos, d_f.mocap_pos) and np.array_equal(d_r.mocap_quat, d_f.mocap_quat), (
+                where
+            )
+            np.testing.assert_allclose(
+                e_f._last_stable_obs, e_r.unwrapped._last_stable_obs, rtol=0, atol=TOL, err_msg=where
+            )
         np.testing.assert_allclose(out_f[0], out_r[0], rtol=0, atol=1e-6)  # float32 casts of obs within 1e-9
         np.testing.assert_allclose(out_f[1], out_r[1], rtol=0, atol=TOL, err_msg=f"rewards at step {step}")
         np.testing.assert_array_equal(out_f[2], out_r[2], err_msg=f"terminated at step {step}")
-        np.testing.assert_array_equal(out_f[3], out_r[3], err_msg=f"truncated at step {step}: {[tasks[i] for i in np.flatnonzero(out_f[3] != out_r[3])]} elapsed {fast._elapsed[out_f[3] != out_r[3]]}")
+        np.testing.assert_array_equal(
+            out_f[3],
+            out_r[3],
+            err_msg=f"truncated at step {step}: {[tasks[i] for i in np.flatnonzero(out_f[3] != out_r[3])]} "
+            f"elapsed {fast._elapsed[out_f[3] != out_r[3]]}",
+        )
         np.testing.assert_array_equal(out_f[4]["success"], np.asarray(out_r[4]["success"], dtype=float))
         seen["success"] |= np.asarray(out_r[4]["success"]) > 0
         done = out_r[2] | out_r[3]
@@ -89,7 +106,7 @@ def test_every_mt50_task_is_exact(mt50_pair):
     seen = compare_rollout(reference, fast, MT50, steps=400, seed=0, scripted_fraction=0.8)
     assert seen["resets"] >= len(MT50) * 2
     assert seen["success"].sum() >= 40, f"success reached on {seen['success'].sum()} tasks only"
-    for env, reward_fn, task in zip(fast.envs, fast._rewards, MT50):
+    for env, reward_fn, task in zip(fast.envs, fast._rewards, MT50, strict=True):
         obs = env._last_stable_obs
         for grip in (-1.5, -0.4, 0.0, 0.3, 0.6, 1.0, 1.5):
             for dtype in (np.float32, np.float64):
@@ -110,16 +127,20 @@ def test_matrix_to_quaternion_matches_scipy():
     the rotations objects rest in (identity, quarter and half turns, where the branch choice ties)."""
     from scipy.spatial.transform import Rotation
 
-    from envs.metaworld_fast import _mat_to_quat
+    from envs.metaworld_fast import mat_to_quat
 
     rng = np.random.default_rng(0)
     mats = list(Rotation.random(2000, random_state=1).as_matrix())
-    mats += [Rotation.from_rotvec(axis * angle).as_matrix() for axis in np.eye(3) for angle in (0, np.pi / 2, np.pi, -np.pi / 2)]
+    mats += [
+        Rotation.from_rotvec(axis * angle).as_matrix()
+        for axis in np.eye(3)
+        for angle in (0, np.pi / 2, np.pi, -np.pi / 2)
+    ]
     mats += [Rotation.from_rotvec(rng.normal(size=3) * 1e-9).as_matrix() for _ in range(20)]
     branches = set()
     for m in mats:
         expected = Rotation.from_matrix(m).as_quat()
-        got = _mat_to_quat(m.ravel().tolist())
+        got = mat_to_quat(m.ravel().tolist())
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
         branches.add(int(np.argmax([m[0, 0], m[1, 1], m[2, 2], np.trace(m)])))
     assert branches == {0, 1, 2, 3}
@@ -147,7 +168,7 @@ def test_worker_processes_step_the_same_transitions():
         for i in range(0, len(tasks), 2):  # scripted on every other task, so some succeed
             actions[i] = np.clip(policies[i].get_action(obs[i, :39].astype(np.float64)), -1, 1)
         out1, out3 = one.step(actions), three.step(actions)
-        for a, b in zip(out1[:4], out3[:4]):
+        for a, b in zip(out1[:4], out3[:4], strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
         np.testing.assert_array_equal(out1[4]["success"], out3[4]["success"])
         if step % 40 == 39:
@@ -176,7 +197,7 @@ def _same(a, b) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(a, b)
     return a == b

@@ -22,12 +22,25 @@ def write_run(path, balancer, seed, evals, config=None, env_steps=None, method=N
     """A finished run: eval.jsonl from ``evals`` ([steps, tasks] success rates) and the summary
     the trainer would write from it (plus the summary fields in ``extra``)."""
     path.mkdir(parents=True)
-    lines = [{"step": s, "success_mean": float(np.mean(row)), "success": dict(zip(TASKS, map(float, row))),
-              "return": dict.fromkeys(TASKS, 0.0)} for s, row in zip(STEPS, evals)]  # fmt: skip
+    lines = [
+        {
+            "step": s,
+            "success_mean": float(np.mean(row)),
+            "success": dict(zip(TASKS, map(float, row), strict=True)),
+            "return": dict.fromkeys(TASKS, 0.0),
+        }
+        for s, row in zip(STEPS, evals, strict=True)
+    ]
     (path / "eval.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    summary = {"taskset": "MT10", "balancer": balancer, "seed": seed, "env_steps": env_steps or STEPS[-1],
-               "final_success_mean": lines[-1]["success_mean"], "final_success": lines[-1]["success"],
-               "best_success_mean": max(line["success_mean"] for line in lines)}  # fmt: skip
+    summary = {
+        "taskset": "MT10",
+        "balancer": balancer,
+        "seed": seed,
+        "env_steps": env_steps or STEPS[-1],
+        "final_success_mean": lines[-1]["success_mean"],
+        "final_success": lines[-1]["success"],
+        "best_success_mean": max(line["success_mean"] for line in lines),
+    }
     if method:
         summary["method"] = method
     summary.update(extra or {})
@@ -79,13 +92,13 @@ def test_aggregates_match_independent_math(synthetic):
                 assert lo <= e["value"] <= hi and hi - lo > 0.01
                 ref = stratified_bootstrap(x, stat, 4000, rng)
                 assert np.allclose([lo, hi], ref, atol=0.025), (method, name, stat_name, (lo, hi), ref)
-        assert d["per_task_final"] == pytest.approx(dict(zip(TASKS, final.mean(axis=0))))
+        assert d["per_task_final"] == pytest.approx(dict(zip(TASKS, final.mean(axis=0), strict=True)))
         # the curve: at every evaluation step, the IQM over seeds of each run's mean over tasks,
         # its CI a bootstrap over seeds
         assert d["curve"]["steps"] == STEPS
         run_means = s.mean(axis=2)  # [runs, steps]
         assert d["curve"]["iqm"] == pytest.approx([iqm(run_means[:, i]) for i in range(len(STEPS))])
-        for i, (lo, hi) in enumerate(zip(d["curve"]["ci_low"], d["curve"]["ci_high"])):
+        for i, (lo, hi) in enumerate(zip(d["curve"]["ci_low"], d["curve"]["ci_high"], strict=True)):
             assert lo <= d["curve"]["iqm"][i] <= hi
             ref = stratified_bootstrap(run_means[:, i : i + 1], iqm, 4000, rng)
             assert np.allclose([lo, hi], ref, atol=0.03), (method, i, (lo, hi), ref)
@@ -127,7 +140,11 @@ def test_grouping_by_method_and_swept_hyperparameters(tmp_path):
         write_run(tmp_path / f"c09_{seed}", "cagrad", seed, ones, c09)
         write_run(tmp_path / f"stl_{seed}", "ew", seed, ones, method="stl_sac")
     data = build(find_runs([tmp_path]), reps=200)
-    assert {m: len(d["runs"]) for m, d in data["methods"].items()} == {"cagrad (c=0.5)": 2, "cagrad (c=0.9)": 2, "stl_sac": 2}
+    assert {m: len(d["runs"]) for m, d in data["methods"].items()} == {
+        "cagrad (c=0.5)": 2,
+        "cagrad (c=0.9)": 2,
+        "stl_sac": 2,
+    }
 
 
 def test_gradient_statistics_from_tensorboard(tmp_path):
@@ -219,7 +236,9 @@ def _protocol_runs(root, **differ):
     for name, cfg in (("ew", base), ("cagrad", base), ("odd", {**base, **differ})):
         for seed in range(3):
             method = "ew" if name == "odd" else name
-            write_run(root / name / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2), {**cfg, "seed": seed})
+            write_run(
+                root / name / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2), {**cfg, "seed": seed}
+            )
 
 
 def test_report_says_which_runs_it_found_and_how_it_grouped_them(tmp_path, capsys):
@@ -232,7 +251,9 @@ def test_report_says_which_runs_it_found_and_how_it_grouped_them(tmp_path, capsy
     assert "mtrl:   ew (batch_size=None): 3 runs: ew/seed0" in err
 
 
-@pytest.mark.parametrize("key,value", [("max_episode_steps", 50), ("num_goals", 1), ("eval_episodes", 1), ("taskset", "MT10b")])
+@pytest.mark.parametrize(
+    "key,value", [("max_episode_steps", 50), ("num_goals", 1), ("eval_episodes", 1), ("taskset", "MT10b")]
+)
 def test_runs_of_different_protocols_are_refused_unless_allowed(key, value, tmp_path, capsys):
     _protocol_runs(tmp_path / "runs", **{key: value})
     out = tmp_path / "rep"
@@ -251,7 +272,9 @@ def _verdict_runs(root, shift):
     rng = np.random.default_rng(3)
     for method, up in (("A", shift), ("B", 0.0)):
         for seed in range(5):
-            write_run(root / method / f"seed{seed}", method, seed, np.clip(rng.uniform(0, 0.6, (3, 4)) + up, 0, 1).round(3))
+            write_run(
+                root / method / f"seed{seed}", method, seed, np.clip(rng.uniform(0, 0.6, (3, 4)) + up, 0, 1).round(3)
+            )
 
 
 def test_verdict_names_the_better_method_when_the_interval_excludes_one_half(tmp_path):
@@ -263,7 +286,10 @@ def test_verdict_names_the_better_method_when_the_interval_excludes_one_half(tmp
     assert lo > 0.5
     assert data["verdict"] == verdict(data)
     assert data["verdict"].startswith("Verdict (5 runs per group")
-    assert f"A beats B with P(A > B) = {data['probability_of_improvement']['A > B']['value']:.2f} [{lo:.2f}, {hi:.2f}]" in data["verdict"]
+    assert (
+        f"A beats B with P(A > B) = {data['probability_of_improvement']['A > B']['value']:.2f} [{lo:.2f}, {hi:.2f}]"
+        in data["verdict"]
+    )
 
 
 def test_no_verdict_at_this_budget_when_every_interval_holds_one_half(tmp_path):
@@ -282,7 +308,13 @@ def test_long_group_labels_are_shortened_with_a_key(tmp_path):
     base = {"seed": 1, "balancer": {"critic": "ew", "actor": "ew"}}
     for i, (batch, hidden) in enumerate([(640, [256, 256]), (1280, [400, 400, 400])]):
         for seed in range(2):
-            cfg = {**base, "seed": seed, "batch_size": batch, "buffer_size": 1000 * batch, "sac": {"hidden_sizes": hidden}}
+            cfg = {
+                **base,
+                "seed": seed,
+                "batch_size": batch,
+                "buffer_size": 1000 * batch,
+                "sac": {"hidden_sizes": hidden},
+            }
             write_run(tmp_path / "runs" / f"g{i}" / f"s{seed}", "ew", seed, np.full((3, 4), 0.5), cfg)
     out = tmp_path / "rep"
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
@@ -306,7 +338,9 @@ def _separated_runs(root, runs_per_group):
 def _groups_table(md):
     """{group: its cell of "settings that differ"} from report.md's Groups table."""
     section = md.split("## Groups\n")[1].split("\n## ")[0]
-    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ") and "| --- |" not in line]
+    rows = [
+        line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ") and "| --- |" not in line
+    ]
     header, body = rows[0], rows[1:]
     assert header[-1].strip().startswith("settings that differ"), header
     return {r[0].strip(): r[-1].strip() for r in body}
@@ -347,8 +381,14 @@ def test_runs_of_different_lengths_and_protocols_are_named_and_warned(tmp_path, 
     rng = np.random.default_rng(7)
     for method, preset in presets.items():
         cfg = {"taskset": "MT10", "seed": 1, "num_goals": 50, "balancer": {"critic": method, "actor": method}, **preset}
-        write_run(tmp_path / "runs" / method, method, 1, rng.uniform(0, 1, (3, 4)).round(2), cfg,
-                  env_steps=preset["total_env_steps"])  # fmt: skip
+        write_run(
+            tmp_path / "runs" / method,
+            method,
+            1,
+            rng.uniform(0, 1, (3, 4)).round(2),
+            cfg,
+            env_steps=preset["total_env_steps"],
+        )
     out = tmp_path / "rep"
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200", "--allow-mixed"]) == 0
     err = capsys.readouterr().err
@@ -372,21 +412,30 @@ def test_critic_loss_of_runs_made_before_the_field_is_sum(tmp_path):
     """summary.json's critic_loss is a setting: runs lacking it used the sum over the two critics,
     so old and new runs of one method are separate groups, and the table names it for every group."""
     rng = np.random.default_rng(8)
-    for name, method, extra in (("ew_old", "ew", None), ("ew_new", "ew", {"critic_loss": "mean"}), ("cagrad", "cagrad", None)):
+    for name, method, extra in (
+        ("ew_old", "ew", None),
+        ("ew_new", "ew", {"critic_loss": "mean"}),
+        ("cagrad", "cagrad", None),
+    ):
         for seed in range(3):
-            write_run(tmp_path / "runs" / name / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2), extra=extra)
+            write_run(
+                tmp_path / "runs" / name / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2), extra=extra
+            )
     out = tmp_path / "rep"
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
     data = json.loads((out / "report.json").read_text())
     assert {m: len(d["runs"]) for m, d in data["methods"].items()} == {
-        "cagrad": 3, "ew (critic_loss=mean)": 3, "ew (critic_loss=sum)": 3}  # fmt: skip
+        "cagrad": 3,
+        "ew (critic_loss=mean)": 3,
+        "ew (critic_loss=sum)": 3,
+    }
     cells = _groups_table((out / "report.md").read_text())
     assert cells["cagrad"].startswith("critic_loss=sum")
     assert cells["ew (critic_loss=mean)"].startswith("critic_loss=mean")
     assert cells["ew (critic_loss=sum)"].startswith("critic_loss=sum")
 
 
-def _plurals_wrong(text):
+def plurals_wrong(text):
     """Phrases a person would not write: "1 runs", "1 single-task runs", "run(s)", "there are 1"."""
     import re
 
@@ -402,17 +451,22 @@ def test_counts_of_one_read_as_written(tmp_path, capsys):
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "200"]) == 0
     err, md = capsys.readouterr().err, (out / "report.md").read_text()
     assert "mtrl:   ew: 1 run: ew" in err and "1 run per group" in md  # the counts are there, in the singular
-    assert _plurals_wrong(err) == [] and _plurals_wrong(md) == []
-    assert _plurals_wrong("1 runs, 1 multi-task runs, 2 run(s), there are 1") == ["1 runs", "1 multi-task runs", "n(s)",
-                                                                                   "there are 1"]  # fmt: skip
+    assert plurals_wrong(err) == [] and plurals_wrong(md) == []
+    assert plurals_wrong("1 runs, 1 multi-task runs, 2 run(s), there are 1") == [
+        "1 runs",
+        "1 multi-task runs",
+        "n(s)",
+        "there are 1",
+    ]
 
 
 @pytest.mark.parametrize("runs_per_group", [(1, 1), (1, 3), (3, 3)])
 def test_plot_titles_promise_bands_only_where_drawn(runs_per_group, tmp_path):
-    from mtrl.report import MIN_RUNS, plot_curves, plot_profile
+    from mtrl.report import plot_curves, plot_profile
+    from mtrl.report_shared import MIN_RUNS
 
     rng = np.random.default_rng(10)
-    for method, n in zip(("ew", "pcgrad"), runs_per_group):
+    for method, n in zip(("ew", "pcgrad"), runs_per_group, strict=True):
         for seed in range(n):
             write_run(tmp_path / "runs" / method / f"seed{seed}", method, seed, rng.uniform(0, 1, (3, 4)).round(2))
     data = build(find_runs([tmp_path / "runs"]), reps=200)
@@ -424,13 +478,14 @@ def test_plot_titles_promise_bands_only_where_drawn(runs_per_group, tmp_path):
         if 0 < banded < len(runs_per_group):
             assert f"{MIN_RUNS}" in drawn["title"], drawn["title"]  # which groups have one
         check_png(tmp_path / f"{plot.__name__}.png")
-    assert _plurals_wrong(" ".join(plot_curves(data, tmp_path / "c.png")["labels"])) == []
+    assert plurals_wrong(" ".join(plot_curves(data, tmp_path / "c.png")["labels"])) == []
 
 
 def test_critic_loss_of_stl_sac_runs_made_before_the_field_is_mean():
     """stable-baselines3's SAC always took the mean over its two critics: an stl_sac run without
     the field reads as mean, an MT-SAC one as sum."""
-    from mtrl.report import Run, settings
+    from mtrl.report import settings
+    from mtrl.report_shared import Run
 
     old_stl = Run(path=None, summary={"agent": "stl_sac", "balancer": "ew"}, evals=[], config={"agent": "stl_sac"})
     old_mtsac = Run(path=None, summary={"balancer": "ew"}, evals=[], config={"agent": "mtsac"})

@@ -6,9 +6,8 @@ import importlib.util
 import json
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtrl.checkpoint import list_checkpoints
 from mtrl.cli import main
@@ -17,9 +16,21 @@ from tests.test_train_smoke import SUMMARY_KEYS
 
 MT3 = REPO / "docs" / "examples" / "mt3.yaml"
 TASKS = ["reach-v3", "push-v3", "drawer-close-v3"]
-ARGS = ["--config", str(SMOKE), "--agent", "stl_sac", f"taskset={MT3}", "batch_size=12", "total_env_steps=150",
-        "warmup_env_steps=30", "eval_every=90", "eval_episodes=1", "checkpoint_every=60", "log_every=30",
-        "max_episode_steps=20"]  # fmt: skip
+ARGS = [
+    "--config",
+    str(SMOKE),
+    "--agent",
+    "stl_sac",
+    f"taskset={MT3}",
+    "batch_size=12",
+    "total_env_steps=150",
+    "warmup_env_steps=30",
+    "eval_every=90",
+    "eval_episodes=1",
+    "checkpoint_every=60",
+    "log_every=30",
+    "max_episode_steps=20",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +57,15 @@ def test_tensorboard_tags(stl_run):
     ea = EventAccumulator(str(stl_run / "tb"), size_guidance={"scalars": 0})
     ea.Reload()
     tags = set(ea.Tags()["scalars"])
-    for prefix in ["eval/success_rate", "eval/return", "train/success_rate", "train/return", "loss/critic",
-                   "loss/actor", "alpha"]:  # fmt: skip
+    for prefix in [
+        "eval/success_rate",
+        "eval/return",
+        "train/success_rate",
+        "train/return",
+        "loss/critic",
+        "loss/actor",
+        "alpha",
+    ]:
         assert {f"{prefix}/{t}" for t in TASKS} <= tags, prefix
     assert {"eval/success_rate_mean", "perf/env_steps_per_s", "perf/updates_per_s"} <= tags
     # 20-step episodes: one finished training episode per task every 20 per-task steps = 60 env steps
@@ -71,12 +89,15 @@ def test_checkpoints_and_resume(stl_run, tmp_path):
     assert [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()] == [90, 150, 180, 210]
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--balancer", "cagrad"], "agent 'stl_sac' trains one SAC per task and has no balancer"),
-    (["sac.multi_head=true"], "sac.multi_head applies to agent 'mtsac' only"),
-    (["sac.critic_lr=0.001"], "has one learning rate"),
-    (["--agent", "ppo"], "valid: mtsac, stl_sac"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--balancer", "cagrad"], "agent 'stl_sac' trains one SAC per task and has no balancer"),
+        (["sac.multi_head=true"], "sac.multi_head applies to agent 'mtsac' only"),
+        (["sac.critic_lr=0.001"], "has one learning rate"),
+        (["--agent", "ppo"], "valid: mtsac, stl_sac"),
+    ],
+)
 def test_bad_stl_options_exit_2(extra, message, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--run-dir", str(run_dir), *ARGS, *extra]) == 2
@@ -87,7 +108,9 @@ def test_bad_stl_options_exit_2(extra, message, tmp_path, capsys):
 
 def test_missing_sb3_names_the_extra(tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "stable_baselines3" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "stable_baselines3" else real(name, *a)
+    )
     assert main(["train", "--run-dir", str(tmp_path / "run"), *ARGS]) == 2
     assert "pip install 'mtrl[sb3]'" in capsys.readouterr().err and not (tmp_path / "run").exists()
 

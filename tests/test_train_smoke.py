@@ -1,5 +1,5 @@
-"""A smoke-preset run through the CLI writes the run directory and TensorBoard tags of DESIGN,
-and resuming from a checkpoint continues the run exactly."""
+"""A smoke-preset run through the CLI writes the run directory and TensorBoard tags that README.md
+("A run directory") lists, and resuming from a checkpoint continues the run exactly."""
 
 import json
 import shutil
@@ -18,9 +18,21 @@ from tests.conftest import SMOKE
 
 TASKS = get_taskset("MT10").tasks
 SUMMARY_KEYS = {
-    "taskset", "balancer", "method", "agent", "seed", "env_steps", "updates", "wall_time_s", "final_success_mean",
-    "best_success_mean", "final_success", "env_steps_per_s", "updates_per_s", "critic_loss",
-}  # fmt: skip
+    "taskset",
+    "balancer",
+    "method",
+    "agent",
+    "seed",
+    "env_steps",
+    "updates",
+    "wall_time_s",
+    "final_success_mean",
+    "best_success_mean",
+    "final_success",
+    "env_steps_per_s",
+    "updates_per_s",
+    "critic_loss",
+}
 
 
 def _events(run_dir) -> EventAccumulator:
@@ -58,8 +70,15 @@ def test_config_yaml_is_the_resolved_config(smoke_run):
 
 def test_tensorboard_tags(smoke_run):
     tags = _scalars(smoke_run)
-    per_task = ["eval/success_rate", "eval/return", "train/success_rate", "train/return",
-                "loss/critic", "loss/actor", "alpha"]  # fmt: skip
+    per_task = [
+        "eval/success_rate",
+        "eval/return",
+        "train/success_rate",
+        "train/return",
+        "loss/critic",
+        "loss/actor",
+        "alpha",
+    ]
     for prefix in per_task:
         for task in TASKS:
             assert f"{prefix}/{task}" in tags, f"{prefix}/{task} missing"
@@ -180,8 +199,10 @@ def _assert_same_run(run, reference) -> None:
                 assert torch.equal(final["optimizers"][loss]["state"][key][field], value), (run.name, loss, key, field)
     # evaluation returns are sums of float64 rewards, equal to 1e-9 per step (the replay holds
     # them as float32, bit-identical); successes are identical
-    evals, ref_evals = ([json.loads(line) for line in (r / "eval.jsonl").read_text().splitlines()] for r in (run, reference))
+    evals, ref_evals = (
+        [json.loads(line) for line in (r / "eval.jsonl").read_text().splitlines()] for r in (run, reference)
+    )
     assert [e["step"] for e in evals] == [e["step"] for e in ref_evals] == [1500, 3000]
-    for f, s in zip(evals, ref_evals):
+    for f, s in zip(evals, ref_evals, strict=True):
         assert f["success"] == s["success"], run.name
         assert f["return"] == pytest.approx(s["return"], abs=1e-6), run.name

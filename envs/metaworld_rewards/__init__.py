@@ -12,13 +12,12 @@ without one runs Meta-World's own ``evaluate_state``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
+from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
-RewardFn = Callable[[object, np.ndarray, np.ndarray], tuple[float, float]]
-
-from envs.metaworld_rewards import (  # noqa: E402  (the groups import RewardFn's module)
+from envs.metaworld_rewards import (
     assembly_bins_tools,
     buttons_coffee_dial,
     doors_drawers_windows,
@@ -28,7 +27,8 @@ from envs.metaworld_rewards import (  # noqa: E402  (the groups import RewardFn'
     sticks_sweeps_shelf,
 )
 
-REWARDS: dict[type, RewardFn] = {
+RewardFn = Callable[[SawyerXYZEnv, np.ndarray, np.ndarray], tuple[float, float]]
+REWARDS: dict[type[SawyerXYZEnv], RewardFn] = {
     **reach_push_pick.REWARDS,
     **doors_drawers_windows.REWARDS,
     **buttons_coffee_dial.REWARDS,

@@ -57,7 +57,9 @@ def assembly(env, obs, action) -> tuple[float, float]:
     in_place = 0.1 * float(lifted) + 0.9 * tolerance(_SQRT(ex * ex + ey * ey + ez * ez), 0, 0.02, 0.4, "long_tail")
 
     wtx = hx if abs(wx - hx) < SawyerNutAssemblyEnvV3.WRENCH_HANDLE_LENGTH / 2.0 else wx
-    grab = gripper_caging(env, action, (wtx, wy, wz), tcp_xyz(env), 0.015, 0.02, 0.01, reach_radius=0.01, medium_density=True)
+    grab = gripper_caging(
+        env, action, (wtx, wy, wz), tcp_xyz(env), 0.015, 0.02, 0.01, reach_radius=0.01, medium_density=True
+    )
     return float((2.0 * grab + 6.0 * in_place) * reward_quat), 0.0
 
 

@@ -76,15 +76,26 @@ def handle_press_side(env, obs, action) -> tuple[float, float]:
     return _handle_press(env)
 
 
-def _handle_pull(env, obs, action, target_to_obj: float, target_to_obj_init: float, lifted_axis: int,
-                 pad_success_thresh: float, obj_radius: float) -> float:  # fmt: skip
+def _handle_pull(
+    env,
+    obs,
+    action,
+    target_to_obj: float,
+    target_to_obj_init: float,
+    lifted_axis: int,
+    pad_success_thresh: float,
+    obj_radius: float,
+) -> float:
     obj = obs[4:7].tolist()
     tcp = tcp_xyz(env)
     in_place = tolerance(target_to_obj, 0, env.TARGET_RADIUS, target_to_obj_init, "long_tail")
     grasped = gripper_caging(env, action, obj, tcp, obj_radius, pad_success_thresh, 0.01, high_density=True)
     reward = _hamacher_any(grasped, in_place)
-    if (dist(*obj, *tcp) < 0.035 and obs[3] > 0
-            and obj[lifted_axis] - 0.01 > float(env.obj_init_pos[2])):  # fmt: skip
+    if (
+        dist(obj[0], obj[1], obj[2], *tcp) < 0.035
+        and obs[3] > 0
+        and obj[lifted_axis] - 0.01 > float(env.obj_init_pos[2])
+    ):
         reward += 1.0 + 5.0 * in_place
     if target_to_obj < env.TARGET_RADIUS:
         reward = 10.0

@@ -13,7 +13,14 @@ from metaworld.envs.sawyer_plate_slide_back_v3 import SawyerPlateSlideBackEnvV3
 from metaworld.envs.sawyer_plate_slide_side_v3 import SawyerPlateSlideSideEnvV3
 from metaworld.envs.sawyer_plate_slide_v3 import SawyerPlateSlideEnvV3
 
-from envs.metaworld_rewards.primitives import dist, gripper_caging, hamacher_product, rect_prism_tolerance, tcp_xyz, tolerance
+from envs.metaworld_rewards.primitives import (
+    dist,
+    gripper_caging,
+    hamacher_product,
+    rect_prism_tolerance,
+    tcp_xyz,
+    tolerance,
+)
 
 _F32 = np.float32
 
@@ -79,7 +86,7 @@ _PEG_INSERT_SITES = (
 
 
 def _inside(curr, zero, one) -> bool:
-    for a, b, c in zip(curr, zero, one):
+    for a, b, c in zip(curr, zero, one, strict=True):
         if not (b <= a <= c if c >= b else c <= a <= b):
             return False
     return True

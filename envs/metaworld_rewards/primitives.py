@@ -31,18 +31,18 @@ def dist(ax: float, ay: float, az: float, bx: float, by: float, bz: float) -> fl
     return math.sqrt(x * x + y * y + z * z)
 
 
-def norm3(a, b) -> float:
-    """|a - b| for 3-vectors."""
-    x, y, z = a[0] - b[0], a[1] - b[1], a[2] - b[2]
-    return math.sqrt(x * x + y * y + z * z)
-
-
 def norm(v) -> float:
     return math.sqrt(sum(float(x) * float(x) for x in v))
 
 
-def tolerance(x: float, lower: float, upper: float, margin: float, sigmoid: str = "gaussian",
-              value_at_margin: float = _VALUE_AT_MARGIN) -> float:  # fmt: skip
+def tolerance(
+    x: float,
+    lower: float,
+    upper: float,
+    margin: float,
+    sigmoid: str = "gaussian",
+    value_at_margin: float = _VALUE_AT_MARGIN,
+) -> float:
     """``reward_utils.tolerance`` for one float: 1 inside [lower, upper], else the sigmoid of the
     distance to the nearest bound over ``margin`` (0 outside when margin is 0)."""
     if lower > upper:
@@ -87,9 +87,21 @@ def rect_prism_tolerance(curr, zero, one) -> float:
     return 1.0
 
 
-def gripper_caging(env, action, obj, tcp, obj_radius: float, pad_thresh: float, xz_thresh: float, *, init=None,
-                   reach_radius: float = 0.0, effort: float = 1.0, high_density: bool = False,
-                   medium_density: bool = False):  # fmt: skip
+def gripper_caging(
+    env,
+    action,
+    obj,
+    tcp,
+    obj_radius: float,
+    pad_thresh: float,
+    xz_thresh: float,
+    *,
+    init=None,
+    reach_radius: float = 0.0,
+    effort: float = 1.0,
+    high_density: bool = False,
+    medium_density: bool = False,
+):
     """``SawyerXYZEnv._gripper_caging_reward`` on floats: ``obj`` and ``tcp`` are 3 floats, ``init``
     the object's initial position (default ``env.obj_init_pos``; stick-push's override uses its
     stick's). Caging on y by the pads, on x-z by the tcp, gripping once caged (> 0.97).

@@ -240,8 +240,9 @@ def pick_out_of_hole(env, obs, action) -> tuple[float, float]:
     radius = math.sqrt(dx * dx + dy * dy)
     floor = 0.0 if radius <= 0.03 else 0.015 * math.log(radius - 0.03) + 0.15
     above_floor = 1.0 if tz >= floor else tolerance(max(floor - tz, 0.0), 0.0, 0.01, 0.02, "long_tail")
-    object_grasped = gripper_caging(env, action, (ox, oy, oz), (tx, ty, tz), 0.015, 0.02, 0.03, effort=0.1,
-                                    high_density=True)  # fmt: skip
+    object_grasped = gripper_caging(
+        env, action, (ox, oy, oz), (tx, ty, tz), 0.015, 0.02, 0.03, effort=0.1, high_density=True
+    )
     in_place = tolerance(obj_to_target, 0, 0.02, in_place_margin, "long_tail")
     reward = hamacher_product(object_grasped, in_place)
     if tcp_to_obj < 0.04 and oz - 0.02 > iz and not tcp_opened < 0.33:

@@ -31,10 +31,12 @@ def _pad_caging(env, tcp, ox, oy, oz, obj_radius, grip_margin, xz_margin) -> flo
     # init_*_pad are views of the live pad positions (get_body_com at __init__): read them, don't cache
     rm = abs(abs(oy - float(env.init_right_pad[1])) - 0.05)
     lm = abs(abs(oy - float(env.init_left_pad[1])) - 0.05)
-    y_caging = hamacher_product(tolerance(dr, obj_radius, 0.05, rm, "long_tail"),
-                                tolerance(dl, obj_radius, 0.05, lm, "long_tail"))  # fmt: skip
-    y_gripping = hamacher_product(tolerance(dr, obj_radius, grip_margin, rm, "long_tail"),
-                                  tolerance(dl, obj_radius, grip_margin, lm, "long_tail"))  # fmt: skip
+    y_caging = hamacher_product(
+        tolerance(dr, obj_radius, 0.05, rm, "long_tail"), tolerance(dl, obj_radius, 0.05, lm, "long_tail")
+    )
+    y_gripping = hamacher_product(
+        tolerance(dr, obj_radius, grip_margin, rm, "long_tail"), tolerance(dl, obj_radius, grip_margin, lm, "long_tail")
+    )
     tx, _, tz = tcp
     ix, _, iz = env.obj_init_pos.tolist()
     jx, _, jz = env.init_tcp.tolist()
@@ -82,8 +84,9 @@ def stick_push(env, obs, action) -> tuple[float, float]:
     reward = object_grasped
     container_to_target = dist(cx, cy, cz, tx, ty, tz)
     # Meta-World builds both tolerances every step, and a negative margin raises there
-    stick_margin = dist(*init, tx, ty, tz) - 0.12
-    container_margin = dist(*env.obj_init_pos.tolist(), tx, ty, tz) - 0.12
+    stick_margin = dist(init[0], init[1], init[2], tx, ty, tz) - 0.12
+    px, py, pz = env.obj_init_pos.tolist()
+    container_margin = dist(px, py, pz, tx, ty, tz) - 0.12
     if stick_margin < 0 or container_margin < 0:
         raise ValueError(f"`margin` must be non-negative. Current value: {min(stick_margin, container_margin)}")
     if dist(sx, sy, sz, *tcp) < 0.02 and o[3] > 0 and sz - 0.01 > init[2]:
@@ -135,10 +138,12 @@ def stick_pull(env, obs, action) -> tuple[float, float]:
     if grasp_success:
         reward = 1.0 + in_place_and_object_grasped + 5.0 * stick_in_place
         if inserted:
-            stick_in_place_2 = tolerance(dist(sx, sy, sz, tx, ty, tz), 0, 0.05,
-                                         dist(six, siy, siz, tx, ty, tz), "long_tail")  # fmt: skip
-            container_in_place = tolerance(dist(cx, cy, cz, tx, ty, tz), 0, 0.05,
-                                           dist(ix, iy, iz, tx, ty, tz), "long_tail")  # fmt: skip
+            stick_in_place_2 = tolerance(
+                dist(sx, sy, sz, tx, ty, tz), 0, 0.05, dist(six, siy, siz, tx, ty, tz), "long_tail"
+            )
+            container_in_place = tolerance(
+                dist(cx, cy, cz, tx, ty, tz), 0, 0.05, dist(ix, iy, iz, tx, ty, tz), "long_tail"
+            )
             reward = 1.0 + in_place_and_object_grasped + 5.0 + 2.0 * stick_in_place_2 + 1.0 * container_in_place
             if handle_to_target <= 0.12:
                 reward = 10.0
@@ -154,7 +159,7 @@ def shelf_place(env, obs, action) -> tuple[float, float]:
     tx, ty, tz = env._target_pos.tolist()
     obj_init = env.obj_init_pos.tolist()
     obj_to_target = dist(ox, oy, oz, tx, ty, tz)
-    in_place = tolerance(obj_to_target, 0, 0.05, dist(*obj_init, tx, ty, tz), "long_tail")
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(obj_init[0], obj_init[1], obj_init[2], tx, ty, tz), "long_tail")
     object_grasped = gripper_caging(env, action, (ox, oy, oz), tcp, 0.02, 0.05, 0.01, init=obj_init, high_density=False)
     reward = hamacher_product(object_grasped, in_place)
     # after np.clip Meta-World's in_place is a numpy float64, which turns a float32 reward into
@@ -184,7 +189,8 @@ def _sweep(env, obs, target_z_from_obj: bool, grip_margin: float, xz_margin: flo
     if target_z_from_obj:
         tz = oz
     obj_to_target = dist(ox, oy, oz, tx, ty, tz)
-    in_place = tolerance(obj_to_target, 0, 0.05, dist(*env.obj_init_pos.tolist(), tx, ty, tz), "long_tail")
+    ix, iy, iz = env.obj_init_pos.tolist()
+    in_place = tolerance(obj_to_target, 0, 0.05, dist(ix, iy, iz, tx, ty, tz), "long_tail")
     object_grasped = _pad_caging(env, tcp_xyz(env), ox, oy, oz, env.OBJ_RADIUS, grip_margin, xz_margin)
     reward = (2 * object_grasped) + (6 * hamacher_product(object_grasped, in_place))
     if obj_to_target < 0.05:
