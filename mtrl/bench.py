@@ -46,7 +46,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from envs.evaluation import evaluate
 from envs.forked_workers import default_workers
 from envs.metaworld_fast import MetaWorldVectorEnv
-from envs.strategies import VECTOR_STRATEGIES
+from envs.strategies import VECTOR_STRATEGIES, VectorStrategy
 from envs.vector import make_vector_env, reset_done
 from mtrl.balancers import available_balancers
 from mtrl.balancers._simplex import HOST
@@ -98,7 +98,7 @@ def _timed(fn, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def bench_trainer(cfg: Config, strategy: str, run_dir: Path) -> Trainer:
+def bench_trainer(cfg: Config, strategy: VectorStrategy, run_dir: Path) -> Trainer:
     cfg = copy.deepcopy(cfg)
     cfg.vector_strategy = strategy
     cfg.warmup_env_steps = 0  # the policy acts from the first step, as in steady state
@@ -258,7 +258,7 @@ def eval_times(trainer: Trainer, plan: BenchPlan, log) -> dict:
     time, so the successes agree (checked here)."""
     cfg = trainer.cfg
     episodes = plan.eval_episodes or cfg.eval_episodes
-    variants = [("sync", 1, 1)]
+    variants: list[tuple[VectorStrategy, int, int]] = [("sync", 1, 1)]
     if trainer.taskset.kind == "metaworld":
         copies = cfg.eval_envs_per_task if cfg.eval_envs_per_task > 1 else 5
         variants += [("auto", 1, 1), ("auto", copies, 1)]

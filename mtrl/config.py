@@ -14,10 +14,13 @@ import dataclasses
 import difflib
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mtrl.balancers.base import Balancer
 
 import yaml
 
@@ -528,7 +531,9 @@ def _hparam(method: str, key: str, value, hparams: dict):
     raise ValueError(f"balancer {method!r} hyperparameter {key!r} expects {type(default).__name__}, got {value!r}")
 
 
-def make_loss_balancers(bcfg: BalancerChoice, task_names: list[str], where: str = "balancer") -> dict:
+def make_loss_balancers(
+    bcfg: BalancerChoice, task_names: Sequence[str], where: str = "balancer"
+) -> dict[str, Balancer]:
     """One balancer instance per loss ({"critic": ..., "actor": ...}), never shared, for the tasks
     ``task_names`` (in task order). Raises
     ValueError naming the valid choices for an unknown method or hyperparameter (``where``: the
@@ -547,7 +552,7 @@ def make_loss_balancers(bcfg: BalancerChoice, task_names: list[str], where: str 
     for loss, name in methods.items():
         given = {**{k: v for k, v in bcfg.kwargs.items() if k in hparams[loss]}, **own[loss]}
         typed = {k: _hparam(name, k, v, hparams[loss]) for k, v in given.items()}
-        out[loss] = make_balancer(name, num_tasks=len(task_names), task_names=task_names, **typed)
+        out[loss] = make_balancer(name, num_tasks=len(task_names), task_names=list(task_names), **typed)
     return out
 
 

@@ -30,7 +30,7 @@ import torch
 from envs.evaluation import EvalResult, evaluate
 from envs.forked_workers import default_workers
 from envs.tasksets import TaskSet, get_taskset
-from envs.vector import make_vector_env
+from envs.vector import MultiTaskVectorEnv, make_vector_env
 from mtrl.checkpoint import load_latest_checkpoint, save_checkpoint
 from mtrl.config import Config, ConfigError, save_config, to_dict
 from mtrl.logger import RunLogger, truncate_eval_log, write_summary
@@ -61,7 +61,7 @@ def resolve_env_workers(cfg: Config) -> int:
     return default_workers() if resolve_device(cfg.device).type == "cuda" else 1
 
 
-def make_eval_envs(cfg: Config, taskset: TaskSet) -> gym.vector.VectorEnv:
+def make_eval_envs(cfg: Config, taskset: TaskSet) -> MultiTaskVectorEnv:
     """The evaluation envs of a run: episodes end at the first success, and on the fast path
     ``eval_envs_per_task`` copies of each task share its episodes (``envs.evaluation.evaluate``)."""
     return make_vector_env(
@@ -110,7 +110,7 @@ class Counters:
 class RunLoop:
     """The loop and the run directory; a subclass is one agent (see the module docstring)."""
 
-    envs: gym.vector.VectorEnv  # the agent's training envs, built by its __init__
+    envs: MultiTaskVectorEnv  # the agent's training envs, built by its __init__
     critic_loss = "mean"  # summary.json's ``critic_loss``: how the agent reduces over its twin critics
 
     def __init__(self, cfg: Config, run_dir: Path):
@@ -121,7 +121,7 @@ class RunLoop:
         self.num_tasks = self.taskset.num_tasks
         self.device = resolve_device(cfg.device)
         self.counters = Counters(next_eval=cfg.eval_every, next_checkpoint=cfg.checkpoint_every, next_log=cfg.log_every)
-        self.eval_envs: gym.vector.VectorEnv | None = None  # built at the first evaluation
+        self.eval_envs: MultiTaskVectorEnv | None = None  # built at the first evaluation
         self.last_eval: EvalResult | None = None
         self.resumed = False
         # (env steps, last evaluation's step) of the state the last checkpoint holds, written or
