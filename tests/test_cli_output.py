@@ -94,10 +94,10 @@ def test_extending_a_run_records_the_new_total_in_config_yaml(piped_run, tmp_pat
     assert code == 0, err
     assert "total_env_steps 3000 -> 3500" in err
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 3500
-    from tests.test_train_smoke import _scalars
+    from tests.test_train_smoke import scalar_steps
 
     # TensorBoard keeps the evaluation at 3000 that the first leg ended with
-    assert _scalars(run_dir)["eval/success_rate_mean"] == [1500, 3000, 3500]
+    assert scalar_steps(run_dir)["eval/success_rate_mean"] == [1500, 3000, 3500]
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved == to_dict(load_config(SMOKE, {"total_env_steps": 3500}))
     assert not list(run_dir.glob(".*.tmp"))

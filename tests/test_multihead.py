@@ -24,7 +24,7 @@ def critic_step(trainer: Trainer, batch: Batch, target: torch.Tensor) -> tuple:
     return update.loss_step(update.critic, update.fns.critic, (batch.obs, batch.actions, target), trainer.task_success, ok)
 
 
-def _batch(num_tasks=K, obs_dim=OBS, action_dim=ACT, seed=0) -> Batch:
+def random_batch(num_tasks=K, obs_dim=OBS, action_dim=ACT, seed=0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     one_hot = torch.eye(num_tasks).unsqueeze(1).expand(num_tasks, N, num_tasks)
     obs = torch.cat([torch.randn(num_tasks, N, obs_dim, generator=g), one_hot], dim=-1)
@@ -38,7 +38,7 @@ def _batch(num_tasks=K, obs_dim=OBS, action_dim=ACT, seed=0) -> Batch:
 def test_head_j_gets_exactly_zero_gradient_from_task_t(net):
     torch.manual_seed(0)
     agent = MTSAC(OBS + K, ACT, K, dataclasses.replace(default_sac(), hidden_sizes=[8, 8], multi_head=True))
-    batch = _batch()
+    batch = random_batch()
     shared, heads = agent.split_params(getattr(agent, net))
     assert heads and all(".heads." in name for name in heads) and not any(".heads." in name for name in shared)
     if net == "critic":
@@ -62,7 +62,7 @@ def test_trainer_step_gives_shared_params_the_balancer_direction_and_heads_their
                               "sac.max_grad_norm": 0})  # the direction unclipped (clipping: test_reference_settings.py)  # fmt: skip
     trainer = Trainer(cfg, tmp_path)
     agent, k = trainer.agent, trainer.num_tasks
-    batch = _batch(k, 9, 1, seed=1)
+    batch = random_batch(k, 9, 1, seed=1)
     target = agent.critic_targets(batch)
     shared, heads = trainer.update.critic.params, trainer.update.critic.heads
     def fn(p, o, a, y):

@@ -16,7 +16,7 @@ from mtrl.config import ConfigError, default_sac, load_config
 from mtrl.logger import RunLogger
 from mtrl.trainer import Trainer
 from tests.conftest import REPO, SMOKE
-from tests.test_multihead import _batch, critic_step
+from tests.test_multihead import random_batch, critic_step
 
 GYM2 = "gym:MountainCarContinuous-v0,InvertedDoublePendulum-v5"  # two tasks that build in a blink
 
@@ -78,7 +78,7 @@ def _grads_reaching_adam(balancer: str, max_grad_norm: float, multi_head: bool, 
                               "sac.multi_head": multi_head, "sac.max_grad_norm": max_grad_norm})  # fmt: skip
     trainer = Trainer(cfg, tmp_path / f"{balancer}_{max_grad_norm}")
     agent, opt = trainer.agent, trainer.update.critic.optimizer
-    batch = _batch(trainer.num_tasks, 9, 1, seed=1)
+    batch = random_batch(trainer.num_tasks, 9, 1, seed=1)
     target = agent.critic_targets(batch)
     seen = []
     opt.step = lambda: seen.extend(p.grad.clone() for g in opt.param_groups for p in g["params"])
@@ -115,7 +115,7 @@ def test_critic_loss_is_the_reference_mean_over_the_two_critics(balancer, tmp_pa
                               "sac.max_grad_norm": 0})  # fmt: skip
     trainer = Trainer(cfg, tmp_path)
     agent, opt, K = trainer.agent, trainer.update.critic.optimizer, trainer.num_tasks
-    batch = _batch(K, 9, 1, seed=1)
+    batch = random_batch(K, 9, 1, seed=1)
     target = agent.critic_targets(batch)
     names = [name for name, _ in agent.critic.named_parameters()]
     weights = [p.detach().clone().requires_grad_() for p in agent.critic.parameters()]

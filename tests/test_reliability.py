@@ -18,7 +18,7 @@ from mtrl.cli import main
 from tests.conftest import REPO, SMOKE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.test_train_smoke import _scalars
+from tests.test_train_smoke import scalar_steps
 
 
 def _start(run_dir, *overrides, prelude: str = ""):
@@ -43,7 +43,7 @@ def _assert_continued_cleanly(run_dir, total=3000):
     assert summary["env_steps"] == total
     steps = [json.loads(line)["step"] for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == total
-    for tag, tag_steps in _scalars(run_dir).items():
+    for tag, tag_steps in scalar_steps(run_dir).items():
         assert tag_steps == sorted(set(tag_steps)), f"{tag}: {tag_steps}"
 
 
@@ -267,7 +267,7 @@ def test_a_stop_when_an_evaluation_is_due_skips_it_and_the_resume_runs_it_once(s
     assert main(["train", "--resume", str(run)]) == 0
     _assert_continued_cleanly(run)
     assert _eval_steps(run) == [1500, 3000]
-    assert _scalars(run)["eval/success_rate_mean"] == [1500, 3000]
+    assert scalar_steps(run)["eval/success_rate_mean"] == [1500, 3000]
     assert (run / "eval.jsonl").read_text() == (smoke_run / "eval.jsonl").read_text()
 
 

@@ -41,7 +41,7 @@ def _events(run_dir) -> EventAccumulator:
     return ea
 
 
-def _scalars(run_dir) -> dict[str, list[int]]:
+def scalar_steps(run_dir) -> dict[str, list[int]]:
     ea = _events(run_dir)
     return {tag: [e.step for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
@@ -69,7 +69,7 @@ def test_config_yaml_is_the_resolved_config(smoke_run):
 
 
 def test_tensorboard_tags(smoke_run):
-    tags = _scalars(smoke_run)
+    tags = scalar_steps(smoke_run)
     per_task = [
         "eval/success_rate",
         "eval/return",
@@ -94,7 +94,7 @@ def test_update_statistics_in_tensorboard(smoke_run):
     the projections sum to K |d| > 0."""
     ea = _events(smoke_run)
     values = {tag: [e.value for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
-    steps = _scalars(smoke_run)
+    steps = scalar_steps(smoke_run)
     for loss in ("critic", "actor"):
         for key in ("norm", "norm_share", "proj", "cos_update"):
             for task in TASKS:
@@ -137,7 +137,7 @@ def test_resume_after_a_crash_continues_exactly(smoke_run, tmp_path):
 
     evals = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
     assert evals == [1500, 3000]
-    for tag, steps in _scalars(run).items():
+    for tag, steps in scalar_steps(run).items():
         assert steps == sorted(set(steps)), f"{tag} has duplicate or out-of-order steps: {steps}"
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 3000
 
