@@ -17,7 +17,7 @@ current device, with the real trainer code (``Trainer.vector_step`` and ``Traine
 
 Where the line between device and host runs, also on a CPU-only machine (where the training
 device is the host): operations count what runs on the training device's tensors; a solve
-that has crossed to the host (``mtrl.balancers._simplex.host_solve``: numpy, or torch on host
+that has crossed to the host (``mtrl.bench_counters.host_solve``: numpy, or torch on host
 copies) is measured by its time, and each crossing counts as a synchronisation, as do
 ``.item()``-style reads (``aten._local_scalar_dense``) and device-to-host copies.
 
@@ -49,7 +49,7 @@ from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.strategies import VECTOR_STRATEGIES, VectorStrategy
 from envs.vector import make_vector_env, reset_done
 from mtrl.balancers import available_balancers
-from mtrl.balancers._simplex import HOST
+from mtrl.bench_counters import HOST
 from mtrl.compile import CompiledFunction, compile_unavailable
 from mtrl.config import BalancerConfig, Config, make_loss_balancers
 from mtrl.logger import RunLogger

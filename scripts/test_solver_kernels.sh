@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The balancers' K x K solver tests under each OpenBLAS kernel family this CPU can run, with 1
 # and 2 BLAS threads: the certificates' tolerances come from rounding-error bounds that hold
-# whatever the kernel (mtrl/balancers/_simplex.py), and these runs check that they do. Each run
+# whatever the kernel (mtrl/balancers/simplex_solvers.py), and these runs check that they do. Each run
 # first prints the kernel numpy's and scipy's OpenBLAS actually use (OPENBLAS_CORETYPE forces it;
 # in OpenBLAS's builds for x86_64, Zen runs the Haswell kernels). .ci/run calls this.
 #

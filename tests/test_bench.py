@@ -95,7 +95,7 @@ def test_operation_and_sync_counts(figures):
 def test_count_ops_sees_host_reads_and_skips_host_solves():
     import torch
 
-    from mtrl.balancers._simplex import host_solve
+    from mtrl.bench_counters import host_solve
 
     x = torch.ones(4)
     with mtrl.bench.CountOps() as counted:
@@ -163,3 +163,31 @@ def test_quick_bench_runs_on_every_preset(preset, tmp_path, one_thread):
     for name in ("cagrad", "fairgrad", "imgrad", "mgda", "nash_mtl"):
         assert f["balance_host_syncs"][name] == 1 and f["balance_host_s"][name] > 0, name
     assert f["pertask_grad_max_abs_diff"] < 1e-5
+
+
+def run_host_solver_bench(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "scripts/bench_host_solvers.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_host_solver_bench_script_compares_against_a_revision():
+    """scripts/bench_host_solvers.py as a user runs it, at a tiny size: this tree against HEAD,
+    one line per method and K with a positive new / old ratio."""
+    out = run_host_solver_bench("--base", "HEAD", "--calls", "2", "--repeat", "1", "--k", "3", "4")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for k in (3, 4):
+        for method in ("mgda", "imgrad", "cagrad"):
+            (line,) = [ln for ln in lines if ln.startswith(f"K={k:3d} {method}")]
+            ratios = [float(part.split("(")[1].rstrip(")")) for part in line.split() if part.startswith("(")]
+            assert ratios and all(r > 0 for r in ratios), line
+
+
+def test_host_solver_bench_script_refuses_an_unknown_revision():
+    out = run_host_solver_bench("--base", "no-such-revision", "--calls", "1", "--k", "3")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "no-such-revision" in out.stderr

@@ -1,15 +1,15 @@
 """Gradient balancers: one file per method, registered here by name.
 
-    from mtrl.balancers import make_balancer, available_balancers
-    b = make_balancer("cagrad", num_tasks=10, c=0.9)
-    out = b.balance(grads, losses)   # grads [K, P], losses [K] -> out.direction [P], out.weights [K]
+from mtrl.balancers import make_balancer, available_balancers
+b = make_balancer("cagrad", num_tasks=10, c=0.9)
+out = b.balance(grads, losses)   # grads [K, P], losses [K] -> out.direction [P], out.weights [K]
 """
 
 from __future__ import annotations
 
 import inspect
 
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import Balancer, BalanceResult
 
 _REGISTRY: dict[str, type[Balancer]] = {}
 
@@ -33,8 +33,11 @@ def balancer_hparams(name: str) -> dict:
     for klass in reversed(cls.__mro__):
         if klass is object or "__init__" not in vars(klass):
             continue
-        for p in inspect.signature(klass.__init__).parameters.values():
-            if p.name not in ("self", "num_tasks", "task_names") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+        for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
+            if p.name not in ("self", "num_tasks", "task_names") and p.kind in (
+                p.POSITIONAL_OR_KEYWORD,
+                p.KEYWORD_ONLY,
+            ):
                 params[p.name] = p.default
     return params
 

@@ -25,29 +25,30 @@ class TensorAdam:
     The step count is a host-side Python int, so the bias corrections never read a tensor.
     """
 
-    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0
+    ):
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.m: Tensor | None = None
         self.v: Tensor | None = None
         self.t = 0
 
     def step(self, param: Tensor, grad: Tensor) -> Tensor:
-        if self.m is None:
-            self.m = torch.zeros_like(param)
-            self.v = torch.zeros_like(param)
-        elif self.m.device != param.device or self.m.dtype != param.dtype:
-            self.m = self.m.to(param.device, param.dtype)
-            self.v = self.v.to(param.device, param.dtype)
+        m, v = self.m, self.v
+        if m is None or v is None:
+            m, v = torch.zeros_like(param), torch.zeros_like(param)
+        elif m.device != param.device or m.dtype != param.dtype:
+            m, v = m.to(param.device, param.dtype), v.to(param.device, param.dtype)
         b1, b2 = self.betas
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         self.t += 1
-        self.m = b1 * self.m + (1.0 - b1) * grad
-        self.v = b2 * self.v + (1.0 - b2) * grad * grad
+        self.m = m = b1 * m + (1.0 - b1) * grad
+        self.v = v = b2 * v + (1.0 - b2) * grad * grad
         bc1 = 1.0 - b1**self.t
         bc2 = 1.0 - b2**self.t
-        denom = (self.v / bc2).sqrt() + self.eps
-        return param - self.lr * (self.m / bc1) / denom
+        denom = (v / bc2).sqrt() + self.eps
+        return param - self.lr * (m / bc1) / denom
 
     def state_dict(self) -> dict:
         return {
@@ -72,6 +73,8 @@ def loss_only_result(weights: Tensor, grads: Tensor | None, losses: Tensor) -> B
     base class on both paths: it divides the gradients and reports the weights on the raw ones.)
     """
     if grads is None:
-        return BalanceResult(direction=torch.empty(0, dtype=losses.dtype, device=losses.device), weights=weights.to(losses.dtype))
+        return BalanceResult(
+            direction=torch.empty(0, dtype=losses.dtype, device=losses.device), weights=weights.to(losses.dtype)
+        )
     w = weights.to(grads.dtype)
     return BalanceResult(direction=grads.T @ w, weights=w)

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import gram
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import Balancer, BalanceResult, given_grads, gram
 
 
 @register
@@ -76,7 +75,8 @@ class AlignedMTL(Balancer):
         b = torch.where(ok, b, torch.eye(k, dtype=m.dtype, device=m.device))
         return b, ok
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+    def _balance(self, grads_or_none: Tensor | None, losses: Tensor) -> BalanceResult:
+        grads = given_grads(grads_or_none, self.name)
         k = grads.shape[0]
         m = gram(grads)
         b, ok = self.balance_matrix(m, torch.finfo(grads.dtype).eps)

@@ -1,10 +1,10 @@
-"""The balancer contract shared by every method (see DESIGN.md, "Balancer contract").
+"""The balancer contract shared by every method (README.md, "Balancers").
 
 A balancer turns the per-task gradients of the shared parameters, ``grads[K, P]``, and the
 per-task losses, ``losses[K]`` (detached), into one update direction ``[P]`` and the per-task
 weights ``[K]`` that produced it. Everything stays on the input's device and dtype. A method
 with a K x K solve brings the Gram matrix to the host once per call and solves there
-(``mtrl.balancers._simplex``); every other method runs on the device without reading it.
+(:mod:`mtrl.balancers.host_solver`); every other method runs on the device without reading it.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Balancer:
         skipped on the device, so the result is not used and the method's state must stay as it
         was. Methods keep it so without a host read where they can: stateless ones need nothing,
         DB-MTL selects its buffer with ``torch.where``, and the host solvers get the flag with
-        their Gram matrix (:func:`mtrl.balancers._simplex.host_gram`); the other stateful methods
+        their Gram matrix (:func:`mtrl.balancers.host_solver.host_gram`); the other stateful methods
         read it once (:meth:`_skip_call`)."""
         if self.solver_failures.device != losses.device:
             self.solver_failures = self.solver_failures.to(losses.device)
@@ -116,6 +116,13 @@ class Balancer:
         self.solver_failures = state["solver_failures"].clone()
 
 
+def given_grads(grads: Tensor | None, name: str) -> Tensor:
+    """The gradients of a method that balances them (``needs_grads``), or one clear error."""
+    if grads is None:
+        raise ValueError(f"balancer {name!r} balances the per-task gradients: pass grads [K, P], not None")
+    return grads
+
+
 def skipped_result(grads: Tensor | None, losses: Tensor) -> BalanceResult:
     """The result of a skipped call: NaN, so that nothing downstream can take it for an update."""
     ref = losses if grads is None else grads
@@ -130,7 +137,7 @@ def log_loss_scale(losses: Tensor, eps: float = 1e-8) -> Tensor:
     negative (the SAC actor loss) have no logarithm; dividing by L_t < 0 would flip the
     gradient into ascent. We divide by |L_t| instead: the direction of each task's gradient is
     kept and its scale normalised by the loss magnitude, which is the scale-invariance that
-    DB-MTL's log transform is there for. For positive losses this is DESIGN's L_t + 1e-8
+    DB-MTL's log transform is there for. For positive losses this is DB-MTL's L_t + 1e-8
     exactly; eps keeps a loss at exactly 0 finite.
     """
     return losses.abs() + eps
@@ -139,3 +146,13 @@ def log_loss_scale(losses: Tensor, eps: float = 1e-8) -> Tensor:
 def clone_or_none(x: Tensor | None) -> Tensor | None:
     """For state_dicts whose tensors exist only after the first call."""
     return None if x is None else x.clone()
+
+
+def gram(grads: Tensor) -> Tensor:
+    """``G G^T`` on the device, in float64, for methods whose K x K work stays there (PCGrad's
+    projections, Aligned-MTL's eigendecomposition). Computed in the gradients' dtype when that
+    is float32 or float64 (no [K, P] copy), in float32 for half-precision gradients."""
+    if grads.dtype not in (torch.float32, torch.float64):
+        grads = grads.float()
+    m = grads @ grads.T
+    return (0.5 * (m + m.T)).to(torch.float64)

@@ -10,15 +10,14 @@ gradient g0 (c = 0 gives plain averaging).
 from __future__ import annotations
 
 import numpy as np
-from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import conflict_averse_update, device_direction, host_gram, host_solve
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.host_solver import HostSolverBalancer
+from mtrl.balancers.simplex_solvers import conflict_averse_update
 
 
 @register
-class CAGrad(Balancer):
+class CAGrad(HostSolverBalancer):
     """CAGrad (Liu, Liu, Jin, Stone & Liu, "Conflict-Averse Gradient Descent for Multi-task
     Learning", NeurIPS 2021).
 
@@ -30,7 +29,7 @@ class CAGrad(Balancer):
     Hyperparameters: ``c=0.5`` (>= 0). Meta-World: the paper's MT10 runs use c = 0.9 and its MT50
     runs c = 0.5 (official ``mtrl/mtrl_files/run.sh``).
 
-    Solver (``mtrl.balancers._simplex.conflict_averse_weights``), on the float64 K x K Gram
+    Solver (``mtrl.balancers.simplex_solvers.conflict_averse_weights``), on the float64 K x K Gram
     matrix M on the host (one host synchronisation per call: the copy of M): an active-set
     method (Wolfe's, with the objective's minimiser over each face in closed form), exact to
     rounding and certified by the KKT conditions. The inner problem is convex but not
@@ -66,14 +65,6 @@ class CAGrad(Balancer):
             raise ValueError(f"c must be >= 0, got {c}")
         self.c = float(c)
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
-        k = self.num_tasks
-        g64, m = host_gram(grads, losses, self.finite)
-        if m is None:  # not finite: the trainer skips this update; the state stays as it was
-            return skipped_result(grads, losses)
-        with host_solve():
-            g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k
-            weights, ok = conflict_averse_update(m, 1.0, self.c * g0_norm, self.c)
-        self._count_failure(not ok)
-        direction, weights = device_direction(g64, weights if ok else np.full(k, 1.0 / k), grads.dtype)
-        return BalanceResult(direction=direction, weights=weights)
+    def solve(self, m: np.ndarray) -> tuple[np.ndarray, bool]:
+        g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / self.num_tasks
+        return conflict_averse_update(m, 1.0, self.c * g0_norm, self.c)

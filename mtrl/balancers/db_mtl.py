@@ -1,8 +1,8 @@
 """DB-MTL: dual balancing -- log-loss gradients (loss scale) + EMA gradient-magnitude balancing.
 
-    g_t   = grad L_t / (|L_t| + 1e-8)                      (gradient of log L_t)
-    buf_t <- beta_k buf_t + (1 - beta_k) g_t,   beta_k = beta / k^beta_sigma,   buf_0 = 0
-    d     = sum_t (max_j |buf_j| / (|buf_t| + 1e-8)) buf_t
+g_t   = grad L_t / (|L_t| + 1e-8)                      (gradient of log L_t)
+buf_t <- beta_k buf_t + (1 - beta_k) g_t,   beta_k = beta / k^beta_sigma,   buf_0 = 0
+d     = sum_t (max_j |buf_j| / (|buf_t| + 1e-8)) buf_t
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale
+from mtrl.balancers.base import Balancer, BalanceResult, clone_or_none, given_grads, log_loss_scale
 
 
 @register
@@ -62,14 +62,13 @@ class DBMTL(Balancer):
         self.step = 0  # calls so far (host-side counter)
         self.buffer: Tensor | None = None
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+    def _balance(self, grads_or_none: Tensor | None, losses: Tensor) -> BalanceResult:
+        grads = given_grads(grads_or_none, self.name)
         grads = grads / log_loss_scale(losses).to(grads.dtype).unsqueeze(1)
         if self.buffer is None:
             self.buffer = torch.zeros_like(grads)
         elif self.buffer.shape != grads.shape:
-            raise ValueError(
-                f"db_mtl: gradient shape changed from {tuple(self.buffer.shape)} to {tuple(grads.shape)}"
-            )
+            raise ValueError(f"db_mtl: gradient shape changed from {tuple(self.buffer.shape)} to {tuple(grads.shape)}")
         self.step += 1
         beta_k = self.beta / self.step**self.beta_sigma
         buf = self.buffer.to(device=grads.device, dtype=grads.dtype)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import Balancer, BalanceResult
 
 
 @register

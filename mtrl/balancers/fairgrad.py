@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import device_direction, gram_scale, host_gram, host_solve
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.host_solver import HostSolverBalancer
+from mtrl.balancers.simplex_solvers import gram_scale
 
 NEWTON_ITERS = 30  # a cap: measured <= 14 iterations to a relative residual of 1e-10 (K <= 50, alpha 0.5..5)
 LINE_SEARCH = 30  # backtracking candidates 0.5^j, evaluated at once
@@ -73,7 +72,7 @@ def power_fairness_weights(m: np.ndarray, alpha: float, iters: int = NEWTON_ITER
 
 
 @register
-class FairGrad(Balancer):
+class FairGrad(HostSolverBalancer):
     r"""FairGrad -- Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024.
 
     The update d = G^T w maximises the alpha-fair utility sum_t (g_t . d)^(1-alpha)/(1-alpha)
@@ -111,18 +110,7 @@ class FairGrad(Balancer):
         self.alpha = float(alpha)
         self.iters = int(iters)
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
-        k = grads.shape[0]
-        g64, m = host_gram(grads, losses, self.finite)
-        if m is None:  # not finite: the trainer skips this update; the state stays as it was
-            return skipped_result(grads, losses)
-        uniform = np.full(k, 1.0 / k)
-        if self.alpha == 0.0:
-            w = uniform
-        else:
-            with host_solve():
-                w, ok = power_fairness_weights(m, self.alpha, self.iters)
-            self._count_failure(not ok)
-            w = w if ok else uniform
-        direction, weights = device_direction(g64, w, grads.dtype)
-        return BalanceResult(direction=direction, weights=weights)
+    def solve(self, m: np.ndarray) -> tuple[np.ndarray, bool]:
+        if self.alpha == 0.0:  # linear scalarisation
+            return self.fallback(m), True
+        return power_fairness_weights(m, self.alpha, self.iters)

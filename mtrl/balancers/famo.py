@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._loss_weighting import TensorAdam, loss_only_result, state_dtype
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, skipped_result
+from mtrl.balancers.base import Balancer, BalanceResult, clone_or_none, skipped_result
 
 
 def signed_log(x: Tensor, eps: float) -> Tensor:
@@ -93,7 +93,8 @@ class FAMO(Balancer):
         self.prev: Tensor | None = None  # D at the previous call
         self.adam = TensorAdam(lr=lr, weight_decay=weight_decay)
 
-    def _ensure_state(self, device: torch.device) -> None:
+    def _ensure_state(self, device: torch.device) -> Tensor:
+        """The logits on ``device`` (made on the first call; moved with the previous D)."""
         dtype = state_dtype(device)
         if self.logits is None:
             self.logits = torch.zeros(self.num_tasks, dtype=dtype, device=device)
@@ -101,22 +102,25 @@ class FAMO(Balancer):
             self.logits = self.logits.to(device, dtype)
             if self.prev is not None:
                 self.prev = self.prev.to(device, dtype)
+        return self.logits
 
     def task_weights(self) -> Tensor:
         """z = softmax(logits), the FAMO task preferences (before the 1/D normalisation)."""
+        if self.logits is None:
+            raise RuntimeError("famo: no losses seen yet (call balance() first)")
         return torch.softmax(self.logits, dim=0)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
             return skipped_result(grads, losses)
-        self._ensure_state(losses.device)
-        d = losses.detach().to(self.logits.dtype) - self.min_loss
+        logits = self._ensure_state(losses.device)
+        d = losses.detach().to(logits.dtype) - self.min_loss
         if self.prev is not None:  # host-side flag: no tensor is read
             delta = signed_log(self.prev, self.eps) - signed_log(d, self.eps)
-            z = torch.softmax(self.logits, dim=0)
+            z = torch.softmax(logits, dim=0)
             grad = z * (delta - (z * delta).sum())  # J_softmax^T delta (J symmetric)
-            self.logits = self.adam.step(self.logits, grad)
-        z = torch.softmax(self.logits, dim=0)
+            self.logits = logits = self.adam.step(logits, grad)
+        z = torch.softmax(logits, dim=0)
         w = z / (d.abs() + self.eps)
         w = w / w.sum()
         self.prev = d

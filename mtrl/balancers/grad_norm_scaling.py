@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import Balancer, BalanceResult, given_grads
 
 
 @register
@@ -43,7 +43,8 @@ class GradNormScaling(Balancer):
             raise ValueError(f"grad_norm_scaling: eps must be > 0, got {eps}")
         self.eps = float(eps)
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+    def _balance(self, grads_or_none: Tensor | None, losses: Tensor) -> BalanceResult:
+        grads = given_grads(grads_or_none, self.name)
         k = grads.shape[0]
         norms = grads.norm(dim=1)
         mean_norm = norms.mean()

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale, skipped_result
 from mtrl.balancers._loss_weighting import TensorAdam, state_dtype
+from mtrl.balancers.base import Balancer, BalanceResult, clone_or_none, given_grads, log_loss_scale, skipped_result
 
 
 @register
@@ -55,7 +55,8 @@ class GradNorm(Balancer):
         self.initial_losses: Tensor | None = None
         self.adam = TensorAdam(lr=lr)
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+    def _balance(self, grads_or_none: Tensor | None, losses: Tensor) -> BalanceResult:
+        grads = given_grads(grads_or_none, self.name)
         if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
             return skipped_result(grads, losses)
         device = grads.device

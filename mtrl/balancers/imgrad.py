@@ -1,30 +1,22 @@
 """IMGrad: imbalance-sensitive gradient descent (CAGrad form, as in the official code).
 
-    g_m = G^T w_m,  w_m = argmin_{w in simplex} |G^T w|      (MGDA)
-    cos = cos(g0, g_m)
-    w*  = argmin_{w in simplex} (1.5 - cos) w.(G g0) + cos c |g0| |G^T w|
-    d   = (g0 + c |g0| / |g_w*| g_w*) / (1 + c^2)
+g_m = G^T w_m,  w_m = argmin_{w in simplex} |G^T w|      (MGDA)
+cos = cos(g0, g_m)
+w*  = argmin_{w in simplex} (1.5 - cos) w.(G g0) + cos c |g0| |G^T w|
+d   = (g0 + c |g0| / |g_w*| g_w*) / (1 + c^2)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import (
-    conflict_averse_update,
-    device_direction,
-    floored_norm,
-    host_gram,
-    host_solve,
-    min_norm_weights,
-)
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.host_solver import HostSolverBalancer
+from mtrl.balancers.simplex_solvers import conflict_averse_update, floored_norm, min_norm_weights
 
 
 @register
-class IMGrad(Balancer):
+class IMGrad(HostSolverBalancer):
     """IMGrad (Zhou, Liu, Zhao & Gong, "Injecting Imbalance Sensitivity for Multi-Task
     Learning", IJCAI 2025).
 
@@ -37,8 +29,9 @@ class IMGrad(Balancer):
     direction is to the average, the more the objective weighs the conflict-averse term. cos
     is computed as ``g0.g_m / (|g0| max(|g_m|, 1e-4 rho))`` (rho = sum_i w_m,i |g_i|, the scale of
     the rounding in |g_m|: ``floored_norm``), which equals cos(g0, g_m) unless g_m is numerically
-    zero (a Pareto-stationary point, where the official code's ``F.cosine_similarity`` with eps 1e-8 likewise gives ~0) and tends to 0
-    continuously as g_m -> 0; it is 0 when g0 = 0. With cos = 0, w* minimises w.(G g0) alone.
+    zero (a Pareto-stationary point, where the official code's ``F.cosine_similarity`` with eps
+    1e-8 likewise gives ~0) and tends to 0 continuously as g_m -> 0; it is 0 when g0 = 0. With
+    cos = 0, w* minimises w.(G g0) alone.
 
     Hyperparameters: ``c=0.5`` (>= 0). The paper's MT10 experiment builds on CAGrad's MT10 setup;
     the official repository has no MT10 script (its NYUv2 and Cityscapes scripts use c = 0.8 for
@@ -57,7 +50,8 @@ class IMGrad(Balancer):
 
     Differences from the official code: it solves MGDA with the host-side ``MinNormSolver``
     (see MGDA) and the inner problem with scipy SLSQP on the host at default tolerances, with
-    1e-8 added inside the square root and to the denominators; mtrl solves both exactly. The paper's Nash-MTL-based form (its Eq. 13) is the separate balancer ``imgrad_nash``.
+    1e-8 added inside the square root and to the denominators; mtrl solves both exactly. The
+    paper's Nash-MTL-based form (its Eq. 13) is the separate balancer ``imgrad_nash``.
     """
 
     name = "imgrad"
@@ -72,22 +66,14 @@ class IMGrad(Balancer):
         # changes the speed, not the result, so it is not checkpointed
         self.support: np.ndarray | None = None
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
-        k = self.num_tasks
-        g64, m = host_gram(grads, losses, self.finite)
-        if m is None:  # not finite: the trainer skips this update; the state stays as it was
-            return skipped_result(grads, losses)
-        with host_solve():
-            b = m.mean(axis=1)  # G g0
-            g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / k
-            w_m, ok_m = min_norm_weights(m, self.support)
-            self.support = w_m > 0 if ok_m else None
-            # cos(g0, g_m) with |g_m| floored (see docstring)
-            gm_norm = floored_norm(m, w_m)
-            cos = float(np.clip(float(w_m @ b) / (g0_norm * gm_norm), 0.0, 1.0)) if g0_norm > 0 else 0.0
-            self.last_cos = cos  # diagnostic
-            weights, ok = conflict_averse_update(m, 1.5 - cos, cos * self.c * g0_norm, self.c)
-            ok = ok and ok_m
-        self._count_failure(not ok)
-        direction, weights = device_direction(g64, weights if ok else np.full(k, 1.0 / k), grads.dtype)
-        return BalanceResult(direction=direction, weights=weights)
+    def solve(self, m: np.ndarray) -> tuple[np.ndarray, bool]:
+        b = m.mean(axis=1)  # G g0
+        g0_norm = np.sqrt(max(float(m.sum()), 0.0)) / self.num_tasks
+        w_m, ok_m = min_norm_weights(m, self.support)
+        self.support = w_m > 0 if ok_m else None
+        # cos(g0, g_m) with |g_m| floored (see docstring)
+        gm_norm = floored_norm(m, w_m)
+        cos = float(np.clip(float(w_m @ b) / (g0_norm * gm_norm), 0.0, 1.0)) if g0_norm > 0 else 0.0
+        self.last_cos = cos  # diagnostic
+        weights, ok = conflict_averse_update(m, 1.5 - cos, cos * self.c * g0_norm, self.c)
+        return weights, ok and ok_m

@@ -7,9 +7,10 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import clipped_direction, gram_scale, host_gram, host_solve, min_norm_weights
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.base import BalanceResult
+from mtrl.balancers.host_solver import HostSolverBalancer, clipped_direction
 from mtrl.balancers.nash_mtl import solve_nash
+from mtrl.balancers.simplex_solvers import gram_scale, min_norm_weights
 
 OUTER_ITERS = 100  # a cap on projected-Newton iterations on q: they stop once stationary
 INNER_ITERS = 4  # damped-Newton iterations of alpha(q) per line-search candidate (tangent warm start)
@@ -94,7 +95,9 @@ def imgrad_nash_weights(m: Tensor, iters: int = OUTER_ITERS) -> tuple[Tensor, Te
     m1 = mh.sum(dim=1)
     eye = torch.eye(k, dtype=dtype, device=device)
     steps = 0.5 ** torch.arange(LINE_SEARCH, dtype=dtype, device=device)
-    taus = torch.cat([torch.zeros(1, dtype=dtype, device=device), 10.0 ** torch.arange(-10, 5, dtype=dtype, device=device)])
+    taus = torch.cat(
+        [torch.zeros(1, dtype=dtype, device=device), 10.0 ** torch.arange(-10, 5, dtype=dtype, device=device)]
+    )
 
     q = torch.zeros(k, dtype=dtype, device=device)
     # the Nash point: nash_mtl's safeguarded Newton (robust from any start), then polished on the
@@ -159,7 +162,7 @@ def imgrad_nash_weights(m: Tensor, iters: int = OUTER_ITERS) -> tuple[Tensor, Te
 
 
 @register
-class IMGradNash(Balancer):
+class IMGradNash(HostSolverBalancer):
     r"""IMGrad, Nash-MTL form -- Zhou, Liu, Zhao & Gong, "Injecting Imbalance Sensitivity for
     Multi-Task Learning", IJCAI 2025 (arXiv:2503.08006), Sec. 5.2, Eq. 13. The authors released
     only the CAGrad form (``imgrad``); this form is implemented from the paper.
@@ -206,7 +209,9 @@ class IMGradNash(Balancer):
 
     name = "imgrad_nash"
 
-    def __init__(self, num_tasks: int, max_norm: float = 1.0, update_weights_every: int = 1, iters: int = OUTER_ITERS, **kwargs):
+    def __init__(
+        self, num_tasks: int, max_norm: float = 1.0, update_weights_every: int = 1, iters: int = OUTER_ITERS, **kwargs
+    ):
         super().__init__(num_tasks, **kwargs)
         if max_norm < 0 or int(update_weights_every) < 1 or int(iters) < 1:
             raise ValueError(
@@ -220,24 +225,22 @@ class IMGradNash(Balancer):
         self.alpha: np.ndarray | None = None  # last alpha used (the fallback), float64 on the host
         self.last_cos: float | None = None  # cos(theta) of the last solve, for logging
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
-        k = grads.shape[0]
-        if self.alpha is None:
-            self.alpha = np.full(k, 1.0 / k)
-        g64, m = grads.to(torch.float64), None
-        if self.step % self.update_weights_every == 0:
-            g64, m = host_gram(grads, losses, self.finite)
-            if m is None:  # not finite: the trainer skips this update; the state stays as it was
-                return skipped_result(grads, losses)
-            with host_solve():
-                alpha, cos, ok = imgrad_nash_weights(torch.from_numpy(m), self.iters)
-                ok = bool(ok)
-                self.alpha = alpha.numpy() if ok else self.alpha
-                self.last_cos = float(cos)
-            self._count_failure(not ok)
+    def reusable_weights(self) -> np.ndarray | None:
+        return self.alpha if self.alpha is not None and self.step % self.update_weights_every else None
+
+    def solve(self, m: np.ndarray) -> tuple[np.ndarray, bool]:
+        alpha, cos, ok = imgrad_nash_weights(torch.from_numpy(m), self.iters)
+        self.last_cos = float(cos)
+        return alpha.numpy(), bool(ok)
+
+    def fallback(self, m: np.ndarray) -> np.ndarray:
+        return self.alpha if self.alpha is not None else super().fallback(m)
+
+    def finish(self, g64: Tensor, m: np.ndarray | None, weights: np.ndarray, dtype: torch.dtype) -> BalanceResult:
+        self.alpha = weights
         self.step += 1
-        direction, weights = clipped_direction(g64, m, self.alpha, self.max_norm, grads.dtype)
-        return BalanceResult(direction=direction, weights=weights)
+        direction, weights_t = clipped_direction(g64, m, weights, self.max_norm, dtype)
+        return BalanceResult(direction=direction, weights=weights_t)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

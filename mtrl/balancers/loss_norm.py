@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, skipped_result
 from mtrl.balancers._loss_weighting import loss_only_result, state_dtype
+from mtrl.balancers.base import Balancer, BalanceResult, clone_or_none, skipped_result
 
 
 @register
@@ -53,19 +53,23 @@ class LossNorm(Balancer):
 
     def scales(self) -> Tensor:
         """s_t, the current (or frozen) average |L_t|."""
+        if self.abs_sum is None:
+            raise RuntimeError("loss_norm: no losses seen yet (call balance() first)")
         return self.abs_sum / max(self.count, 1)
 
     def _balance(self, grads: Tensor | None, losses: Tensor) -> BalanceResult:
         if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
             return skipped_result(grads, losses)
         device = losses.device
-        if self.abs_sum is None:
-            self.abs_sum = torch.zeros(self.num_tasks, dtype=state_dtype(device), device=device)
-        elif self.abs_sum.device != device:
-            self.abs_sum = self.abs_sum.to(device, state_dtype(device))
+        abs_sum = self.abs_sum
+        if abs_sum is None:
+            abs_sum = torch.zeros(self.num_tasks, dtype=state_dtype(device), device=device)
+        elif abs_sum.device != device:
+            abs_sum = abs_sum.to(device, state_dtype(device))
         if self.count < self.warmup_calls:
-            self.abs_sum = self.abs_sum + losses.detach().to(self.abs_sum.dtype).abs()
+            abs_sum = abs_sum + losses.detach().to(abs_sum.dtype).abs()
             self.count += 1
+        self.abs_sum = abs_sum
         inv = 1.0 / (self.scales() + self.eps)
         w = inv / inv.sum()
         return loss_only_result(w, grads, losses)

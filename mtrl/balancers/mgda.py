@@ -8,15 +8,14 @@ d is a common descent direction for every task (or 0 at a Pareto-stationary poin
 from __future__ import annotations
 
 import numpy as np
-from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import device_direction, host_gram, host_solve, min_norm_weights
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.host_solver import HostSolverBalancer
+from mtrl.balancers.simplex_solvers import min_norm_weights
 
 
 @register
-class MGDA(Balancer):
+class MGDA(HostSolverBalancer):
     """MGDA (Desideri 2012; Sener & Koltun, "Multi-Task Learning as Multi-Objective
     Optimization", NeurIPS 2018, the MGDA-UB form on the shared parameters' gradients).
 
@@ -27,7 +26,7 @@ class MGDA(Balancer):
     gradient normalisation). The paper has no Meta-World experiment, so there is no published
     MT10 setting; the official code's default normalisation is "none", as here.
 
-    Solver (``mtrl.balancers._simplex.min_norm_weights``), on the float64 K x K Gram matrix on
+    Solver (``mtrl.balancers.simplex_solvers.min_norm_weights``), on the float64 K x K Gram matrix on
     the host (one host synchronisation per call: the copy of the Gram matrix): closed form for
     K = 2; for K >= 3 Wolfe's active-set algorithm, started from the previous call's support,
     exact to rounding and certified by the KKT conditions, with the primal-dual interior point
@@ -53,14 +52,7 @@ class MGDA(Balancer):
         # Gram matrices are close); it changes the speed, not the result, so it is not checkpointed
         self.support: np.ndarray | None = None
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
-        k = self.num_tasks
-        g64, m = host_gram(grads, losses, self.finite)
-        if m is None:  # not finite: the trainer skips this update; the state stays as it was
-            return skipped_result(grads, losses)
-        with host_solve():
-            w, ok = min_norm_weights(m, self.support)
-            self.support = w > 0 if ok else None
-        self._count_failure(not ok)
-        direction, weights = device_direction(g64, w if ok else np.full(k, 1.0 / k), grads.dtype)
-        return BalanceResult(direction=direction, weights=weights)
+    def solve(self, m: np.ndarray) -> tuple[np.ndarray, bool]:
+        w, ok = min_norm_weights(m, self.support)
+        self.support = w > 0 if ok else None
+        return w, ok

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import clipped_direction, gram_scale, host_gram, host_solve
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.base import BalanceResult
+from mtrl.balancers.host_solver import HostSolverBalancer, clipped_direction
+from mtrl.balancers.simplex_solvers import gram_scale
 
 NEWTON_MAX_ITERS = 50  # a cap, never the stopping rule: measured <= 20, zero and opposite rows included
 NASH_TOL = 1e-6  # max_i |a_i (M_reg a)_i - 1|: the relative residual of M_reg a = 1/a
@@ -80,7 +81,7 @@ def solve_nash(m: np.ndarray, max_iters: int = NEWTON_MAX_ITERS) -> tuple[np.nda
 
 
 @register
-class NashMTL(Balancer):
+class NashMTL(HostSolverBalancer):
     """Nash-MTL (Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik & Fetaya, "Multi-Task
     Learning as a Bargaining Game", ICML 2022).
 
@@ -148,25 +149,25 @@ class NashMTL(Balancer):
         self.alpha_converged = False  # some solve has converged so far
         self.last_residual: float | None = None  # relative residual of the last solve (diagnostic)
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
-        k = self.num_tasks
-        if self.alpha is None or self.step % self.update_weights_every == 0:
-            g64, m = host_gram(grads, losses, self.finite)
-            if m is None:  # not finite: the trainer skips this update; the state stays as it was
-                return skipped_result(grads, losses)
-            with host_solve():
-                alpha, ok, self.last_residual = solve_nash(m)
-                if ok:
-                    self.alpha, self.alpha_converged = alpha, True
-                elif not self.alpha_converged:
-                    ones = np.ones(k)
-                    self.alpha = ones * np.sqrt(k / float(ones @ nash_regularised(m) @ ones))
-            self._count_failure(not ok)
-        else:
-            g64, m = grads.to(torch.float64), None
+    def reusable_weights(self) -> np.ndarray | None:
+        return self.alpha if self.alpha is not None and self.step % self.update_weights_every else None
+
+    def solve(self, m: np.ndarray) -> tuple[np.ndarray, bool]:
+        alpha, ok, self.last_residual = solve_nash(m)
+        self.alpha_converged = self.alpha_converged or ok
+        return alpha, ok
+
+    def fallback(self, m: np.ndarray) -> np.ndarray:
+        if self.alpha is not None and self.alpha_converged:
+            return self.alpha  # the last alpha that converged
+        ones = np.ones(self.num_tasks)
+        return ones * np.sqrt(self.num_tasks / float(ones @ nash_regularised(m) @ ones))
+
+    def finish(self, g64: Tensor, m: np.ndarray | None, weights: np.ndarray, dtype: torch.dtype) -> BalanceResult:
+        self.alpha = weights
         self.step += 1
-        direction, weights = clipped_direction(g64, m, self.alpha, self.max_norm, grads.dtype)
-        return BalanceResult(direction=direction, weights=weights)
+        direction, weights_t = clipped_direction(g64, m, weights, self.max_norm, dtype)
+        return BalanceResult(direction=direction, weights=weights_t)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

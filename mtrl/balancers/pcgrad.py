@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers._simplex import gram
-from mtrl.balancers.base import BalanceResult, Balancer, skipped_result
+from mtrl.balancers.base import Balancer, BalanceResult, given_grads, gram, skipped_result
 
 
 def to_device(t: Tensor, device: torch.device) -> Tensor:
@@ -62,7 +61,8 @@ class PCGrad(Balancer):
         """[k, k] int64 on the CPU: row i is the order in which task i visits the tasks."""
         return torch.argsort(torch.rand(k, k, generator=self.generator), dim=1)
 
-    def _balance(self, grads: Tensor, losses: Tensor) -> BalanceResult:
+    def _balance(self, grads_or_none: Tensor | None, losses: Tensor) -> BalanceResult:
+        grads = given_grads(grads_or_none, self.name)
         if self._skip_call():  # non-finite inputs: the trainer skips this update, the state stays
             return skipped_result(grads, losses)
         k = grads.shape[0]

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none
 from mtrl.balancers._loss_weighting import loss_only_result, state_dtype
+from mtrl.balancers.base import Balancer, BalanceResult, clone_or_none
 
 
 @register
@@ -74,12 +74,22 @@ class StallBoost(Balancer):
     traceable = True  # torch.where only: no host read in balance()
     uses_success = True
 
-    def __init__(self, num_tasks: int, patience: int = 10000, min_gain: float = 0.1, max_boost: float = 3.0,
-                 ramp: int = 10000, solved: float = 0.9, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        num_tasks: int,
+        patience: int = 10000,
+        min_gain: float = 0.1,
+        max_boost: float = 3.0,
+        ramp: int = 10000,
+        solved: float = 0.9,
+        **kwargs,
+    ):
         super().__init__(num_tasks, **kwargs)
         if int(patience) < 1 or int(ramp) < 1 or min_gain <= 0 or max_boost < 1 or not 0 < solved <= 1:
-            raise ValueError(f"stall_boost: need patience >= 1, ramp >= 1, min_gain > 0, max_boost >= 1 and "
-                             f"0 < solved <= 1 (got {patience}, {ramp}, {min_gain}, {max_boost}, {solved})")  # fmt: skip
+            raise ValueError(
+                f"stall_boost: need patience >= 1, ramp >= 1, min_gain > 0, max_boost >= 1 and "
+                f"0 < solved <= 1 (got {patience}, {ramp}, {min_gain}, {max_boost}, {solved})"
+            )
         self.patience, self.ramp = int(patience), int(ramp)
         self.min_gain, self.solved = float(min_gain), float(solved)
         self.log_cap = math.log(max_boost)
@@ -90,44 +100,49 @@ class StallBoost(Balancer):
     def _balance(self, grads: Tensor | None, losses: Tensor, task_success: Tensor | None = None) -> BalanceResult:
         device = losses.device
         dtype = state_dtype(device)
-        if self.log_boost is None:
-            self.log_boost = torch.zeros(self.num_tasks, dtype=dtype, device=device)
-        elif self.log_boost.device != device:
-            self.log_boost = self.log_boost.to(device, dtype)
-            if self.best is not None:
-                self.best, self.quiet = self.best.to(device, dtype), self.quiet.to(device, dtype)
+        log_boost, best, quiet = self.log_boost, self.best, self.quiet
+        if log_boost is None:
+            log_boost = torch.zeros(self.num_tasks, dtype=dtype, device=device)
+        elif log_boost.device != device:
+            log_boost = log_boost.to(device, dtype)
+            if best is not None and quiet is not None:
+                best, quiet = best.to(device, dtype), quiet.to(device, dtype)
         if task_success is not None:
-            before = (self.best, self.quiet, self.log_boost)
-            self._observe(task_success.detach().to(device, dtype))
-            if self.finite is not None and before[0] is not None:
+            s = task_success.detach().to(device, dtype)
+            new = self._observe(
+                s, s.clone() if best is None else best, torch.zeros_like(s) if quiet is None else quiet, log_boost
+            )
+            if self.finite is not None and best is not None and quiet is not None:
                 # an update the trainer skips (non-finite losses) leaves the stall clock and the
                 # boosts as they were: selected on the device, no host read
-                self.best, self.quiet, self.log_boost = (
-                    torch.where(self.finite, new, old) for new, old in zip((self.best, self.quiet, self.log_boost), before)
-                )
-        boost = self.log_boost.exp()
+                f = self.finite
+                new = (torch.where(f, new[0], best), torch.where(f, new[1], quiet), torch.where(f, new[2], log_boost))
+            best, quiet, log_boost = new
+        self.log_boost, self.best, self.quiet = log_boost, best, quiet
+        boost = log_boost.exp()
         return loss_only_result(boost / boost.sum(), grads, losses)
 
-    def _observe(self, s: Tensor) -> None:
-        if self.best is None:
-            self.best, self.quiet = s.clone(), torch.zeros_like(s)
+    def _observe(self, s: Tensor, best: Tensor, quiet: Tensor, log_boost: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(best, quiet, log_boost) after seeing the success ``s``."""
         # the trainer's success is float32: a gain of exactly min_gain must not miss by a rounding
-        moved = s >= (self.best + self.min_gain).clamp(max=self.solved) - 1e-6
-        self.best = torch.where(moved, s, self.best)
-        self.quiet = torch.where(moved, torch.zeros_like(self.quiet), self.quiet + 1)
+        moved = s >= (best + self.min_gain).clamp(max=self.solved) - 1e-6
+        best = torch.where(moved, s, best)
+        quiet = torch.where(moved, torch.zeros_like(quiet), quiet + 1)
         solved = s >= self.solved - 1e-6
-        stalled = (self.quiet >= self.patience) & ~solved
+        stalled = (quiet >= self.patience) & ~solved
         step = self.log_cap / self.ramp
-        grown = (self.log_boost + step).clamp(max=self.log_cap)
-        decayed = (self.log_boost - step).clamp(min=0.0)
-        self.log_boost = torch.where(solved, torch.zeros_like(decayed), torch.where(stalled, grown, decayed))
+        grown = (log_boost + step).clamp(max=self.log_cap)
+        decayed = (log_boost - step).clamp(min=0.0)
+        return best, quiet, torch.where(solved, torch.zeros_like(decayed), torch.where(stalled, grown, decayed))
 
     def task_scalars(self) -> dict[str, Tensor]:
         return {} if self.log_boost is None else {"boost": self.log_boost.exp()}
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(best=clone_or_none(self.best), quiet=clone_or_none(self.quiet), log_boost=clone_or_none(self.log_boost))
+        state.update(
+            best=clone_or_none(self.best), quiet=clone_or_none(self.quiet), log_boost=clone_or_none(self.log_boost)
+        )
         return state
 
     def load_state_dict(self, state: dict) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mtrl.balancers import register
 from mtrl.balancers._loss_weighting import loss_only_result
-from mtrl.balancers.base import BalanceResult, Balancer
+from mtrl.balancers.base import Balancer, BalanceResult
 
 
 @register
@@ -58,8 +58,10 @@ class Static(Balancer):
 
     def load_state_dict(self, state: dict) -> None:
         if not torch.equal(state["weights"], self.weights):
-            raise ValueError(f"static: the checkpoint was trained with weights {state['weights'].tolist()}, "
-                             f"not {self.weights.tolist()}; resume with the run's own config")  # fmt: skip
+            raise ValueError(
+                f"static: the checkpoint was trained with weights {state['weights'].tolist()}, "
+                f"not {self.weights.tolist()}; resume with the run's own config"
+            )
         super().load_state_dict(state)
 
 
@@ -69,17 +71,23 @@ def resolve_weights(weights: list | dict | None, num_tasks: int, task_names: lis
         return [1.0] * num_tasks
     if isinstance(weights, dict):
         if task_names is None:
-            raise ValueError("static: weights given by task name need the task names (make_balancer(..., task_names=...))")
+            raise ValueError(
+                "static: weights given by task name need the task names (make_balancer(..., task_names=...))"
+            )
         unknown = [str(k) for k in weights if k not in task_names]
         if unknown:
-            raise ValueError(f"static: weights name task {unknown[0]!r}, which is not in the task set; "
-                             f"tasks: {', '.join(task_names)}")  # fmt: skip
+            raise ValueError(
+                f"static: weights name task {unknown[0]!r}, which is not in the task set; "
+                f"tasks: {', '.join(task_names)}"
+            )
         raw = [weights.get(name, 1.0) for name in task_names]
     elif isinstance(weights, (list, tuple)):
         if len(weights) != num_tasks:
             names = f" ({', '.join(task_names)})" if task_names else ""
-            raise ValueError(f"static: weights has {len(weights)} entries but the task set has {num_tasks} tasks{names}; "
-                             "give one per task in task order, or a mapping {task: weight}")  # fmt: skip
+            raise ValueError(
+                f"static: weights has {len(weights)} entries but the task set has {num_tasks} tasks{names}; "
+                "give one per task in task order, or a mapping {task: weight}"
+            )
         raw = list(weights)
     else:
         raise ValueError(f"static: weights must be a list in task order or a mapping {{task: weight}}, got {weights!r}")

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from mtrl.balancers import register
-from mtrl.balancers.base import BalanceResult, Balancer, clone_or_none, log_loss_scale, skipped_result
 from mtrl.balancers._loss_weighting import TensorAdam, loss_only_result, state_dtype
+from mtrl.balancers.base import Balancer, BalanceResult, clone_or_none, log_loss_scale, skipped_result
 
 
 @register

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from mtrl.balancers import make_balancer
-from mtrl.balancers._simplex import conflict_averse_weights, min_norm_weights
+from mtrl.balancers.simplex_solvers import conflict_averse_weights, min_norm_weights
 from tests.balancers import independent_solvers as ref
 from tests.balancers.test_solver_exactness import FAMILIES, ROUNDING_DEGENERATE, degenerate_family, family
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtrl.balancers import make_balancer
-from mtrl.balancers._simplex import gram
+from mtrl.balancers.base import gram
 from tests.balancers.conftest import DTYPE, degenerate_cases, positive_losses, spread_grads
 
 

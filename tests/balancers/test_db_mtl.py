@@ -26,7 +26,7 @@ def sequence(num_tasks: int, calls: int, negative: bool = False):
 
 
 def reference(seq, beta: float, beta_sigma: float):
-    """Plain loop over calls k = 1, 2, ...: the equations of DESIGN.md, |L| for the log scale."""
+    """Plain loop over calls k = 1, 2, ...: the equations of the DB-MTL docstring, |L| for the log scale."""
     buf = np.zeros_like(seq[0][0].numpy())
     results = []
     for k, (g, losses) in enumerate(seq, start=1):

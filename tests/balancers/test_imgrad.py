@@ -13,9 +13,9 @@ from scipy.optimize import minimize, minimize_scalar
 
 from conftest import DTYPE, degenerate_cases, positive_losses, spread_grads
 from mtrl.balancers import make_balancer
-from mtrl.balancers import _simplex as simplex
+from mtrl.balancers import simplex_solvers as simplex
 
-real_pdipm = simplex._pdipm
+real_pdipm = simplex.interior_point
 
 
 def mgda_point(g: np.ndarray) -> np.ndarray:
@@ -156,8 +156,8 @@ def test_degenerate_inputs_finite():
 
 def test_solver_failure_is_counted_and_falls_back_to_equal_weights(monkeypatch):
     # the active set breaks down, then two interior-point iterations cannot meet the tolerance
-    monkeypatch.setattr(simplex, "_conflict_averse_active_set", lambda *args: None)
-    monkeypatch.setattr(simplex, "_pdipm", functools.partial(real_pdipm, max_iters=2))
+    monkeypatch.setattr(simplex, "conflict_averse_active_set", lambda *args: None)
+    monkeypatch.setattr(simplex, "interior_point", functools.partial(real_pdipm, max_iters=2))
     g = spread_grads(10, seed=4)
     bal = make_balancer("imgrad", num_tasks=10)
     out = bal.balance(g, torch.ones(10, dtype=DTYPE))

@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 
 from conftest import DTYPE, degenerate_cases, positive_losses, spread_grads
 from mtrl.balancers import make_balancer
-from mtrl.balancers import _simplex as simplex
+from mtrl.balancers import simplex_solvers as simplex
 
 
 def _gram(grads: torch.Tensor) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_wrong_active_set_result_is_caught_and_the_interior_point_used(monkeypat
     (here 1/K) is rejected and the interior point's answer is returned, counted as no failure."""
     g = spread_grads(10, seed=4)
     ref = make_balancer("mgda", num_tasks=10).balance(g, torch.ones(10, dtype=DTYPE)).weights.numpy()
-    monkeypatch.setattr(simplex, "_min_norm_active_set", _uniform)
+    monkeypatch.setattr(simplex, "min_norm_active_set", _uniform)
     b = make_balancer("mgda", num_tasks=10)
     w = b.balance(g, torch.ones(10, dtype=DTYPE)).weights.numpy()
     assert b.solver_failures.item() == 0
@@ -130,8 +130,8 @@ def test_wrong_active_set_result_is_caught_and_the_interior_point_used(monkeypat
 def test_solver_failure_is_counted_and_falls_back_to_equal_weights(monkeypatch):
     # a wrong active-set result (rejected by its certificate), then a 1-iteration interior point,
     # which cannot meet its tolerance
-    monkeypatch.setattr(simplex, "_min_norm_active_set", _uniform)
-    monkeypatch.setattr(simplex, "_pdipm", functools.partial(simplex._pdipm, max_iters=1))
+    monkeypatch.setattr(simplex, "min_norm_active_set", _uniform)
+    monkeypatch.setattr(simplex, "interior_point", functools.partial(simplex.interior_point, max_iters=1))
     g = spread_grads(10, seed=4)
     b = make_balancer("mgda", num_tasks=10)
     out = b.balance(g, torch.ones(10, dtype=DTYPE))

@@ -1,5 +1,5 @@
-"""The registry and the contract every registered balancer keeps (DESIGN.md, "Balancer
-contract"): clear errors for unknown names and hyperparameters, [P] direction and [K] weights
+"""The registry and the contract every registered balancer keeps (README.md, "Balancers"):
+clear errors for unknown names and hyperparameters, [P] direction and [K] weights
 in the input's dtype and device, finite output on degenerate input and on negative losses, the
 log_losses option, checkpoint round trips, and at most one host synchronisation per balance()
 call: the copy of the Gram matrix, for the methods that solve on the host."""
@@ -15,7 +15,7 @@ from torch.overrides import TorchFunctionMode
 
 from conftest import DTYPE, degenerate_cases, positive_losses, spread_grads
 from mtrl.balancers import available_balancers, balancer_hparams, make_balancer
-from mtrl.balancers._simplex import HOST
+from mtrl.bench_counters import HOST
 from mtrl.balancers.base import log_loss_scale
 
 METHODS = available_balancers()
@@ -135,9 +135,9 @@ KNOWN_SYNCS = {"aligned_mtl": {"eigh"}}
 HOST_SOLVERS = {"mgda", "cagrad", "imgrad", "nash_mtl", "fairgrad", "imgrad_nash"}
 
 
-class _SyncSpy(TorchFunctionMode):
+class SyncSpy(TorchFunctionMode):
     """Records the calls that read a tensor on the host, except inside the host-side regions of
-    mtrl.balancers._simplex (the one Gram-matrix copy, and solves on host copies)."""
+    mtrl.balancers.host_solver (the one Gram-matrix copy, and solves on host copies)."""
 
     def __init__(self):
         super().__init__()
@@ -157,7 +157,7 @@ class _SyncSpy(TorchFunctionMode):
 
 def test_sync_spy_detects_host_reads():
     x = torch.ones(3)
-    with _SyncSpy() as spy:
+    with SyncSpy() as spy:
         if x.sum() > 0:
             x[x > 0] = 2.0
         x.max().item()
@@ -173,7 +173,7 @@ def test_host_synchronisations(name):
     opposite = degenerate_cases(10, 30)["opposite_rows"]
     b = make_balancer(name, num_tasks=10)
     before = HOST.syncs
-    with _SyncSpy() as spy:
+    with SyncSpy() as spy:
         for grads in (g, g, opposite):  # the first call (lazy state), a later one, a degenerate one
             b.balance(grads, losses)
     calls = spy.calls - KNOWN_SYNCS.get(name, set())
@@ -275,7 +275,7 @@ def test_host_reads_with_the_trainer_flag(name):
     g, losses = spread_grads(10, dim=30, seed=13), positive_losses(10)
     b = make_balancer(name, num_tasks=10)
     before = HOST.syncs
-    with _SyncSpy() as spy:
+    with SyncSpy() as spy:
         b.balance(g, losses, finite=torch.tensor(True))
     calls = spy.calls - KNOWN_SYNCS.get(name, set())
     assert calls == ({"__bool__"} if name in READS_FLAG else set())

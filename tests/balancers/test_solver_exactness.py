@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.balancers import _simplex as simplex
+from mtrl.balancers import simplex_solvers as simplex
 from mtrl.balancers import make_balancer
-from mtrl.balancers._simplex import conflict_averse_weights, min_norm_weights
+from mtrl.balancers.simplex_solvers import conflict_averse_weights, min_norm_weights
 
 SOLVERS = ["mgda", "cagrad", "imgrad", "nash_mtl", "fairgrad", "imgrad_nash"]
 FAMILIES = ["random", "shared", "rank1", "rank2", "rank3", "ratio1e5", "pair1e4"]
@@ -286,7 +286,7 @@ def test_min_norm_weights_kkt_on_hard_families(k, family_name, monkeypatch):
     a flat direction of the problem, along which only the barrier term steers the iterates)."""
     m = any_family(family_name, k)
     if family_name not in NOT_UNIQUE | ROUNDING_DEGENERATE:
-        monkeypatch.setattr(simplex, "_pdipm", None)  # any call fails the test
+        monkeypatch.setattr(simplex, "interior_point", None)  # any call fails the test
         w, ok = min_norm_weights(m)
         assert ok
         assert_exact_kkt(m, w)
@@ -311,8 +311,8 @@ def test_min_norm_weights_warm_start_gives_the_cold_answer(k, family_name, monke
     stale, _ = min_norm_weights(any_family(family_name, k, seed=1))
     starts = [np.ones(k, bool), w0 <= 0, rng.random(k) < 0.5, np.arange(k) == k - 1, stale > 0]
     runs = []
-    real = simplex._min_norm_active_set
-    monkeypatch.setattr(simplex, "_min_norm_active_set", lambda *a: runs.append(1) or real(*a))
+    real = simplex.min_norm_active_set
+    monkeypatch.setattr(simplex, "min_norm_active_set", lambda *a: runs.append(1) or real(*a))
     for start in starts:
         runs.clear()
         w, ok = min_norm_weights(m, start)
@@ -327,12 +327,12 @@ def test_min_norm_warm_start_from_the_answer_takes_one_solve(monkeypatch):
     w0, _ = min_norm_weights(m)
     mh = m / simplex.gram_scale(m)
     calls = []
-    real = simplex._lifted_gram
-    monkeypatch.setattr(simplex, "_lifted_gram", lambda *a: calls.append(1) or real(*a))
-    np.testing.assert_array_equal(simplex._min_norm_active_set(mh, w0 > 0), w0)
+    real = simplex.lifted_gram
+    monkeypatch.setattr(simplex, "lifted_gram", lambda *a: calls.append(1) or real(*a))
+    np.testing.assert_array_equal(simplex.min_norm_active_set(mh, w0 > 0), w0)
     assert len(calls) == 1
     calls.clear()
-    simplex._min_norm_active_set(mh)
+    simplex.min_norm_active_set(mh)
     assert len(calls) > 3
 
 
@@ -345,7 +345,7 @@ def test_affine_independence_of_task_sets():
     g[4] = 0.0
     g[5] = 0.5 * g[3] + 0.5 * g[0]  # on the segment between two others
     mh = g @ g.T
-    independent = lambda idx: simplex._affinely_independent(mh, np.array(idx))  # noqa: E731
+    independent = lambda idx: simplex.affinely_independent(mh, np.array(idx))  # noqa: E731
     assert independent([0, 2, 3]) and independent([0, 3, 4]) and independent([4]) and independent([0, 5])
     # duplicates; a point on a segment; zero, the midpoint of two opposite points
     assert not independent([0, 1]) and not independent([0, 3, 5]) and not independent([2, 3, 4])
@@ -356,8 +356,8 @@ def test_min_norm_weights_starts_only_from_affinely_independent_tasks(monkeypatc
     independent, on which the uniqueness of the answer rests): it is not used."""
     m = any_family("duplicate", 10)
     starts = []
-    real = simplex._min_norm_active_set
-    monkeypatch.setattr(simplex, "_min_norm_active_set", lambda mh, start=None: starts.append(start) or real(mh, start))
+    real = simplex.min_norm_active_set
+    monkeypatch.setattr(simplex, "min_norm_active_set", lambda mh, start=None: starts.append(start) or real(mh, start))
     min_norm_weights(m, np.arange(10) < 4)
     assert starts == [None]
     starts.clear()
@@ -423,7 +423,7 @@ def test_conflict_averse_weights_match_brute_force(k, family_name, alpha, c):
 def conflict_averse_weights_by_interior_point(m, b, alpha, beta):
     """conflict_averse_weights with the active set switched off: the interior point's answer."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(simplex, "_conflict_averse_active_set", lambda *args: None)
+        patch.setattr(simplex, "conflict_averse_active_set", lambda *args: None)
         return conflict_averse_weights(m, b, alpha, beta)
 
 
@@ -443,11 +443,11 @@ def test_conflict_averse_active_set_certified(k, family_name, alpha, c):
     b, beta = _ca_problem(m, c)
     s = simplex.gram_scale(m)
     mh, bh, beta_h = m / s, b / s, max(beta / np.sqrt(s), 1e-12)
-    w = simplex._conflict_averse_active_set(mh, bh, alpha, beta_h)
+    w = simplex.conflict_averse_active_set(mh, bh, alpha, beta_h)
     if w is None:  # a support's lifted Gram matrix not positive definite: a breakdown
         assert family_name in ROUNDING_DEGENERATE
         return
-    ok, _ = simplex._conflict_averse_kkt(mh, bh, alpha, beta_h, w)
+    ok, _ = simplex.conflict_averse_kkt(mh, bh, alpha, beta_h, w)
     x_norm, rho = np.sqrt(w @ mh @ w), w @ np.sqrt(np.diagonal(mh))
     if not ok:
         assert x_norm < simplex.X_FLOOR * rho or family_name in ROUNDING_DEGENERATE
@@ -469,7 +469,7 @@ def test_wrong_conflict_averse_active_set_result_is_caught(monkeypatch):
     m = any_family("rank3", 10)
     b, beta = _ca_problem(m, 0.5)
     ref, _ = conflict_averse_weights(m, b, 1.0, beta)
-    monkeypatch.setattr(simplex, "_conflict_averse_active_set", lambda mh, *args: np.full(len(mh), 1.0 / len(mh)))
+    monkeypatch.setattr(simplex, "conflict_averse_active_set", lambda mh, *args: np.full(len(mh), 1.0 / len(mh)))
     w, ok = conflict_averse_weights(m, b, 1.0, beta)
     assert ok and np.abs(w - ref).max() <= 1e-6 and np.abs(w - 0.1).max() > 0.05
 

@@ -12,7 +12,7 @@ import torch
 
 from mtrl.balancers import available_balancers, make_balancer
 from tests.balancers.conftest import DTYPE, positive_losses, spread_grads
-from tests.balancers.test_registry import _SyncSpy
+from tests.balancers.test_registry import SyncSpy
 
 LOSSES = torch.ones(3, dtype=DTYPE)
 
@@ -118,7 +118,7 @@ def test_state_round_trip_and_direction_with_grads():
 def test_no_host_synchronisation_with_task_success():
     b = make_balancer("stall_boost", num_tasks=10, patience=1, ramp=2)
     losses = torch.linspace(-3.0, 3.0, 10, dtype=DTYPE)
-    with _SyncSpy() as spy:
+    with SyncSpy() as spy:
         for k in range(3):
             b.balance(None, losses, task_success=torch.full((10,), 0.1 * k))
     assert not spy.calls, spy.calls

@@ -1,29 +1,11 @@
-"""The K x K solves of the gradient balancers: the Gram matrix goes to the host, the solve runs there.
+"""The host-side solvers of the K x K problems over the simplex (MGDA, CAGrad, IMGrad).
 
-The rule (DESIGN.md, "What an update may cost"). A balancer's solve works on the K x K Gram
-matrix ``M = G G^T`` of the task gradients (K = 2..50), so its cost does not depend on the
-number of parameters P. The Gram matrix is formed on the training device in float64 (from the
-float32 gradients: products of float32 numbers are exact in float64, so M is exact to float64
-rounding whatever the spread of the task norms), brought to the host in one copy (the one host
-synchronisation of a ``balance()`` call) and solved there in float64 with numpy, iterating to
-the method's tolerance and stopping there. The weights go back to the device, where the
-direction ``G^T w`` is one float64 matrix-vector product, cast to the gradients' dtype. A call
-costs 15 device operations (`mtrl bench`, MT10 sizes).
-
-Why not on the device: a solver written for the device runs a fixed iteration count with
-``torch.where`` safeguards (a convergence test would read the device). Measured at the MT10
-sizes, that was 2,000-7,400 aten operations per ``balance()`` call (each a kernel launch of
-~5-10 us on a GPU, ~2 us inside a CUDA graph), so a solver would cost 15-25x EW's update on a
-GPU. On the host a 10 x 10 interior-point iteration is a few dozen numpy calls of ~1 us, an
-active-set cycle about 15, and the loop stops when the KKT conditions hold. The price is one
-synchronisation per call.
-
-Every solver returns, next to its result, a Python bool ``ok``: the optimality conditions hold
-to the tolerance. The balancers count ``not ok`` as a solver failure and use their stated
+They take the float64 Gram matrix ``M = G G^T`` of the task gradients as a numpy array (brought
+to the host by :class:`mtrl.balancers.host_solver.HostSolverBalancer`, which says why the solve
+runs there) and return, next to the weights, a Python bool ``ok``: the optimality conditions
+hold to the tolerance. The balancers count ``not ok`` as a solver failure and use their stated
 fallback.
 
-* :func:`host_gram` / :func:`device_direction` -- the device side (Gram matrix in, direction out);
-  :func:`gram` for the methods whose K x K work stays on the device (PCGrad, Aligned-MTL).
 * :func:`min_norm_weights` -- MGDA: argmin over the simplex of w^T M w, by Wolfe's active-set
   min-norm-point algorithm (finite, exact to rounding, optionally warm-started from the previous
   call's support), certified by its KKT conditions, with the interior point as the fallback.
@@ -31,115 +13,24 @@ fallback.
   ``alpha * w.b + beta * sqrt(w^T M w)``, by the same active set with a closed-form face
   minimiser, certified by its KKT conditions, with the interior point (on a lifted form) as
   the fallback.
+* :func:`gram_scale`, :func:`floored_norm`, :func:`kkt_factor` -- the scale-free helpers the
+  other host solves (Nash-MTL, FairGrad, IMGrad-Nash) share.
 
-:data:`HOST` counts the host crossings and the time spent in host solves, for ``mtrl bench``.
+docs/solvers.md has the solvers' measured accuracy and cost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-import torch
 from scipy.linalg.lapack import dposv
-from torch import Tensor
 
 IPM_MAX_ITERS = 100  # a cap, never the stopping rule: typical solves stop after 8-25 iterations
 IPM_STOP = 1e-11  # the iteration stops once the relative dual residual, gap and equality residual are below
 IPM_TOL = 1e-8  # ... and the solve counts as converged (ok) when they are below this
 IPM_GAP = 1e-8  # ... and its Frank-Wolfe gap is below this, relative to the weighed tasks' scale
-
-
-@dataclass
-class HostAccounting:
-    """What ``mtrl bench`` reads: device-to-host crossings, seconds inside host solves, and
-    whether a host solve is running (the bench's operation counter skips torch operations on
-    host tensors made there: they are host work, not device kernels)."""
-
-    syncs: int = 0
-    solve_s: float = 0.0
-    depth: int = 0
-
-
-HOST = HostAccounting()
-
-
-@contextlib.contextmanager
-def _on_host():
-    HOST.depth += 1
-    try:
-        yield
-    finally:
-        HOST.depth -= 1
-
-
-@contextlib.contextmanager
-def host_solve():
-    """Marks host-side solver work (numpy, or torch on host copies) for the accounting."""
-    start = time.perf_counter()
-    with _on_host():
-        yield
-    HOST.solve_s += time.perf_counter() - start
-
-
-def host_gram(grads: Tensor, losses: Tensor, finite: Tensor | None = None) -> tuple[Tensor, np.ndarray | None]:
-    """``(G64, M)``: the gradients in float64 on their device, and ``M = G64 G64^T`` on the host
-    as a symmetric float64 numpy array, or None when the call is to be skipped: the trainer's
-    ``finite`` flag is False, or the losses or gradients are not finite (M's diagonal is finite
-    exactly when every gradient entry is). The flag and the losses travel in the same copy,
-    which is the call's one synchronisation."""
-    g64 = grads.to(torch.float64)
-    k = grads.shape[0]
-    flag = torch.ones(1, dtype=torch.float64, device=grads.device) if finite is None else finite.to(torch.float64).reshape(1)
-    block = torch.cat([(g64 @ g64.T).reshape(-1), losses.detach().to(torch.float64), flag])
-    with _on_host():
-        block = block.cpu().numpy()
-    HOST.syncs += 1
-    if block[-1] != 1.0 or not np.isfinite(block).all():
-        return g64, None
-    m = block[: k * k].reshape(k, k)
-    return g64, 0.5 * (m + m.T)
-
-
-def gram(grads: Tensor) -> Tensor:
-    """``G G^T`` on the device, in float64, for methods whose K x K work stays there (PCGrad's
-    projections, Aligned-MTL's eigendecomposition). Computed in the gradients' dtype when that
-    is float32 or float64 (no [K, P] copy), in float32 for half-precision gradients."""
-    if grads.dtype not in (torch.float32, torch.float64):
-        grads = grads.float()
-    m = grads @ grads.T
-    return (0.5 * (m + m.T)).to(torch.float64)
-
-
-def device_direction(g64: Tensor, weights: np.ndarray, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """``(G^T w, w)`` on the gradients' device, in ``dtype``; the product is taken in float64 so
-    that weights of very different sizes (tasks whose norms differ by 1e4 and more) do not
-    cancel in low precision."""
-    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))
-    # pinned and asynchronous on CUDA: the host goes on queueing work instead of waiting for the copy
-    w = w.pin_memory().to(g64.device, non_blocking=True) if g64.device.type == "cuda" else w.to(g64.device)
-    return (w @ g64).to(dtype), w.to(dtype)
-
-
-def clipped_direction(
-    g64: Tensor, m: np.ndarray | None, alpha: np.ndarray, max_norm: float, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """Nash-MTL's update ``d = G^T alpha``, scaled down to norm ``max_norm`` when longer (0
-    disables), and the weights that give it. With this call's Gram matrix ``m`` the norm is
-    exact on the host (|d|^2 = alpha^T M alpha); without it (alpha reused from an earlier call,
-    ``update_weights_every`` > 1) it is taken on the device, without a host read."""
-    if max_norm > 0 and m is not None:
-        norm = np.sqrt(max(float(alpha @ m @ alpha), 0.0))
-        alpha = alpha * min(1.0, max_norm / norm) if norm > 0 else alpha
-    direction, weights = device_direction(g64, alpha, dtype)
-    if max_norm > 0 and m is None:
-        factor = torch.clamp(max_norm / torch.linalg.vector_norm(direction).clamp(min=max_norm), max=1.0)
-        direction, weights = direction * factor, weights * factor
-    return direction, weights
 
 
 def gram_scale(m: np.ndarray) -> float:
@@ -149,7 +40,7 @@ def gram_scale(m: np.ndarray) -> float:
     return s if np.isfinite(s) and s > 0 else 1.0
 
 
-def _pdipm(
+def interior_point(
     derivatives: Callable[[np.ndarray, np.ndarray], np.ndarray],
     x0: np.ndarray,
     a: np.ndarray,
@@ -206,6 +97,14 @@ def _pdipm(
         np.divide(z, -dz, out=ratio, where=dz < 0)
         return min(1.0, float(ratio.min()))
 
+    def newton(r_dual: np.ndarray, inverse: np.ndarray, r_cent: np.ndarray) -> float:
+        """(dx, dlam) into dz for the factored system ``inverse``; returns dnu."""
+        rhs[:n] = -r_dual - r_cent / x
+        y = inverse @ rhs
+        dz[:n] = y[:n]
+        dz[n:] = (-r_cent - lam * y[:n]) / x
+        return float(y[n])
+
     for _ in range(max_iters):
         r_dual, r_pri, rel, pri = kkt()
         if rel <= IPM_STOP and pri <= IPM_STOP:
@@ -225,26 +124,17 @@ def _pdipm(
         except np.linalg.LinAlgError:
             break
         rhs[n] = -r_pri
-
-        def newton(r_cent: np.ndarray) -> float:
-            """(dx, dlam) into dz; returns dnu."""
-            rhs[:n] = -r_dual - r_cent / x
-            y = inverse @ rhs
-            dz[:n] = y[:n]
-            dz[n:] = (-r_cent - lam * y[:n]) / x
-            return float(y[n])
-
         # Mehrotra's predictor-corrector: the affine step (target 0) predicts how far the
         # complementarity can fall, which sets the centring sigma = (mu_aff / mu)^3, and its
         # second-order term corrects the step
         lam_x = lam * x
         mu = float(lam_x.sum()) / n
-        newton(lam_x)
+        newton(r_dual, inverse, lam_x)
         z_aff = z + boundary_step() * dz
         sigma = (float(z_aff[:n] @ z_aff[n:]) / n / mu) ** 3
         r_cent = dz[:n] * dz[n:]
         r_cent += lam_x - sigma * mu
-        dnu = newton(r_cent)
+        dnu = newton(r_dual, inverse, r_cent)
         s = 0.99 * boundary_step()
         z_new = z + s * dz
         # positive, and x.lam finite: then every entry is finite (NaN fails "> 0")
@@ -262,7 +152,7 @@ def _pdipm(
 # Thm. 10.4, and |R^T| |R| <= sqrt(a_ii a_jj) entrywise). For a candidate w on the simplex, with
 # n_i = |g_i| and rho = sum_j w_j n_j (the weighted norm of the support, not its largest norm:
 # with norms 1e5 apart, w_j ~ 1 / n_j^2 and rho stays near the small tasks' scale):
-#   * the support's solve (Jacobi-scaled lifted Gram matrix, _lifted_gram) leaves a residual
+#   * the support's solve (Jacobi-scaled lifted Gram matrix, lifted_gram) leaves a residual
 #     <= 2 (gamma_{3K+1} + 3u) (n_i rho + rho^2) in (M w)_i - w^T M w (the scaling and the lift
 #     add 3 roundings per entry; the lifted diagonal is at most twice n_i^2);
 #   * evaluating lam = M w - (w^T M w) 1 adds <= (gamma_K + gamma_2K + K u) (n_i rho + rho^2).
@@ -284,7 +174,7 @@ def kkt_factor(k: int) -> float:
 AFFINE_TOL = 1e-10
 
 
-def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lifted_gram(mh: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(Ahat, d)``: the lifted Gram matrix ``A = M_SS + c 1 1^T`` of the tasks S = idx (the Gram
     matrix of the points (sqrt(c), g_i), positive definite exactly when the g_i are affinely
     independent, which M_SS alone need not be: opposite or zero rows), Jacobi-scaled,
@@ -302,11 +192,11 @@ def _lifted_gram(mh: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return a, d
 
 
-def _lifted_solve(mh: np.ndarray, idx: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
-    """``A^{-1} rhs`` for the lifted Gram matrix A of the tasks idx (:func:`_lifted_gram`), by a
+def lifted_solve(mh: np.ndarray, idx: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """``A^{-1} rhs`` for the lifted Gram matrix A of the tasks idx (:func:`lifted_gram`), by a
     Cholesky solve of the scaled system (LAPACK dposv); None when A is not numerically positive
     definite (affinely dependent tasks) or the result is not finite."""
-    a, d = _lifted_gram(mh, idx)
+    a, d = lifted_gram(mh, idx)
     scaled = rhs / (d[:, None] if rhs.ndim == 2 else d)
     _, x, info = dposv(a, scaled, overwrite_a=True, overwrite_b=True)
     if info != 0:
@@ -315,11 +205,11 @@ def _lifted_solve(mh: np.ndarray, idx: np.ndarray, rhs: np.ndarray) -> np.ndarra
     return x if np.isfinite(x).all() else None
 
 
-def _affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
+def affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
     """Whether the gradients of the tasks idx are affinely independent, to AFFINE_TOL: every
     Cholesky pivot of the scaled lifted Gram matrix (the squared sine of the angle between a
     lifted point and the span of the ones before it) is above AFFINE_TOL."""
-    a, _ = _lifted_gram(mh, idx)
+    a, _ = lifted_gram(mh, idx)
     try:
         low = np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
@@ -359,7 +249,7 @@ def _move_to_boundary(w: np.ndarray, in_s: np.ndarray, s: np.ndarray, direction:
     return bool(in_s.any())
 
 
-def _min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
+def min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
     """``(ok, face)`` for a candidate w of  min_{w in simplex} w^T M w.
 
     ok: the KKT conditions hold to rounding: w >= 0, sum w = 1, and with ``lam = M w - (w^T M w) 1``
@@ -384,19 +274,19 @@ def _min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
     return bool((lam >= -tol).all() and face[support].all()), face
 
 
-def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
+def min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
     """Wolfe's algorithm for the minimum-norm point of the convex hull of the task gradients
     (P. Wolfe, "Finding the nearest point in a polytope", Math. Programming 11, 1976), written
     on the Gram matrix: returns w with ``G^T w`` the min-norm point, or None when a linear solve
-    breaks down. It does not certify its result (:func:`_min_norm_kkt` does).
+    breaks down. It does not certify its result (:func:`min_norm_kkt` does).
 
     It keeps a support S whose gradients are affinely independent and weights w > 0 on S.
     Minor cycle: the point of least norm of the affine hull of {g_i : i in S} has weights
-    ``u = A^{-1} 1 / (1^T A^{-1} 1)`` with A the lifted Gram matrix of S (:func:`_lifted_gram`;
+    ``u = A^{-1} 1 / (1^T A^{-1} 1)`` with A the lifted Gram matrix of S (:func:`lifted_gram`;
     the KKT system ``M_SS u = mu 1, 1^T u = 1`` gives ``A u = (mu + c) 1``). If u > 0, w = u;
     otherwise w moves towards u until a weight reaches 0, that task leaves S, and the minor
     cycle repeats. Major cycle: with ``lam = M w - (w^T M w) 1``, stop when every
-    ``lam_i >= -tol_i`` (the rounding tolerance of :func:`_min_norm_kkt`); otherwise the most
+    ``lam_i >= -tol_i`` (the rounding tolerance of :func:`min_norm_kkt`); otherwise the most
     violating task enters S (it lies outside the affine hull of S, since every point of that
     hull has the same inner product w^T M w with G^T w), and |G^T w| strictly decreases. So
     the method ends after finitely many cycles, with w the affine min-norm weights of its final
@@ -424,7 +314,7 @@ def _min_norm_active_set(mh: np.ndarray, start: np.ndarray | None = None) -> np.
     for _ in range(4 * k + 10):
         while True:  # minor cycle
             s = np.flatnonzero(in_s)
-            u = _lifted_solve(mh, s, ones[: s.size])
+            u = lifted_solve(mh, s, ones[: s.size])
             if u is None:
                 return None
             total = float(u.sum())
@@ -456,15 +346,15 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
 
     K = 1: w = [1]. K = 2: closed form ``w_1 = clip((M22 - M12) / (M11 + M22 - 2 M12), 0, 1)``,
     1/2 when the two gradients are equal. M = 0 (all gradients zero): every w is optimal, 1/K.
-    K >= 3: Wolfe's active-set algorithm (:func:`_min_norm_active_set`) on M / (tr(M)/K), exact
-    to rounding and certified by the KKT conditions (:func:`_min_norm_kkt`). ``start`` (a bool
+    K >= 3: Wolfe's active-set algorithm (:func:`min_norm_active_set`) on M / (tr(M)/K), exact
+    to rounding and certified by the KKT conditions (:func:`min_norm_kkt`). ``start`` (a bool
     mask, e.g. the support of the previous call's w) is where the active set starts when those
     tasks are affinely independent; a start that fails is retried from scratch. The result
     depends on it only through rounding (bit-identical when both runs end on the same support).
 
-    The weights are unique when the tasks on the optimal face (:func:`_min_norm_kkt`) are
+    The weights are unique when the tasks on the optimal face (:func:`min_norm_kkt`) are
     affinely independent. When they are not (duplicate or zero rows, zero inside the hull of
-    exactly low-rank gradients), the primal-dual interior point (:func:`_pdipm`, to IPM_TOL) is
+    exactly low-rank gradients), the primal-dual interior point (:func:`interior_point`, to IPM_TOL) is
     used instead: its central path ends in the relative interior of the optimal set, so
     duplicated tasks share their weight equally (to ~1e-6 relative: the split is a flat direction
     of the problem, along which only the barrier term steers the iterates).
@@ -479,29 +369,30 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
     if k == 2:
         den = mh[0, 0] + mh[1, 1] - 2.0 * mh[0, 1]  # |g1 - g2|^2 / s >= 0
         w1 = float(np.clip((mh[1, 1] - mh[0, 1]) / den, 0.0, 1.0)) if den > 1e-12 else 0.5
-        w = np.array([w1, 1.0 - w1])
-        return w, bool(np.isfinite(w).all())
+        pair = np.array([w1, 1.0 - w1])
+        return pair, bool(np.isfinite(pair).all())
     if float(np.trace(m)) == 0.0:  # M is PSD with a zero diagonal: M = 0
         return np.full(k, 1.0 / k), True
-    starts = [None]
-    if start is not None and start.any() and _affinely_independent(mh, np.flatnonzero(start)):
+    starts: list[np.ndarray | None] = [None]
+    if start is not None and start.any() and affinely_independent(mh, np.flatnonzero(start)):
         starts.insert(0, start)
-    ok, w = False, None
+    ok, w, face = False, None, None
     for first in starts:
-        w = _min_norm_active_set(mh, first)
+        w = min_norm_active_set(mh, first)
         if w is not None:
-            ok, face = _min_norm_kkt(mh, w)
+            ok, face = min_norm_kkt(mh, w)
             if ok:
                 break
-    if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
-        return w, True  # the unique optimum
+    if w is not None and face is not None and ok:
+        if (face == (w > 0)).all() or affinely_independent(mh, np.flatnonzero(face)):
+            return w, True  # the unique optimum
     ones = np.ones(k)
 
     def derivatives(v: np.ndarray, hess: np.ndarray) -> np.ndarray:
         hess[...] = mh
         return mh @ v
 
-    x, ok_ipm = _pdipm(derivatives, ones / k, ones)
+    x, ok_ipm = interior_point(derivatives, ones / k, ones)
     if ok_ipm or not ok:
         x = np.maximum(x, 0.0)
         x /= x.sum()
@@ -512,6 +403,7 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
         gap = 2.0 * (float(x @ mx) - float(mx.min()))
         rho = _gap_scale(mh, x)
         return x, ok_ipm and bool(np.isfinite(x).all()) and gap <= IPM_GAP * rho * rho
+    assert w is not None  # ok: the active set's w passed its certificate
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
@@ -522,7 +414,7 @@ def min_norm_weights(m: np.ndarray, start: np.ndarray | None = None) -> tuple[np
 X_FLOOR = 1e-4
 
 
-def _conflict_averse_kkt(
+def conflict_averse_kkt(
     mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float, w: np.ndarray
 ) -> tuple[bool, np.ndarray]:
     """``(ok, face)`` for a candidate w of  min_{w in simplex} phi(w) = alpha w.b + beta |G^T w|.
@@ -532,7 +424,7 @@ def _conflict_averse_kkt(
     ``tol_i = kkt_factor(K) (|g_i| + rho) (alpha R + beta rho / |x|)`` (R the mean |g_j|, rho =
     sum_j w_j |g_j|: the rounding bounds of b_i = (M 1/K)_i, of (M w)_i / |x| and of w.grad phi,
     and of what the support's linear solve leaves, as in :func:`kkt_factor`), with
-    |x| >= X_FLOOR rho. face: as in :func:`_min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
+    |x| >= X_FLOOR rho. face: as in :func:`min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
     which every optimal w lives.
     """
     k = mh.shape[0]
@@ -552,12 +444,12 @@ def _conflict_averse_kkt(
     return bool((lam >= -tol).all() and face[support].all()), face
 
 
-def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float) -> np.ndarray | None:
+def conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, beta: float) -> np.ndarray | None:
     """An active-set method for  min_{w in simplex} alpha w.b + beta |G^T w|  (alpha >= 0,
-    beta > 0, b = G g0): Wolfe's algorithm (:func:`_min_norm_active_set`) with the minor cycle's
+    beta > 0, b = G g0): Wolfe's algorithm (:func:`min_norm_active_set`) with the minor cycle's
     affine min-norm point replaced by the minimiser of the objective over the affine hull of
     the support S, which has a closed form. It does not certify its result
-    (:func:`_conflict_averse_kkt` does); None where it breaks down.
+    (:func:`conflict_averse_kkt` does); None where it breaks down.
 
     On aff{g_i : i in S}, write x = x_a + y with x_a the hull's min-norm point (weights u, as in
     Wolfe's) and y in the hull's direction space V, which is orthogonal to x_a. With q the
@@ -569,7 +461,7 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
     until a weight reaches 0 and that task leaves S. If alpha |q| >= beta the objective falls
     without bound along -q (its slope along -q is at most |q| (beta - alpha |q|) <= 0 everywhere)
     and w moves along -delta until a weight reaches 0. Major cycle: with lam as in
-    :func:`_conflict_averse_kkt`, stop when every ``lam_i >= -tol_i``, else the most violating task
+    :func:`conflict_averse_kkt`, stop when every ``lam_i >= -tol_i``, else the most violating task
     enters S. It enters with a positive weight (the direction towards it descends at w, which
     minimises the objective on the face of S, so the new face's minimiser, or descent ray, gives
     it weight), the objective decreases strictly from one major cycle to the next, and the
@@ -591,7 +483,7 @@ def _conflict_averse_active_set(mh: np.ndarray, bh: np.ndarray, alpha: float, be
         while True:  # minor cycle
             s = np.flatnonzero(in_s)
             rhs[: s.size, 1] = bh[s]
-            sol = _lifted_solve(mh, s, rhs[: s.size])  # A^{-1} [1, b_S]
+            sol = lifted_solve(mh, s, rhs[: s.size])  # A^{-1} [1, b_S]
             if sol is None:
                 return None
             p, r = sol[:, 0], sol[:, 1]
@@ -635,8 +527,8 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
 
     CAGrad: b = G g0, alpha = 1, beta = c |g0|. IMGrad: alpha = 1.5 - cos, beta = cos c |g0|.
     On M and b scaled by tr(M)/K, with a floor of 1e-12 on the scaled beta. Solved by the active
-    set of :func:`_conflict_averse_active_set`, exact to rounding, certified by its KKT
-    conditions (:func:`_conflict_averse_kkt`). The objective is convex but not differentiable
+    set of :func:`conflict_averse_active_set`, exact to rounding, certified by its KKT
+    conditions (:func:`conflict_averse_kkt`). The objective is convex but not differentiable
     where G^T w = 0; where the active set is not certified (|G^T w| below X_FLOOR of the
     gradients' norms, or a breakdown) or w* may not be unique (affinely dependent tasks on the
     optimal face, as in :func:`min_norm_weights`; the interior point then splits the weight of
@@ -652,10 +544,10 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
     mh, bh = m / s, np.asarray(b, dtype=np.float64) / s
     beta = max(beta / np.sqrt(s), 1e-12)  # beta multiplies a norm (units sqrt(s))
 
-    w, ok = _conflict_averse_active_set(mh, bh, alpha, beta), False
+    w, ok = conflict_averse_active_set(mh, bh, alpha, beta), False
     if w is not None:
-        ok, face = _conflict_averse_kkt(mh, bh, alpha, beta, w)
-        if ok and ((face == (w > 0)).all() or _affinely_independent(mh, np.flatnonzero(face))):
+        ok, face = conflict_averse_kkt(mh, bh, alpha, beta, w)
+        if ok and ((face == (w > 0)).all() or affinely_independent(mh, np.flatnonzero(face))):
             return w, True  # the unique optimum
 
     alpha_b = alpha * bh
@@ -675,7 +567,7 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
 
     w0 = np.full(k, 1.0 / k)
     x0 = np.append(w0, np.sqrt(max(float(w0 @ mh @ w0), 0.0)) + 1.0)
-    x, ok_ipm = _pdipm(derivatives, x0, np.append(np.ones(k), 0.0))
+    x, ok_ipm = interior_point(derivatives, x0, np.append(np.ones(k), 0.0))
     if ok_ipm or not ok:
         x = np.maximum(x[:k], 0.0)
         x /= x.sum()
@@ -693,6 +585,7 @@ def conflict_averse_weights(m: np.ndarray, b: np.ndarray, alpha: float, beta: fl
             g0_norm = math.sqrt(max(float(mh.sum()), 0.0)) / k
             ok_ipm = ok_ipm and gap <= IPM_GAP * (alpha * g0_norm + beta) * rho
         return x, ok_ipm
+    assert w is not None  # ok: the active set's w passed its certificate
     return w, True  # not unique, and the interior point failed: the active set's certified w
 
 
