@@ -4,7 +4,8 @@
     MT1:<env-name>               one Meta-World task, e.g. MT1:reach-v3
     path/to/tasks.yaml           a YAML file: ``name:``, ``tasks: [reach-v3, push-v3, ...]`` and
                                  optionally ``kind: gymnasium`` (the tasks are then gymnasium ids)
-    gym:<id>,<id>,...            gymnasium env ids sharing one action space (a user's own robots)
+    gym:<id>,<id>,...            gymnasium env ids sharing one action space (a user's own robots);
+                                 an id registered by a package is <package>:<id>, as in gym.make
     <entry-point name>           a task set installed under the ``mtrl.tasksets`` entry-point group
     my_pkg.tasks:my_set          a module attribute: a TaskSet, or a callable returning one
 
@@ -21,6 +22,8 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import yaml
 from metaworld import env_dict as _mw
 
@@ -75,29 +78,64 @@ class TaskSet:
 
 
 def gymnasium_taskset(name: str, env_ids: list[str] | tuple[str, ...]) -> TaskSet:
-    """A task set of gymnasium env ids; they are built once here to check that they exist and
-    share one action space (same shape and bounds), so a bad set fails before a run starts."""
+    """A task set of gymnasium env ids; they are built once here to check that they exist, that
+    their observations have a flat vector form and that they share one action space (same shape
+    and bounds), so a bad set fails before a run starts."""
     taskset = TaskSet(name, tuple(env_ids), kind="gymnasium")
-    check_action_spaces(taskset)
+    check_spaces(taskset)
     return taskset
 
 
-def check_action_spaces(taskset: TaskSet) -> None:
-    import gymnasium as gym
-    import numpy as np
+def has_flat_form(space: gym.spaces.Space) -> bool:
+    """Whether ``gymnasium.spaces.flatten`` maps the space's points to one fixed-length vector
+    that means something to a network: Box (raveled), Discrete, MultiBinary and MultiDiscrete
+    (one-hot or 0/1 entries), and Dict and Tuple of those, nested to any depth. Text, Sequence,
+    Graph and OneOf have none (variable length, or characters as numbers)."""
+    if isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)):
+        return True
+    if isinstance(space, gym.spaces.Dict):
+        return all(has_flat_form(s) for s in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return all(has_flat_form(s) for s in space.spaces)
+    return False
 
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _make_env(taskset: TaskSet, env_id: str) -> gym.Env:
+    try:
+        return gym.make(env_id, disable_env_checker=True)
+    except (gym.error.Error, ImportError) as e:
+        hint = ""
+        if ":" not in env_id and isinstance(e, gym.error.UnregisteredEnv):
+            hint = (
+                "; an id that a package registers needs the package imported first: "
+                f"name it <package>:{env_id} (gym:<package>:{env_id}, or <package>:{env_id} in a YAML task list)"
+            )
+        raise TaskSetError(
+            f"task set {taskset.name!r}: cannot make gymnasium env {env_id!r} ({_one_line(str(e))}){hint}"
+        ) from None
+
+
+def check_spaces(taskset: TaskSet) -> None:
+    """Every env of a gymnasium task set builds, observes a space with a flat vector form
+    (:func:`has_flat_form`) and acts in the one Box action space they all share."""
     spaces: dict[str, gym.spaces.Box] = {}
     for env_id in taskset.tasks:
-        try:
-            env = gym.make(env_id, disable_env_checker=True)
-        except gym.error.Error as e:
-            raise TaskSetError(f"task set {taskset.name!r}: cannot make gymnasium env {env_id!r} ({e})") from None
-        space = env.action_space
+        env = _make_env(taskset, env_id)
+        space, observations = env.action_space, env.observation_space
         env.close()
+        if not has_flat_form(observations):
+            raise TaskSetError(
+                f"task set {taskset.name!r}: {env_id!r} observes {_one_line(str(observations))}, which has no "
+                "flat vector form; mtrl takes Box, Discrete, MultiBinary, MultiDiscrete and Dict/Tuple of them"
+            )
         if not isinstance(space, gym.spaces.Box):
             raise TaskSetError(
-                f"task set {taskset.name!r}: {env_id!r} has a {type(space).__name__} "
-                "action space; SAC needs a continuous (Box) one"
+                f"task set {taskset.name!r}: {env_id!r} acts in {_one_line(str(space))}, a "
+                f"{type(space).__name__} action space; SAC needs a continuous (Box) one"
             )
         spaces[env_id] = space
     first, *rest = taskset.tasks
@@ -197,5 +235,5 @@ def _from_object(name: str, load) -> TaskSet:
     if not isinstance(obj, TaskSet):
         raise TaskSetError(f"taskset {name!r} is a {type(obj).__name__}, not an envs.tasksets.TaskSet")
     if obj.kind == "gymnasium":
-        check_action_spaces(obj)
+        check_spaces(obj)
     return obj

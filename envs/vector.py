@@ -13,9 +13,11 @@ as ``obs`` and resets finished sub-envs itself (``reset_done``). That also gives
 clean place to stand: between the end of one episode and the reset that samples the next goal.
 
 Gymnasium task sets (``TaskSet.kind == "gymnasium"``, a user's own robots) get the same
-interface from ``TaskEnv``: observations zero-padded to the largest observation size of the
-set, then the one-hot task id, as float32; actions rescaled from [-1, 1] to the shared bounds;
-``info["success"]`` from the env's ``success`` or ``is_success`` info (0 when it has neither).
+interface from ``TaskEnv``: observations flattened by ``gymnasium.spaces.flatten`` (a Dict's
+entries concatenated in the space's key order, which gymnasium sorts, nested spaces depth-first;
+Discrete entries one-hot), zero-padded to the largest flat size of the set, then the one-hot task
+id, as float32; actions rescaled from [-1, 1] to the shared bounds; ``info["success"]`` from the
+env's ``success`` or ``is_success`` info (0 when it has neither).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.strategies import VECTOR_STRATEGIES, VectorStrategy
-from envs.tasksets import TaskSet, get_taskset
+from envs.tasksets import TaskSet, TaskSetError, get_taskset, has_flat_form
 
 NUM_GOALS = 50
 # What make_vector_env builds: each has gymnasium's ``call``, which the RNG checkpoints go through.
@@ -41,7 +43,7 @@ _BENCHMARK_TASKS = {name: get_taskset(name).tasks for name in ("MT10", "MT25", "
 class TaskEnv(gym.Wrapper):
     """Task ``index`` of a gymnasium task set, shaped like a Meta-World multi-task sub-env.
 
-    obs = [env obs, zeros up to ``obs_size``, one-hot(index, num_tasks)] (float32);
+    obs = [flattened env obs, zeros up to ``obs_size``, one-hot(index, num_tasks)] (float32);
     success = ``info.get("success", info.get("is_success", 0))``, terminating the episode when
     ``terminate_on_success`` (the evaluation protocol). The seed goes in through the first
     reset (``reset(seed=...)`` works for gymnasium envs); ``seed(s)`` re-seeds at the next reset.
@@ -54,7 +56,8 @@ class TaskEnv(gym.Wrapper):
     ):
         env = gym.wrappers.RescaleAction(env, np.float64(-1.0), np.float64(1.0))
         super().__init__(env)
-        n = int(np.prod(env.observation_space.shape or ()))  # a Box's (checked in _make_gymnasium)
+        self._env_space = env.observation_space  # one with a flat form (envs.tasksets.check_spaces)
+        n = gym.spaces.flatdim(self._env_space)
         self.observation_space = space  # the same for every task: the vector env needs one
         obs_size = space.shape[0] - num_tasks
         self._tail = np.zeros(obs_size - n + num_tasks, dtype=np.float32)
@@ -64,7 +67,8 @@ class TaskEnv(gym.Wrapper):
         self._terminate_on_success = terminate_on_success
 
     def _obs(self, obs) -> np.ndarray:
-        return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._tail])
+        flat = gym.spaces.flatten(self._env_space, obs)
+        return np.concatenate([np.asarray(flat, dtype=np.float32), self._tail])
 
     def reset(self, *, seed=None, options=None):
         seed, self._pending_seed = (self._pending_seed if seed is None else seed), None
@@ -193,17 +197,17 @@ def make_metaworld_vector(
 
 def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int, terminate_on_success: bool):
     """The shared observation space bounds each padded entry by the union of the tasks' bounds
-    there (padding counts as [0, 0]) and the one-hot by [0, 1]."""
+    there (of the flattened spaces; padding counts as [0, 0]) and the one-hot by [0, 1]."""
     num_tasks = taskset.num_tasks
     spaces = []
     for env_id in taskset.tasks:
         env = gym.make(env_id, disable_env_checker=True)
-        space = env.observation_space
+        flat = gym.spaces.flatten_space(env.observation_space)
         env.close()
-        if not isinstance(space, gym.spaces.Box):
-            raise ValueError(f"{env_id} has a {type(space).__name__} observation space; mtrl needs a Box one")
-        spaces.append(space)
-    obs_size = max(int(np.prod(s.shape)) for s in spaces)
+        if not has_flat_form(env.observation_space) or not isinstance(flat, gym.spaces.Box):
+            raise TaskSetError(f"{env_id} observes {env.observation_space}, which has no flat vector form")
+        spaces.append(flat)
+    obs_size = max(s.shape[0] for s in spaces)
     low = np.zeros((num_tasks, obs_size + num_tasks))
     high = np.zeros((num_tasks, obs_size + num_tasks))
     for t, s in enumerate(spaces):

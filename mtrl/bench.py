@@ -532,7 +532,7 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
                 f"  raw {rates['raw']:.0f}  collect {rates['collect']:.0f}  train (EW) {rates['train']:.0f} env steps/s"
             )
             if strategy != cfg.vector_strategy:
-                trainer._close()
+                trainer.close()
         log("raw stepping CPU per transition, the strategies side by side ...")
         figures["cpu_us_per_transition_raw"] = stepping_cpu(cfg, trainer.taskset, plan)
         log("  " + "  ".join(f"{s} {us:.0f} us" for s, us in figures["cpu_us_per_transition_raw"].items()))
@@ -563,7 +563,7 @@ def run_bench(cfg: Config, quick: bool, balancers: list[str] | None = None, log=
         else:
             log("compile on and off (the first compiled updates compile: seconds to minutes) ...")
             compiled = compile_rates(trainer, balancers, plan, log)
-        trainer._close()
+        trainer.close()
 
     K = trainer.num_tasks
     collect = figures["env_steps_per_s_collect"][cfg.vector_strategy]

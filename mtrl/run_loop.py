@@ -216,7 +216,7 @@ class RunLoop:
             if self.stop_signal is None and c.last_eval_step != c.env_steps:
                 self._evaluate()
         except BaseException:
-            self._close()  # TensorBoard events so far are flushed; the checkpoints stay as they are
+            self.close()  # TensorBoard events so far are flushed; the checkpoints stay as they are
             _restore_signals(handlers)
             raise
         finally:
@@ -229,7 +229,7 @@ class RunLoop:
                 # transitions and starts fresh episodes.
                 if self.checkpointed != (c.env_steps, c.last_eval_step):
                     self._checkpoint(time.time() - wall_mark)
-                self._close()
+                self.close()
                 return {"stopped_by": signal.Signals(self.stop_signal).name, "env_steps": c.env_steps}
             self._checkpoint(time.time() - wall_mark)
             assert self.last_eval is not None  # the final evaluation ran, in this process or before the checkpoint
@@ -244,7 +244,7 @@ class RunLoop:
                 c.best_success_mean,
                 self.critic_loss,
             )
-            self._close()
+            self.close()
             return summary
         finally:
             _restore_signals(handlers)  # only now: a signal during the final checkpoint or summary is ignored
@@ -260,7 +260,9 @@ class RunLoop:
 
         return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Flush the logger, close the envs; ``train`` calls it on every way out, a caller that
+        builds a loop without training (``mtrl bench``) calls it itself."""
         self.log.close()
         self.envs.close()
         if self.eval_envs is not None:

@@ -26,5 +26,5 @@ for _ in range(60):  # replay data from the policy, no updates
     done = terminated | truncated
 plan = BenchPlan(vector_steps=0, train_steps=0, warmup_updates=3, rounds=6, updates=5, grad_repeats=0, eval_episodes=1)
 figures = compile_rates(trainer, list(COMPILED), plan, lambda line: print(line, flush=True))
-trainer._close()
+trainer.close()
 print(json.dumps(figures, indent=2))
