@@ -160,7 +160,7 @@ def available_tasksets() -> list[str]:
     lines += [
         f"{'MT1:<env-name>':<28} one Meta-World task, e.g. MT1:reach-v3",
         f"{'path/to/tasks.yaml':<28} a YAML list (name, tasks, optional kind: gymnasium); docs/tasksets.md",
-        f"{'gym:<id>,<id>,...':<28} gymnasium env ids sharing one action space",
+        f"{'gym:<id>,<id>,...':<28} gymnasium env ids sharing one action space (<package>:<id> for a package's)",
         f"{'my_pkg.module:attribute':<28} a TaskSet (or a callable returning one) in your own module",
     ]
     lines += [f"{name:<28} entry point {ep.value}" for name, ep in sorted(_entry_points().items())]

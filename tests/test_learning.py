@@ -46,3 +46,20 @@ def test_cagrad_learns_mt1_reach(tmp_path):
     which Adam all but ignores, so it must learn reach as EW does, to the same floor."""
     evals = _train(tmp_path / "cagrad", [*REACH, "total_env_steps=40000", "checkpoint_every=40000", "balancer=cagrad"])
     assert max(evals[30000], evals[40000]) >= 0.4, evals
+
+
+# gymnasium-robotics' FetchReach with dense reward (docs/tasksets.md, "Goal-conditioned robots"):
+# its own 50-step episodes, a 1k-step random warm-up, evaluations every 2k steps
+FETCH_REACH = ["taskset=gym:gymnasium_robotics:FetchReachDense-v4", "seed=1", "device=cpu", "max_episode_steps=50",
+               "batch_size=256", "warmup_env_steps=1000", "buffer_size=100000", "total_env_steps=20000",
+               "eval_every=2000", "eval_episodes=10", "checkpoint_every=20000", "log_every=1000"]  # fmt: skip
+
+
+def test_sac_learns_fetch_reach(tmp_path):
+    """SAC reaches the goal of FetchReach from its goal-conditioned dict observations (flattened),
+    success read from the env's is_success: measured 0.9 at 10k steps and 1.0 from 14k on
+    (seed 1, docs/tasksets.md), so 0.6 over the last three evaluations leaves margin."""
+    pytest.importorskip("gymnasium_robotics")
+    evals = _train(tmp_path / "fetch_reach", FETCH_REACH)
+    assert max(evals[s] for s in (16000, 18000, 20000)) >= 0.6, evals
+

@@ -163,7 +163,7 @@ def test_docs_tasksets_page_examples_run(tmp_path, monkeypatch):
         for line in block.splitlines():
             assert line in source.read_text().splitlines(), (source.name, line)
     commands = [line.strip() for line in page.splitlines() if "mtrl train" in line and "docs/examples" in line]
-    assert len(commands) == 3
+    assert len(commands) == 4
     monkeypatch.chdir(REPO)
     monkeypatch.syspath_prepend(str(EXAMPLES))  # the PYTHONPATH=docs/examples of the my_tasks command
     for i, command in enumerate(commands):
