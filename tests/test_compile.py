@@ -49,7 +49,7 @@ def trainers(request, tmp_path_factory):
     start = copy.deepcopy({"agent": eager.agent.state_dict(), "opt": [o.state_dict() for o in _optimizers(eager)]})
     yield eager, compiled, start
     for t in (eager, compiled):
-        t._close()
+        t.close()
 
 
 def _optimizers(trainer):
