@@ -54,7 +54,10 @@ class TaskEnv(gym.Wrapper):
     def __init__(
         self, env: gym.Env, index: int, num_tasks: int, space: gym.spaces.Box, seed: int, terminate_on_success: bool
     ):
-        env = gym.wrappers.RescaleAction(env, np.float64(-1.0), np.float64(1.0))
+        with warnings.catch_warnings():
+            # the float64 bounds of the [-1, 1] Box cast to a float32 action space: exact, but gymnasium warns
+            warnings.filterwarnings("ignore", message=".*precision lowered.*")
+            env = gym.wrappers.RescaleAction(env, np.float64(-1.0), np.float64(1.0))
         super().__init__(env)
         self._env_space = env.observation_space  # one with a flat form (envs.tasksets.check_spaces)
         n = gym.spaces.flatdim(self._env_space)
