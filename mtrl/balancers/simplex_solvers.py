@@ -217,6 +217,13 @@ def affinely_independent(mh: np.ndarray, idx: np.ndarray) -> bool:
     return bool((np.diagonal(low) ** 2 > AFFINE_TOL).all())
 
 
+def on_simplex(w: np.ndarray, support: np.ndarray) -> bool:
+    """w is a finite point of the simplex (to the certificates' rounding) with some support."""
+    return bool(
+        support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= kkt_factor(w.shape[0])
+    )
+
+
 def _support_norm(norms: np.ndarray, w: np.ndarray) -> float:
     """rho = sum_i w_i |g_i|: the scale of the rounding in M w and w^T M w (see kkt_factor)."""
     return float(w @ norms)
@@ -261,12 +268,10 @@ def min_norm_kkt(mh: np.ndarray, w: np.ndarray) -> tuple[bool, np.ndarray]:
     hyperplane ``{g : g.x = |x|^2}`` at x = G^T w, the support and any others that touch it.
     Every optimal w lives on them (lam depends on the min-norm point alone, which is unique).
     """
-    k = mh.shape[0]
-    norms = np.sqrt(np.diagonal(mh))
     support = w > 0
-    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= kkt_factor(k)):
+    if not on_simplex(w, support):
         return False, support
-    mw = mh @ w
+    k, norms, mw = mh.shape[0], np.sqrt(np.diagonal(mh)), mh @ w
     lam = mw - float(w @ mw)
     rho = _support_norm(norms, w)
     tol = kkt_factor(k) * (norms * rho + rho * rho)
@@ -427,12 +432,10 @@ def conflict_averse_kkt(
     |x| >= X_FLOOR rho. face: as in :func:`min_norm_kkt`, the tasks with ``lam_i <= tol_i``, on
     which every optimal w lives.
     """
-    k = mh.shape[0]
-    norms = np.sqrt(np.diagonal(mh))
     support = w > 0
-    if not (support.any() and np.isfinite(w).all() and (w >= 0).all() and abs(w.sum() - 1.0) <= kkt_factor(k)):
+    if not on_simplex(w, support):
         return False, support
-    mw = mh @ w
+    k, norms, mw = mh.shape[0], np.sqrt(np.diagonal(mh)), mh @ w
     rho = _support_norm(norms, w)
     x_norm = math.sqrt(max(float(w @ mw), 0.0))
     if not (x_norm > 0 and x_norm >= X_FLOOR * rho):
