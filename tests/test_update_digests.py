@@ -36,6 +36,20 @@ RUNS = {
 }
 
 
+# torch's thread count of this process as it started (read at collection, before any test runs):
+# tests that train with torch_threads=1 leave torch at 1 for the rest of the session, so each run
+# here sets it back to this for its duration
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def default_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
 def _platform() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     import scipy.linalg  # noqa: F401  (its OpenBLAS too)
@@ -47,7 +61,7 @@ def _platform() -> dict:
         "numpy": np.__version__,
         "machine": platform.machine(),
         "cpu": cpu,
-        "threads": torch.get_num_threads(),
+        "threads": DEFAULT_THREADS,
         "openblas": blas,
     }
 
