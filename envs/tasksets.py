@@ -100,6 +100,18 @@ def has_flat_form(space: gym.spaces.Space) -> bool:
     return False
 
 
+def flat_observation_space(taskset: TaskSet, env_id: str, space: gym.spaces.Space) -> gym.spaces.Box:
+    """The Box that ``gymnasium.spaces.flatten`` maps ``space``'s observations into, or one
+    clear error when the space has no flat vector form (:func:`has_flat_form`)."""
+    flat = gym.spaces.flatten_space(space) if has_flat_form(space) else None
+    if not isinstance(flat, gym.spaces.Box):
+        raise TaskSetError(
+            f"task set {taskset.name!r}: {env_id!r} observes {_one_line(str(space))}, which has no "
+            "flat vector form; mtrl takes Box, Discrete, MultiBinary, MultiDiscrete and Dict/Tuple of them"
+        )
+    return flat
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -127,11 +139,7 @@ def check_spaces(taskset: TaskSet) -> None:
         env = _make_env(taskset, env_id)
         space, observations = env.action_space, env.observation_space
         env.close()
-        if not has_flat_form(observations):
-            raise TaskSetError(
-                f"task set {taskset.name!r}: {env_id!r} observes {_one_line(str(observations))}, which has no "
-                "flat vector form; mtrl takes Box, Discrete, MultiBinary, MultiDiscrete and Dict/Tuple of them"
-            )
+        flat_observation_space(taskset, env_id, observations)
         if not isinstance(space, gym.spaces.Box):
             raise TaskSetError(
                 f"task set {taskset.name!r}: {env_id!r} acts in {_one_line(str(space))}, a "

@@ -32,7 +32,7 @@ import numpy as np
 
 from envs.metaworld_fast import MetaWorldVectorEnv
 from envs.strategies import VECTOR_STRATEGIES, VectorStrategy
-from envs.tasksets import TaskSet, TaskSetError, get_taskset, has_flat_form
+from envs.tasksets import TaskSet, flat_observation_space, get_taskset
 
 NUM_GOALS = 50
 # What make_vector_env builds: each has gymnasium's ``call``, which the RNG checkpoints go through.
@@ -205,11 +205,8 @@ def _make_gymnasium(taskset: TaskSet, vec_cls, seed: int, max_episode_steps: int
     spaces = []
     for env_id in taskset.tasks:
         env = gym.make(env_id, disable_env_checker=True)
-        flat = gym.spaces.flatten_space(env.observation_space)
+        spaces.append(flat_observation_space(taskset, env_id, env.observation_space))
         env.close()
-        if not has_flat_form(env.observation_space) or not isinstance(flat, gym.spaces.Box):
-            raise TaskSetError(f"{env_id} observes {env.observation_space}, which has no flat vector form")
-        spaces.append(flat)
     obs_size = max(s.shape[0] for s in spaces)
     low = np.zeros((num_tasks, obs_size + num_tasks))
     high = np.zeros((num_tasks, obs_size + num_tasks))
